@@ -1,0 +1,191 @@
+"""One chat turn, independent of the wire: plan, fresh cache, race, cost, store.
+
+The API modules (OpenAI, SSE, WebSocket) turn these events into their own
+formats; the decisions are made here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.cache.keys import cache_key
+from gateway.cache.store import CachedAnswer, ResponseCache
+from gateway.config import IntentConfig, Settings
+from gateway.cost import cost_usd, estimate_tokens, prompt_text
+from gateway.providers.base import Provider, TierRequest
+from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
+from gateway.routing.intents import IntentClassifier
+from gateway.routing.plan import RoutePlan, TierHealth, plan_route
+
+log = logging.getLogger("scout.chat")
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    id: str
+    intent: str
+    tier: str
+    skipped: tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class TurnOutcome:
+    id: str
+    intent: str
+    served_by: list[str]
+    models: list[str]
+    text: str
+    ttft_ms: float | None
+    total_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    cached: str | None           # "fresh", "stale" or None
+    finish_reason: str
+    complete: bool
+    resumed: int = 0
+    hedged: bool = False
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def done_event(self) -> dict[str, Any]:
+        """The `done` event's body, the same on SSE and WebSocket."""
+        return {
+            "id": self.id,
+            "intent": self.intent,
+            "served_by": self.served_by,
+            "models": self.models,
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "total_ms": round(self.total_ms, 1),
+            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "cost_usd": round(self.cost_usd, 8),
+            "cached": self.cached or False,
+            "finish_reason": self.finish_reason,
+        }
+
+
+TurnEvent = Started | TextOut | SwitchOut | TurnOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    id: str
+    plan: RoutePlan
+    request: TierRequest
+    cacheable: bool
+
+
+class HealthSource(HealthObserver, Protocol):
+    def state(self, tier: str) -> TierHealth: ...
+
+
+class ChatService:
+    def __init__(self, settings: Settings, providers: Mapping[str, Provider],
+                 health: HealthSource, cache: ResponseCache) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.health = health
+        self.cache = cache
+        self.classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
+        self._enabled = settings.enabled_tiers()
+        tool_tiers = []
+        if settings.onprem.supports_tools:
+            tool_tiers.append("onprem")
+        if settings.openai.supports_tools:
+            tool_tiers.append("openai")
+        self._tool_tiers = frozenset(tool_tiers)
+
+    def tier_health(self, tier: str) -> TierHealth:
+        return self.health.state(tier)
+
+    def prepare(self, messages: list[dict[str, Any]], *, pin: str | None = None,
+                params: dict[str, Any] | None = None, tools: list[Any] | None = None,
+                tool_choice: Any = None, turn_id: str | None = None) -> Turn:
+        """Classify and plan; raises PrivacyViolation before anything is sent."""
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+        intent = self.classifier.classify(prompt_text([last_user]) if last_user else "")
+        plan = plan_route(intent, enabled=self._enabled, health=self.tier_health, pin=pin,
+                          tool_tiers=self._tool_tiers if tools else None)
+        system_prompt = self.settings.server.system_prompt
+        if system_prompt and not any(m.get("role") == "system" for m in messages):
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+        cacheable = intent.cacheable and not intent.private and not tools
+        key = cache_key(intent.name, messages, "") if cacheable else None
+        request = TierRequest(messages=messages, intent=intent, params=params or {},
+                              tools=tools, tool_choice=tool_choice, cache_key=key)
+        return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable)
+
+    async def run(self, turn: Turn) -> AsyncGenerator[TurnEvent, None]:
+        started = time.perf_counter()
+        plan, request = turn.plan, turn.request
+        if turn.cacheable and request.cache_key and plan.ladder[0] != "static":
+            hit = await self.cache.get(request.cache_key)
+            if hit is not None and hit.is_fresh(time.time()):
+                yield Started(turn.id, plan.intent.name, "cache", plan.skipped)
+                yield TextOut(hit.text, "cache", "scout-cache")
+                elapsed = (time.perf_counter() - started) * 1000
+                yield TurnOutcome(turn.id, plan.intent.name, ["cache"], ["scout-cache"], hit.text,
+                                  elapsed, elapsed, 0, 0, 0.0, "fresh", "stop", True)
+                return
+        yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
+        result: RaceResult | None = None
+        first_text: float | None = None
+        async with aclosing(run_race(plan, request, self.providers, self.health)) as race:
+            async for ev in race:
+                if isinstance(ev, RaceResult):
+                    result = ev
+                    continue
+                if first_text is None and isinstance(ev, TextOut):
+                    first_text = time.perf_counter()
+                yield ev
+        assert result is not None
+        ttft_ms = (first_text - started) * 1000 if first_text is not None else None
+        outcome = self._outcome(turn, result, ttft_ms, (time.perf_counter() - started) * 1000)
+        if self._should_store(turn, result):
+            await self._store(turn, result, outcome)
+        log.info("event=turn id=%s intent=%s served_by=%s ttft_ms=%s tokens=%d cost_usd=%.6f",
+                 turn.id, outcome.intent, "+".join(outcome.served_by) or "-",
+                 outcome.ttft_ms and round(outcome.ttft_ms, 1),
+                 outcome.completion_tokens, outcome.cost_usd)
+        yield outcome
+
+    def _outcome(self, turn: Turn, r: RaceResult, ttft_ms: float | None,
+                 total_ms: float) -> TurnOutcome:
+        prompt_estimate = estimate_tokens(prompt_text(turn.request.messages))
+        prompt = completion = 0
+        cost = 0.0
+        for tier, p, c, part in r.parts:
+            p = p if p is not None else (prompt_estimate if tier in ("onprem", "openai") else 0)
+            c = c if c is not None else estimate_tokens(part)
+            prompt += p
+            completion += c
+            cost += cost_usd(self.settings.prices, self.settings.tier_model(tier), p, c)
+        return TurnOutcome(
+            id=turn.id, intent=turn.plan.intent.name, served_by=r.served_by, models=r.models,
+            text=r.text, ttft_ms=ttft_ms, total_ms=total_ms, prompt_tokens=prompt,
+            completion_tokens=completion, cost_usd=cost, cached=r.cached,
+            finish_reason=r.finish_reason or ("stop" if r.complete else "error"),
+            complete=r.complete, resumed=r.stats.resumes, hedged=bool(r.stats.hedges),
+            error=r.error)
+
+    def _should_store(self, turn: Turn, r: RaceResult) -> bool:
+        """Only whole answers from one generative tier, of cacheable, non-private intents."""
+        return (turn.cacheable and r.complete and not r.stats.resumes and not r.tool_calls
+                and len(r.served_by) == 1 and r.served_by[0] in ("onprem", "openai")
+                and (r.finish_reason or "stop") == "stop" and bool(r.text))
+
+    async def _store(self, turn: Turn, r: RaceResult, outcome: TurnOutcome) -> None:
+        assert turn.request.cache_key is not None
+        now = time.time()
+        intent: IntentConfig = turn.plan.intent
+        answer = CachedAnswer(r.text, r.models[0], now, now + intent.cache_ttl_s,
+                              outcome.prompt_tokens, outcome.completion_tokens)
+        await self.cache.put(turn.request.cache_key, answer,
+                             intent.cache_ttl_s + self.settings.cache.stale_ttl_s)
+

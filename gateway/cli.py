@@ -1,0 +1,140 @@
+"""`scout-gateway serve | demo | check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import Settings, load_settings, settings_from_dict
+from gateway.errors import ConfigError
+from gateway.logs import setup_logging
+
+EXAMPLE_CONFIG = Path(__file__).parent / "data" / "scout.yaml"
+
+
+async def run_server(app: web.Application, host: str, port: int) -> None:
+    """Serve until cancelled; client disconnects cancel their handlers (and upstreams)."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=True).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _load(path: str) -> Settings:
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"scout-gateway: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for warning in settings.warnings:
+        print(f"scout-gateway: warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = _load(args.config)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    print(f"scout-gateway serving on http://{host}:{port}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_server(create_app(settings), host, port))
+
+
+def demo_settings(onprem_urls: list[str], openai_url: str | None,
+                  env: dict[str, str]) -> Settings:
+    """The example dealership config, pointed at local simulators."""
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["onprem"]["url"] = onprem_urls
+    if openai_url is not None:
+        data["openai"]["base_url"] = openai_url
+    return settings_from_dict(data, env)
+
+
+async def _demo(port: int, host: str) -> None:
+    from onprem.simulator import Knobs, ReplicaSimulator
+
+    demo_key = secrets.token_urlsafe(16)
+    sims = [await ReplicaSimulator(Knobs(api_key=demo_key, ttft_s=0.3, token_interval_s=0.04,
+                                         tokens=45)).start() for _ in range(2)]
+    real_openai = bool(os.environ.get("OPENAI_API_KEY"))
+    openai_sim = None
+    env = {"ONPREM_API_KEY": demo_key, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "")}
+    if not real_openai:
+        openai_sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=demo_key,
+                                                  ttft_s=0.5, token_interval_s=0.03,
+                                                  tokens=45)).start()
+        env["OPENAI_API_KEY"] = demo_key
+    settings = demo_settings([s.url for s in sims],
+                             f"{openai_sim.url}/v1" if openai_sim else None, env)
+    base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    print(f"""Scout demo
+  gateway      {base}
+    OpenAI API   {base}/v1/chat/completions   (model "scout")
+    SSE chat     {base}/api/chat
+    health       {base}/health
+  on-prem      2 SIMULATED replicas: {', '.join(s.url for s in sims)}
+  OpenAI       {'SIMULATED: ' + openai_sim.url if openai_sim else 'REAL (OPENAI_API_KEY is set)'}
+  cache        in-process (no Redis configured)
+
+Try:
+  curl -N {base}/api/chat -H 'Content-Type: application/json' \\
+       -d '{{"message": "Which hybrid SUV would you recommend for a family of five?"}}'
+Press Ctrl-C to stop.""", flush=True)
+    try:
+        await run_server(create_app(settings), host, port)
+    finally:
+        for sim in [*sims, openai_sim]:
+            if sim is not None:
+                await sim.stop()
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_demo(args.port, args.host))
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from gateway.doctor import run_checks
+
+    settings = _load(args.config)
+    print(f"configuration {args.config}: valid ({len(settings.intents)} intents)")
+    ok = asyncio.run(run_checks(settings, print))
+    raise SystemExit(0 if ok else 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="scout-gateway", description=__doc__)
+    ap.add_argument("--log-level", default=os.environ.get("SCOUT_LOG_LEVEL", "INFO"))
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the gateway (production)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
+    d = sub.add_parser("demo", help="gateway + simulated replicas, nothing else needed")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+    d.set_defaults(func=cmd_demo)
+    c = sub.add_parser("check", help="validate the config and try each provider once")
+    c.add_argument("--config", default="config/scout.yaml")
+    c.set_defaults(func=cmd_check)
+    args = ap.parse_args(argv)
+    setup_logging(args.log_level)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

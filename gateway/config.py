@@ -1,0 +1,366 @@
+"""Settings: one YAML file plus secrets from the environment or files.
+
+`load_settings` validates everything and raises `ConfigError` listing every
+problem at once, so an operator fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+
+TIERS = ("onprem", "openai", "cache", "static")
+GENERATIVE_TIERS = ("onprem", "openai")
+
+
+class Secret:
+    """A secret value that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """The three deadlines that guard one tier's stream, in seconds."""
+
+    headers_s: float = 2.0
+    first_token_s: float = 5.0
+    gap_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per one million tokens."""
+
+    input: float
+    output: float
+
+
+@dataclass(frozen=True)
+class IntentConfig:
+    name: str
+    ladder: tuple[str, ...]
+    deadlines: Deadlines
+    static_reply: str
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
+    cacheable: bool = False
+    cache_ttl_s: float = 3600.0
+    private: bool = False
+
+
+@dataclass(frozen=True)
+class OnpremConfig:
+    enabled: bool = True
+    # The GPU box's nginx (one URL); several URLs are balanced client-side
+    # (least in flight), which the demo uses when no nginx runs.
+    urls: tuple[str, ...] = ("http://127.0.0.1:8000",)
+    model: str = "llama-3.1-70b-instruct"
+    api_key: Secret | None = None
+    supports_tools: bool = False
+    max_connections: int = 200
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    enabled: bool = True
+    model: str = "gpt-4o-mini"
+    api_key: Secret | None = None
+    base_url: str | None = None
+    supports_tools: bool = True
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    max_entries: int = 10_000
+    # How long an answer is kept past its fresh TTL for the ladder's stale tier.
+    stale_ttl_s: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 256 * 1024
+    max_message_bytes: int = 32 * 1024
+    max_messages: int = 200
+    system_prompt: str = ""
+    # How long a tier that failed on live traffic is skipped before traffic tries it again.
+    passive_health_ttl_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerConfig
+    onprem: OnpremConfig
+    openai: OpenAIConfig
+    cache: CacheConfig
+    intents: dict[str, IntentConfig]
+    prices: dict[str, Price]
+    default_intent: str = "default"
+    warnings: tuple[str, ...] = field(default=())
+
+    def enabled_tiers(self) -> tuple[str, ...]:
+        on = {"onprem": self.onprem.enabled, "openai": self.openai.enabled}
+        return tuple(t for t in TIERS if on.get(t, True))
+
+    def tier_model(self, tier: str) -> str:
+        """The model name a tier reports as having produced its text."""
+        if tier == "onprem":
+            return self.onprem.model
+        if tier == "openai":
+            return self.openai.model
+        return f"scout-{tier}"
+
+
+class _Problems:
+    """Collects every problem so they are reported together."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, msg: str) -> None:
+        self.items.append(msg)
+
+
+def _section(data: Mapping[str, Any], key: str, p: _Problems) -> Mapping[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, Mapping):
+        p.add(f"{key}: must be a mapping, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _num(sec: Mapping[str, Any], key: str, default: float, where: str, p: _Problems,
+         *, minimum: float = 0.0, integer: bool = False) -> Any:
+    value = sec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        p.add(f"{where}.{key}: must be a number, got {value!r}")
+        return default
+    if value <= minimum:
+        p.add(f"{where}.{key}: must be greater than {minimum:g}, got {value!r}")
+        return default
+    return int(value) if integer else float(value)
+
+
+def _secret(sec: Mapping[str, Any], where: str, env: Mapping[str, str], required: bool,
+            p: _Problems) -> Secret | None:
+    """Resolve `api_key_env` / `api_key_file`; a key written inline is refused."""
+    if "api_key" in sec:
+        p.add(f"{where}.api_key: secrets never go in the file; use api_key_env or api_key_file")
+    env_name = sec.get("api_key_env")
+    file_name = sec.get("api_key_file")
+    if env_name:
+        value = env.get(str(env_name), "").strip()
+        if value:
+            return Secret(value)
+    if file_name:
+        try:
+            value = Path(str(file_name)).read_text().strip()
+        except OSError as exc:
+            p.add(f"{where}.api_key_file: cannot read {file_name}: {exc.strerror}")
+            return None
+        if value:
+            return Secret(value)
+    if required and (env_name or file_name):
+        source = f"environment variable {env_name}" if env_name else f"file {file_name}"
+        p.add(f"{where}: enabled but its API key is missing: set {source}")
+    return None
+
+
+def _deadlines(raw: Any, where: str, base: Deadlines, p: _Problems) -> Deadlines:
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        p.add(f"{where}: must be a mapping of headers_s, first_token_s, gap_s")
+        return base
+    d = Deadlines(
+        headers_s=_num(raw, "headers_s", base.headers_s, where, p),
+        first_token_s=_num(raw, "first_token_s", base.first_token_s, where, p),
+        gap_s=_num(raw, "gap_s", base.gap_s, where, p),
+    )
+    if d.headers_s > d.first_token_s:
+        p.add(f"{where}: headers_s ({d.headers_s:g}) cannot be longer than first_token_s "
+              f"({d.first_token_s:g}): no token can arrive before the headers")
+    for key in ("headers_s", "first_token_s", "gap_s"):
+        if getattr(d, key) > 600:
+            p.add(f"{where}.{key}: {getattr(d, key):g} s is longer than any client waits (max 600)")
+    return d
+
+
+def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentConfig | None:
+    where = f"intents.{name}"
+    if not isinstance(raw, Mapping):
+        p.add(f"{where}: must be a mapping")
+        return None
+    ladder_raw = raw.get("ladder")
+    if not isinstance(ladder_raw, list) or not ladder_raw:
+        p.add(f"{where}.ladder: must be a non-empty list of tiers ({', '.join(TIERS)})")
+        ladder_raw = ["static"]
+    ladder = tuple(str(t) for t in ladder_raw)
+    for tier in ladder:
+        if tier not in TIERS:
+            p.add(f"{where}.ladder: unknown tier {tier!r} (known: {', '.join(TIERS)})")
+    if len(set(ladder)) != len(ladder):
+        p.add(f"{where}.ladder: names a tier twice")
+    private = bool(raw.get("private", False))
+    if private and "openai" in ladder:
+        p.add(f"{where}: is private, so its ladder must not contain openai")
+    cacheable = bool(raw.get("cacheable", False))
+    if private and cacheable:
+        p.add(f"{where}: is private, so it cannot be cacheable")
+    static_reply = raw.get("static_reply")
+    if not isinstance(static_reply, str) or not static_reply.strip():
+        p.add(f"{where}.static_reply: every intent needs a static reply (the last resort)")
+        static_reply = ""
+    match = raw.get("match") or {}
+    keywords = tuple(str(k).lower() for k in (match.get("keywords") or []))
+    patterns: list[re.Pattern[str]] = []
+    for pat in match.get("patterns") or []:
+        try:
+            patterns.append(re.compile(str(pat), re.IGNORECASE))
+        except re.error as exc:
+            p.add(f"{where}.match.patterns: {pat!r} is not a valid regex: {exc}")
+    return IntentConfig(
+        name=name,
+        ladder=ladder,
+        deadlines=_deadlines(raw.get("deadlines"), f"{where}.deadlines", defaults, p),
+        static_reply=static_reply,
+        keywords=keywords,
+        patterns=tuple(patterns),
+        cacheable=cacheable,
+        cache_ttl_s=_num(raw, "cache_ttl_s", 3600.0, where, p),
+        private=private,
+    )
+
+
+def _urls(raw: Any, p: _Problems) -> tuple[str, ...]:
+    urls = [raw] if isinstance(raw, str) else list(raw or [])
+    out = []
+    for u in urls:
+        u = str(u).rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", u):
+            p.add(f"onprem.url: {u!r} is not an http(s) URL")
+        out.append(u)
+    if not out:
+        p.add("onprem.url: the GPU box's URL is required when onprem is enabled")
+    return tuple(out)
+
+
+def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate Settings; raises ConfigError with every problem found."""
+    env = os.environ if env is None else env
+    p = _Problems()
+    if not isinstance(data, Mapping):
+        raise ConfigError(["the configuration must be a YAML mapping"])
+    warnings: list[str] = []
+
+    s = _section(data, "server", p)
+    server = ServerConfig(
+        host=str(s.get("host", "0.0.0.0")),
+        port=int(_num(s, "port", 8080, "server", p, minimum=-1, integer=True)),
+        max_body_bytes=_num(s, "max_body_bytes", 256 * 1024, "server", p, integer=True),
+        max_message_bytes=_num(s, "max_message_bytes", 32 * 1024, "server", p, integer=True),
+        max_messages=_num(s, "max_messages", 200, "server", p, integer=True),
+        system_prompt=str(s.get("system_prompt") or ""),
+        passive_health_ttl_s=_num(s, "passive_health_ttl_s", 10.0, "server", p),
+    )
+
+    o = _section(data, "onprem", p)
+    onprem_enabled = bool(o.get("enabled", True))
+    onprem = OnpremConfig(
+        enabled=onprem_enabled,
+        urls=_urls(o.get("url"), p) if onprem_enabled else (),
+        model=str(o.get("model", "llama-3.1-70b-instruct")),
+        api_key=_secret(o, "onprem", env, onprem_enabled, p),
+        supports_tools=bool(o.get("supports_tools", False)),
+        max_connections=_num(o, "max_connections", 200, "onprem", p, integer=True),
+    )
+
+    a = _section(data, "openai", p)
+    openai_enabled = bool(a.get("enabled", True))
+    openai = OpenAIConfig(
+        enabled=openai_enabled,
+        model=str(a.get("model", "gpt-4o-mini")),
+        api_key=_secret(a, "openai", env, openai_enabled, p),
+        base_url=(str(env.get("OPENAI_BASE_URL") or a.get("base_url") or "") or None),
+        supports_tools=bool(a.get("supports_tools", True)),
+        timeout_s=_num(a, "timeout_s", 60.0, "openai", p),
+    )
+    if openai_enabled and not (a.get("api_key_env") or a.get("api_key_file")):
+        p.add("openai: enabled but names no api_key_env or api_key_file")
+
+    c = _section(data, "cache", p)
+    cache = CacheConfig(
+        max_entries=_num(c, "max_entries", 10_000, "cache", p, integer=True),
+        stale_ttl_s=_num(c, "stale_ttl_s", 86_400.0, "cache", p, minimum=-1),
+    )
+
+    prices: dict[str, Price] = {}
+    for model, raw in _section(data, "prices", p).items():
+        if not isinstance(raw, Mapping):
+            p.add(f"prices.{model}: must be a mapping of input and output USD per 1M tokens")
+            continue
+        prices[str(model)] = Price(
+            input=_num(raw, "input", 0.0, f"prices.{model}", p, minimum=-1e-12),
+            output=_num(raw, "output", 0.0, f"prices.{model}", p, minimum=-1e-12),
+        )
+    for enabled, model, where in ((onprem_enabled, onprem.model, "onprem"),
+                                  (openai_enabled, openai.model, "openai")):
+        if enabled and model not in prices:
+            p.add(f"{where}.model: {model!r} has no entry under prices (on-prem may be 0)")
+
+    defaults = _deadlines(data.get("deadlines"), "deadlines", Deadlines(), p)
+    intents: dict[str, IntentConfig] = {}
+    for name, raw in _section(data, "intents", p).items():
+        intent = _intent(str(name), raw, defaults, p)
+        if intent:
+            intents[intent.name] = intent
+    default_intent = str(data.get("default_intent", "default"))
+    if default_intent not in intents:
+        p.add(f"default_intent: {default_intent!r} is not among the intents")
+    for intent in intents.values():
+        for tier, enabled in (("onprem", onprem_enabled), ("openai", openai_enabled)):
+            if tier in intent.ladder and not enabled:
+                warnings.append(f"intent {intent.name}: tier {tier} is disabled and is skipped")
+
+    if p.items:
+        raise ConfigError(p.items)
+    return Settings(server=server, onprem=onprem, openai=openai, cache=cache, intents=intents,
+                    prices=prices, default_intent=default_intent, warnings=tuple(warnings))
+
+
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a YAML configuration file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path} is not valid YAML: {exc}"]) from None
+    return settings_from_dict(data, env)

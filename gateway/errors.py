@@ -1,0 +1,78 @@
+"""The gateway's exception tree, split by what the caller does next.
+
+    GatewayError
+    ├── ConfigError            refuse to start; lists every problem at once
+    ├── RequestRejected        answer the client with a 4xx naming the problem
+    │   ├── PayloadTooLarge    413
+    │   └── PrivacyViolation   a private intent was about to leave the building
+    └── TierError              one tier could not answer: try the next one
+        ├── TierUnavailable    refused, timed out, 5xx, dropped: transient
+        ├── TierMisconfigured  401/403, unknown model: red until fixed by a human
+        └── TierRejectedInput  the upstream refused this input (400/413/422)
+
+HTTP and WebSocket handlers turn these into responses in one place
+(`gateway.api.errors`).
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration cannot run; `problems` lists every reason at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class RequestRejected(GatewayError):
+    """The client sent something we will not serve; answered with a 4xx."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class PayloadTooLarge(RequestRejected):
+    status = 413
+    code = "payload_too_large"
+
+
+class PrivacyViolation(RequestRejected):
+    status = 403
+    code = "private_intent"
+
+
+class TierError(GatewayError):
+    """A tier failed to answer; the race hands over to the next tier."""
+
+    kind = "unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TierUnavailable(TierError):
+    kind = "unavailable"
+
+
+class TierMisconfigured(TierError):
+    kind = "misconfigured"
+
+
+class TierRejectedInput(TierError):
+    kind = "rejected"

@@ -1,0 +1,76 @@
+"""One interface for every tier: stream text deltas, raise classified errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.config import IntentConfig
+
+RESUME_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it from exactly where it stopped, "
+    "without repeating anything you already wrote."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TierRequest:
+    messages: list[dict[str, Any]]
+    intent: IntentConfig
+    params: dict[str, Any] = field(default_factory=dict)  # sampling params passed upstream
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    prefix: str = ""          # partial answer to continue (mid-stream resume)
+    cache_key: str | None = None
+
+    def upstream_messages(self) -> list[dict[str, Any]]:
+        """The conversation as sent upstream; a resume asks to continue the partial answer."""
+        if not self.prefix:
+            return self.messages
+        return [*self.messages,
+                {"role": "assistant", "content": self.prefix},
+                {"role": "user", "content": RESUME_INSTRUCTION}]
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """The upstream answered with a success status; tokens may follow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+    model: str
+    tool_calls: list[Any] | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a non-generated answer came from (the cache tier says fresh or stale)."""
+
+    cached: str
+    origin_model: str
+
+
+StreamEvent = Headers | Delta | Usage | Provenance
+
+HEADERS = Headers()
+
+
+class Provider(Protocol):
+    tier: str
+    model: str
+
+    def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
+        """Yield Headers, then Deltas (and Usage); raise a TierError on failure."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,211 @@
+"""Runs the race for real: provider streams as tasks, deadlines on the event loop.
+
+The decisions are `Race`'s; this module only carries them out. Each attempt
+pumps its provider's events into one queue; a single timer, re-armed to the
+race's next deadline, turns time into `on_tick`. Whatever way the caller
+stops (finished, client gone, cancelled), every upstream task is cancelled
+and awaited, which closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from gateway.errors import TierError, TierUnavailable
+from gateway.providers.base import Delta, Headers, Provenance, Provider, TierRequest, Usage
+from gateway.routing.plan import RoutePlan, check_private
+from gateway.routing.race import (
+    CancelTier,
+    EmitSwitch,
+    EmitText,
+    Finish,
+    GiveUp,
+    Race,
+    RaceStats,
+    StartTier,
+)
+
+log = logging.getLogger("scout.race")
+
+GENERATIVE = frozenset({"onprem", "openai"})
+
+
+class HealthObserver(Protocol):
+    def observe_failure(self, tier: str, kind: str, reason: str) -> None: ...
+    def observe_success(self, tier: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TextOut:
+    text: str
+    tier: str
+    model: str
+    tool_calls: list[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchOut:
+    from_tier: str
+    to_tier: str
+    reason: str
+
+
+@dataclass(slots=True)
+class RaceResult:
+    complete: bool
+    served_by: list[str]
+    models: list[str]
+    text: str
+    ttft_s: float | None
+    finish_reason: str | None
+    parts: list[tuple[str, int | None, int | None, str]]  # (tier, prompt, completion, text) per served part
+    cached: str | None
+    stats: RaceStats
+    error: str = ""
+    tool_calls: bool = False
+    attempts: dict[str, int] = field(default_factory=dict)
+
+
+class _Finished:
+    """The provider's stream ended normally."""
+
+
+_FINISHED = _Finished()
+_TICK = object()
+
+
+async def _pump(aid: int, provider: Provider, request: TierRequest,
+                queue: asyncio.Queue[tuple[int, Any]]) -> None:
+    try:
+        async for ev in provider.stream(request):
+            queue.put_nowait((aid, ev))
+        queue.put_nowait((aid, _FINISHED))
+    except TierError as exc:
+        queue.put_nowait((aid, exc))
+    except Exception as exc:  # a bug in a provider must cost one tier, not the turn
+        log.exception("event=provider_bug tier=%s", provider.tier)
+        queue.put_nowait((aid, TierUnavailable(f"internal error ({exc.__class__.__name__})")))
+
+
+async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str, Provider],
+                   health: HealthObserver) -> AsyncGenerator[TextOut | SwitchOut | RaceResult, None]:
+    """Yield text and switches as they happen, then one RaceResult."""
+    loop = asyncio.get_running_loop()
+    race = Race(plan.ladder, plan.deadlines)
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    tasks: dict[int, asyncio.Task[None]] = {}
+    tier_of: dict[int, str] = {}
+    model_of: dict[int, str] = {}
+    usage_of: dict[int, Usage] = {}
+    finish_of: dict[int, str | None] = {}
+    provenance: Provenance | None = None
+    served: list[int] = []
+    text_of: dict[int, list[str]] = {}
+    saw_tool_calls = False
+    cancelled: list[asyncio.Task[None]] = []  # awaited before we return, so sockets are closed
+    timer: asyncio.TimerHandle | None = None
+    timer_at = math.inf
+
+    def result(complete: bool, error: str = "") -> RaceResult:
+        last = served[-1] if served else None
+        return RaceResult(
+            complete=complete,
+            served_by=[tier_of[a] for a in served],
+            models=[model_of.get(a, providers[tier_of[a]].model) for a in served],
+            text="".join(race.text),
+            ttft_s=(race.first_token_at - race.started_at)
+            if race.first_token_at is not None and race.started_at is not None else None,
+            finish_reason=finish_of.get(last) if last is not None else None,
+            parts=[(tier_of[a],
+                    usage_of[a].prompt_tokens if a in usage_of else None,
+                    usage_of[a].completion_tokens if a in usage_of else None,
+                    "".join(text_of[a])) for a in served],
+            cached=provenance.cached if provenance else None,
+            stats=race.stats,
+            error=error,
+            tool_calls=saw_tool_calls,
+            attempts={t: sum(1 for x in tier_of.values() if x == t) for t in set(tier_of.values())},
+        )
+
+    try:
+        actions = deque(race.start(loop.time()))
+        while True:
+            while actions:
+                act = actions.popleft()
+                if isinstance(act, EmitText):
+                    if not served or served[-1] != act.attempt:
+                        served.append(act.attempt)
+                        text_of[act.attempt] = []
+                        if act.tier in GENERATIVE:
+                            health.observe_success(act.tier)
+                    text_of[act.attempt].append(act.text)
+                    delta: Delta = act.payload
+                    if delta.tool_calls:
+                        saw_tool_calls = True
+                    yield TextOut(act.text, act.tier, delta.model, delta.tool_calls)
+                elif isinstance(act, StartTier):
+                    check_private(plan.intent, (act.tier,))  # again at dispatch, whatever the plan said
+                    req = replace(request, prefix=act.prefix) if act.prefix else request
+                    tier_of[act.attempt] = act.tier
+                    tasks[act.attempt] = loop.create_task(
+                        _pump(act.attempt, providers[act.tier], req, queue))
+                elif isinstance(act, CancelTier):
+                    task = tasks.pop(act.attempt, None)
+                    if task is not None:
+                        task.cancel()
+                        cancelled.append(task)
+                elif isinstance(act, EmitSwitch):
+                    yield SwitchOut(act.from_tier, act.to_tier, act.reason)
+                elif isinstance(act, Finish):
+                    yield result(True)
+                    return
+                elif isinstance(act, GiveUp):
+                    yield result(False, act.reason)
+                    return
+            due = race.next_deadline()
+            if due is not None and due < timer_at:
+                if timer is not None:
+                    timer.cancel()
+                timer_at = due
+                timer = loop.call_at(due, queue.put_nowait, (0, _TICK))
+            aid, ev = await queue.get()
+            now = loop.time()
+            if ev is _TICK:
+                timer, timer_at = None, math.inf
+                actions.extend(race.on_tick(now))
+            elif isinstance(ev, Delta):
+                model_of[aid] = ev.model
+                if ev.finish_reason:
+                    finish_of[aid] = ev.finish_reason
+                if ev.text or ev.tool_calls:
+                    actions.extend(race.on_token(aid, ev.text, now, ev))
+            elif isinstance(ev, Headers):
+                race.on_headers(aid, now)
+            elif isinstance(ev, Usage):
+                usage_of[aid] = ev
+            elif isinstance(ev, Provenance):
+                provenance = ev
+            elif ev is _FINISHED:
+                tasks.pop(aid, None)
+                actions.extend(race.on_finish(aid, now))
+            elif isinstance(ev, TierError):
+                tasks.pop(aid, None)
+                tier = tier_of[aid]
+                if tier in GENERATIVE and race.attempts[aid].active:
+                    health.observe_failure(tier, ev.kind, ev.reason)
+                log.info("event=tier_failed tier=%s kind=%s reason=%r", tier, ev.kind, ev.reason)
+                actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for task in tasks.values():
+            task.cancel()
+        pending = [*tasks.values(), *cancelled]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,51 @@
+"""Intent classification: pure rules over the customer's last message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.config import IntentConfig
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    intent: IntentConfig
+    keywords: re.Pattern[str] | None
+
+
+class IntentClassifier:
+    """Scores each intent by keyword and pattern hits.
+
+    A private intent that matches at all wins, so a message that mentions both a
+    car and a loan is handled as financing and never leaves the building. Ties
+    go to the intent listed first; no hit at all goes to the default intent.
+    """
+
+    def __init__(self, intents: Iterable[IntentConfig], default: str) -> None:
+        self._rules: list[_Rule] = []
+        self._by_name: dict[str, IntentConfig] = {}
+        for intent in intents:
+            self._by_name[intent.name] = intent
+            kw = None
+            if intent.keywords:
+                alts = "|".join(re.escape(k) for k in sorted(intent.keywords, key=len, reverse=True))
+                kw = re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
+            self._rules.append(_Rule(intent, kw))
+        self.default = self._by_name[default]
+
+    def get(self, name: str) -> IntentConfig:
+        return self._by_name[name]
+
+    def classify(self, text: str) -> IntentConfig:
+        best: IntentConfig | None = None
+        best_score = 0
+        for rule in self._rules:
+            score = len(rule.keywords.findall(text)) if rule.keywords else 0
+            score += sum(1 for p in rule.intent.patterns if p.search(text))
+            if score and rule.intent.private:
+                return rule.intent
+            if score > best_score:
+                best, best_score = rule.intent, score
+        return best or self.default

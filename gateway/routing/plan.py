@@ -1,0 +1,73 @@
+"""Route planning: which tiers an answer may come from, in which order. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.config import Deadlines, IntentConfig
+from gateway.errors import PrivacyViolation
+
+# Health states that make the race skip a tier without waiting for a deadline.
+SKIP_STATES = frozenset({"down", "misconfigured"})
+
+
+@dataclass(frozen=True, slots=True)
+class TierHealth:
+    state: str  # up, busy, loading, down, misconfigured, unknown
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    intent: IntentConfig
+    ladder: tuple[str, ...]
+    deadlines: Deadlines
+    skipped: tuple[tuple[str, str], ...] = ()  # (tier, reason) left out before the race
+
+    @property
+    def private(self) -> bool:
+        return self.intent.private
+
+
+def plan_route(
+    intent: IntentConfig,
+    *,
+    enabled: tuple[str, ...],
+    health: Callable[[str], TierHealth],
+    pin: str | None = None,
+    tool_tiers: frozenset[str] | None = None,
+) -> RoutePlan:
+    """Build the ladder for one turn.
+
+    `pin` forces one tier (static stays behind it as the last resort) unless the
+    intent is private and the pinned tier is not in its ladder: pinning never
+    takes a private conversation off-site. `tool_tiers`, when the request carries
+    tools, keeps only the generative tiers that can call tools.
+    """
+    ladder = list(intent.ladder)
+    if pin is not None and (not intent.private or pin in intent.ladder):
+        ladder = [pin]
+    skipped: list[tuple[str, str]] = []
+    kept: list[str] = []
+    for tier in ladder:
+        if tier == "static":
+            continue
+        if tier not in enabled:
+            skipped.append((tier, "disabled in configuration"))
+        elif tool_tiers is not None and tier not in tool_tiers:
+            skipped.append((tier, "cannot serve requests with tools"))
+        elif (h := health(tier)).state in SKIP_STATES:
+            skipped.append((tier, f"{h.state}: {h.reason}" if h.reason else h.state))
+        else:
+            kept.append(tier)
+    kept.append("static")  # always available, always last
+    check_private(intent, kept)
+    return RoutePlan(intent, tuple(kept), intent.deadlines, tuple(skipped))
+
+
+def check_private(intent: IntentConfig, tiers: list[str] | tuple[str, ...]) -> None:
+    """Refuse to dispatch a private intent to OpenAI, whatever built the ladder."""
+    if intent.private and "openai" in tiers:
+        raise PrivacyViolation(
+            f"intent {intent.name} is private and may not be sent to OpenAI")

@@ -1,0 +1,247 @@
+"""The race between tiers, as a pure state machine.
+
+The driver (`gateway.routing.driver`) feeds it what happened — a tier sent
+headers, a token, finished, failed, or time passed — with the current time,
+and carries out the actions it returns. No I/O and no clock of its own, so
+every branch is tested with plain numbers.
+
+Rules (DESIGN.md, "One chat turn", steps 5-6):
+- A tier that fails before its first token hands over at once.
+- A tier with no response headers by `headers_s` has failed.
+- A tier with no token by `first_token_s` is hedged: the next tier starts
+  beside it; the first to produce a token wins and every other is cancelled.
+- A winner silent for `gap_s`, or dropping mid-stream, is resumed by the next
+  tier, asked to continue the partial answer (the cache tier cannot continue
+  an answer and is passed over then).
+- Each attempt hands over at most once, so a hedged tier that later fails
+  does not start a second replacement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import Deadlines
+
+
+@dataclass(slots=True)
+class Attempt:
+    id: int
+    tier: str
+    started_at: float
+    resume: bool
+    headers: bool = False
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    handed_over: bool = False
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StartTier:
+    attempt: int
+    tier: str
+    prefix: str  # the partial answer to continue ("" for a fresh start)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTier:
+    attempt: int
+    tier: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmitText:
+    attempt: int
+    tier: str
+    text: str
+    payload: Any = None  # what the driver attached to the token (its Delta)
+
+
+@dataclass(frozen=True, slots=True)
+class EmitSwitch:
+    from_tier: str
+    to_tier: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    served_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str
+
+
+Action = StartTier | CancelTier | EmitText | EmitSwitch | Finish | GiveUp
+
+
+@dataclass(slots=True)
+class RaceStats:
+    hedges: list[tuple[str, str]] = field(default_factory=list)   # (slow tier, started tier)
+    hedge_winner: str | None = None
+    resumes: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (tier, reason)
+
+
+class Race:
+    def __init__(self, ladder: tuple[str, ...] | list[str], deadlines: Deadlines) -> None:
+        if not ladder:
+            raise ValueError("a race needs at least one tier")
+        self._ladder = tuple(ladder)
+        self._next = 0
+        self._ids = 0
+        self.deadlines = deadlines
+        self.attempts: dict[int, Attempt] = {}
+        self.winner: Attempt | None = None
+        self.served_by: list[str] = []
+        self.text: list[str] = []
+        self.first_token_at: float | None = None
+        self.started_at: float | None = None
+        self.done = False
+        self.stats = RaceStats()
+
+    # -- inputs -------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        self.started_at = now
+        return self._launch(now, None, "")
+
+    def on_headers(self, attempt_id: int, now: float) -> list[Action]:
+        a = self._live(attempt_id)
+        if a is not None:
+            a.headers = True
+        return []
+
+    def on_token(self, attempt_id: int, text: str, now: float, payload: Any = None) -> list[Action]:
+        """A token arrived: `text`, or a non-text token (a tool call) carried in `payload`."""
+        a = self._live(attempt_id)
+        if a is None or (not text and payload is None):
+            return []
+        a.headers = True
+        a.last_token_at = now
+        if self.winner is a:
+            self.text.append(text)
+            return [EmitText(a.id, a.tier, text, payload)]
+        if self.winner is not None:  # cannot happen: losers are cancelled on the first token
+            return []
+        actions: list[Action] = []
+        self.winner = a
+        a.first_token_at = now
+        if self.first_token_at is None:
+            self.first_token_at = now
+        self.served_by.append(a.tier)
+        if self.stats.hedges and self.stats.hedge_winner is None:
+            self.stats.hedge_winner = a.tier
+        for other in self.attempts.values():
+            if other.active and other is not a:
+                other.active = False
+                actions.append(CancelTier(other.id, other.tier, f"{a.tier} answered first"))
+        self.text.append(text)
+        actions.append(EmitText(a.id, a.tier, text, payload))
+        return actions
+
+    def on_finish(self, attempt_id: int, now: float) -> list[Action]:
+        a = self._live(attempt_id)
+        if a is None:
+            return []
+        if self.winner is a:
+            a.active = False
+            self.done = True
+            return [Finish(tuple(self.served_by))]
+        return self.on_failure(attempt_id, "finished without producing any text", now)
+
+    def on_failure(self, attempt_id: int, reason: str, now: float) -> list[Action]:
+        a = self._live(attempt_id)
+        if a is None:
+            return []
+        a.active = False
+        self.stats.failures.append((a.tier, reason))
+        if self.winner is a:
+            self.winner = None
+            self.stats.resumes += 1
+            a.handed_over = True
+            return self._launch(now, a, f"dropped mid-answer: {reason}")
+        if not a.handed_over:
+            a.handed_over = True
+            return self._launch(now, a, reason)
+        return self._give_up_if_idle(now)
+
+    def on_tick(self, now: float) -> list[Action]:
+        """Time passed: fire every deadline that is due."""
+        d = self.deadlines
+        actions: list[Action] = []
+        for a in list(self.attempts.values()):
+            if not a.active:
+                continue
+            if not a.headers and now >= a.started_at + d.headers_s:
+                actions.append(CancelTier(a.id, a.tier, "headers deadline"))
+                actions += self.on_failure(a.id, f"no response headers within {d.headers_s:g} s", now)
+            elif (a.first_token_at is None and not a.handed_over
+                  and now >= a.started_at + d.first_token_s):
+                a.handed_over = True
+                before = len(self.attempts)
+                launched = self._launch(now, a, f"no first token within {d.first_token_s:g} s; hedging")
+                if len(self.attempts) > before:
+                    self.stats.hedges.append((a.tier, self.attempts[self._ids].tier))
+                actions += launched
+            elif (a is self.winner and a.last_token_at is not None
+                  and now >= a.last_token_at + d.gap_s):
+                actions.append(CancelTier(a.id, a.tier, "gap deadline"))
+                actions += self.on_failure(a.id, f"stalled: no token for {d.gap_s:g} s", now)
+        return actions
+
+    # -- queries ------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest moment `on_tick` could do something, or None."""
+        d = self.deadlines
+        due: list[float] = []
+        for a in self.attempts.values():
+            if not a.active:
+                continue
+            if not a.headers:
+                due.append(a.started_at + d.headers_s)
+            if a.first_token_at is None and not a.handed_over:
+                due.append(a.started_at + d.first_token_s)
+            if a is self.winner and a.last_token_at is not None:
+                due.append(a.last_token_at + d.gap_s)
+        return min(due) if due else None
+
+    def active(self) -> list[Attempt]:
+        return [a for a in self.attempts.values() if a.active]
+
+    # -- internals ----------------------------------------------------------
+
+    def _live(self, attempt_id: int) -> Attempt | None:
+        a = self.attempts.get(attempt_id)
+        return a if a is not None and a.active and not self.done else None
+
+    def _launch(self, now: float, source: Attempt | None, reason: str) -> list[Action]:
+        resume = bool(self.text)
+        while self._next < len(self._ladder):
+            tier = self._ladder[self._next]
+            self._next += 1
+            if resume and tier == "cache":
+                continue
+            self._ids += 1
+            a = Attempt(self._ids, tier, now, resume)
+            self.attempts[a.id] = a
+            actions: list[Action] = []
+            if source is not None:
+                actions.append(EmitSwitch(source.tier, tier, reason))
+            actions.append(StartTier(a.id, tier, "".join(self.text) if resume else ""))
+            return actions
+        return self._give_up_if_idle(now)
+
+    def _give_up_if_idle(self, now: float) -> list[Action]:
+        if self.done or any(a.active for a in self.attempts.values()):
+            return []
+        if self._next < len(self._ladder):  # defensive: every hand-over already launches
+            return self._launch(now, None, "")
+        self.done = True
+        return [GiveUp("every tier failed")]

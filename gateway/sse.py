@@ -1,0 +1,91 @@
+"""Server-sent events: an incremental decoder that does no I/O, and encoders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str
+    data: str
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get complete events back.
+
+    Follows the WHATWG rules that matter for LLM streams: events end at a blank
+    line, `data:` lines are joined with newlines, comments (`:`) are ignored,
+    and CRLF, CR or LF all end a line.
+    """
+
+    __slots__ = ("_buf", "_data", "_event", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._skip_lf and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._skip_lf = False
+        buf = self._buf + chunk
+        out: list[SSEEvent] = []
+        start = 0
+        n = len(buf)
+        while start < n:
+            lf = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start, lf if lf >= 0 else n)
+            if cr >= 0:
+                end, nxt = cr, cr + 1
+                if nxt < n and buf[nxt] == 0x0A:
+                    nxt += 1
+                elif nxt == n:
+                    self._skip_lf = True
+            elif lf >= 0:
+                end, nxt = lf, lf + 1
+            else:
+                break
+            event = self._line(buf[start:end].decode("utf-8", "replace"))
+            if event is not None:
+                out.append(event)
+            start = nxt
+        self._buf = buf[start:]
+        return out
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            ev = SSEEvent(self._event or "message", "\n".join(self._data))
+            self._data, self._event = [], ""
+            return ev
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+
+def encode_data(payload: Any) -> bytes:
+    """An unnamed SSE event (the OpenAI stream format)."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def encode_event(event: str, payload: Any) -> bytes:
+    """A named SSE event (Scout's /api/chat format)."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+DONE_LINE = b"data: [DONE]\n\n"

@@ -1,0 +1,349 @@
+"""A replica simulator that speaks vLLM's OpenAI API, with knobs for speed and faults.
+
+Endpoints: POST /v1/chat/completions (stream and not), GET /v1/models,
+/health, /metrics (vLLM's metric names). Faults, set at start or live:
+
+    refuse               stop listening (connection refused)
+    http_500             answer 500
+    http_401             answer 401 (wrong API key)
+    loading              answer 503 "Loading model" (llama.cpp while loading)
+    hang_before_headers  accept the request, never answer
+    hang_after_headers   send 200 and SSE headers, then nothing
+    stall                send `fault_after` tokens, then go silent
+    drop                 send `fault_after` tokens, then cut the connection
+
+Tests drive it in-process (`ReplicaSimulator`); demos and benchmarks run it
+as `python -m onprem.simulator`, with a control port for live faults.
+`stats` counts requests, finished streams and client disconnects, so a test
+can see that a cancelled upstream really went away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+FAULTS = ("none", "refuse", "http_500", "http_401", "loading", "hang_before_headers",
+          "hang_after_headers", "stall", "drop")
+
+_WORDS = (
+    "Based on what you described, the 2024 Toyota RAV4 Hybrid is a strong fit: it seats five, "
+    "returns about 40 mpg combined, and has standard all-wheel drive. If you need a third row, "
+    "the Kia Telluride and Honda Pilot are both on our lot this week, and I can book a test "
+    "drive for either one whenever suits you."
+).split(" ")
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Knobs:
+    model: str = "llama-3.1-70b-instruct"
+    api_key: str | None = None
+    ttft_s: float = 0.05
+    token_interval_s: float = 0.005
+    tokens: int = 20
+    fault: str = "none"
+    fault_after: int = 3
+    waiting: int = 0   # reported as vllm:num_requests_waiting
+
+    def update(self, changes: dict[str, Any]) -> None:
+        names = {f.name: f.type for f in fields(self)}
+        for key, value in changes.items():
+            if key not in names:
+                raise ValueError(f"unknown knob {key!r}")
+            if key == "fault" and value not in FAULTS:
+                raise ValueError(f"unknown fault {value!r}; known: {', '.join(FAULTS)}")
+            setattr(self, key, value)
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    streams_started: int = 0
+    completed: int = 0
+    disconnects: int = 0    # the client went away before the answer was finished
+    running: int = 0
+    last_messages: list[Any] = field(default_factory=list)
+
+
+class ReplicaSimulator:
+    def __init__(self, knobs: Knobs | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.knobs = knobs or Knobs()
+        self.stats = Stats()
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._hangs: set[asyncio.Future[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def start(self) -> ReplicaSimulator:
+        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        if self.knobs.fault != "refuse":
+            await self._listen()
+        return self
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await self._site.start()
+        if self.port == 0:
+            server = self._site._server
+            assert server is not None
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def set_fault(self, fault: str, **knobs: Any) -> None:
+        """Change the fault (and any knob) live; `refuse` closes the listening socket."""
+        was_refusing = self.knobs.fault == "refuse"
+        self.knobs.update({"fault": fault, **knobs})
+        if fault == "refuse" and not was_refusing and self._site is not None:
+            await self._site.stop()
+            self._site = None
+            self._drop_connections()  # a dead process keeps no keep-alive sockets either
+        elif fault != "refuse" and self._site is None and self._runner is not None:
+            await self._listen()
+        if fault not in ("hang_before_headers", "hang_after_headers", "stall"):
+            for fut in self._hangs:  # let hung requests carry on normally
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _drop_connections(self) -> None:
+        server = self._runner.server if self._runner is not None else None
+        for proto in list(server.connections if server is not None else ()):
+            if proto.transport is not None:
+                proto.transport.close()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+
+    # -- handlers -------------------------------------------------------------
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        key = self.knobs.api_key
+        if self.knobs.fault == "http_401" or (
+                key and request.headers.get("Authorization") != f"Bearer {key}"):
+            return _error(401, "Invalid API key", "authentication_error")
+        return None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if self.knobs.fault == "loading":
+            return _error(503, "Loading model", "unavailable_error")
+        return web.Response(text="")  # vLLM: 200 even when overloaded
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        if self.knobs.fault == "loading":
+            return _error(503, "Loading model", "unavailable_error")
+        return web.json_response({"object": "list", "data": [
+            {"id": self.knobs.model, "object": "model", "created": 0, "owned_by": "vllm",
+             "max_model_len": 8192}]})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        m = self.knobs.model
+        text = (
+            "# HELP vllm:num_requests_running Number of requests currently running on GPU.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f'vllm:num_requests_running{{model_name="{m}"}} {float(self.stats.running)}\n'
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f'vllm:num_requests_waiting{{model_name="{m}"}} {float(self.knobs.waiting)}\n'
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _hang(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._hangs.add(fut)
+        try:
+            await fut
+        finally:
+            self._hangs.discard(fut)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.stats.requests += 1
+        k = self.knobs
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            return _error(400, "body is not JSON", "invalid_request_error")
+        if (err := self._auth_error(request)) is not None:
+            return err
+        if k.fault == "http_500":
+            return _error(500, "internal error", "internal_error")
+        if k.fault == "loading":
+            return _error(503, "Loading model", "unavailable_error")
+        if body.get("model") != k.model:
+            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        messages = body.get("messages") or []
+        self.stats.last_messages = messages
+        self.stats.running += 1
+        finished = False
+        try:
+            if k.fault == "hang_before_headers":
+                await self._hang()
+            words = _answer(messages, k.tokens)
+            if body.get("stream"):
+                resp = await self._stream(request, body, words)
+            else:
+                await asyncio.sleep(k.ttft_s + k.token_interval_s * max(0, len(words) - 1))
+                resp = web.json_response(_completion(k.model, words, messages))
+            finished = True
+            self.stats.completed += 1
+            return resp
+        finally:
+            self.stats.running -= 1
+            if not finished:
+                self.stats.disconnects += 1
+
+    async def _stream(self, request: web.Request, body: dict[str, Any],
+                      words: list[str]) -> web.StreamResponse:
+        k = self.knobs
+        cid = f"chatcmpl-sim{next(_ids)}"
+        created = int(time.time())
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        self.stats.streams_started += 1
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return b"data: " + orjson.dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created,
+                "model": k.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish}]}) + b"\n\n"
+
+        if k.fault == "hang_after_headers":
+            await self._hang()
+        await asyncio.sleep(k.ttft_s)
+        await resp.write(chunk({"role": "assistant", "content": ""}))
+        for i, word in enumerate(words):
+            if i and k.token_interval_s:
+                await asyncio.sleep(k.token_interval_s)
+            if i == k.fault_after and k.fault == "stall":
+                await self._hang()
+            if i == k.fault_after and k.fault == "drop":
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("simulated drop")
+            await resp.write(chunk({"content": word if i == 0 else " " + word}))
+        await resp.write(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + orjson.dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created,
+                "model": k.model, "choices": [], "usage": _usage(messages=body["messages"],
+                                                                  words=words)}) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def _answer(messages: list[Any], n: int) -> list[str]:
+    last = messages[-1].get("content", "") if messages and isinstance(messages[-1], dict) else ""
+    words = list(itertools.islice(itertools.cycle(_WORDS), n))
+    if isinstance(last, str) and last.startswith("Your previous answer was cut off"):
+        words = ["(continuing)", *words[: max(0, n - 1)]]
+    return words
+
+
+def _usage(messages: list[Any], words: list[str]) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict)) // 4
+    return {"prompt_tokens": prompt, "completion_tokens": len(words),
+            "total_tokens": prompt + len(words)}
+
+
+def _completion(model: str, words: list[str], messages: list[Any]) -> dict[str, Any]:
+    return {"id": f"chatcmpl-sim{next(_ids)}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": _usage(messages, words)}
+
+
+def _error(status: int, message: str, kind: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "code": status}},
+                             status=status)
+
+
+def control_app(sim: ReplicaSimulator) -> web.Application:
+    """A separate port to read stats and change faults, reachable even while refusing."""
+
+    async def get(request: web.Request) -> web.Response:
+        return web.json_response({"knobs": asdict(sim.knobs), "stats": {
+            k: v for k, v in asdict(sim.stats).items() if k != "last_messages"}})
+
+    async def post(request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            await sim.set_fault(changes.pop("fault", sim.knobs.fault), **changes)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return await get(request)
+
+    app = web.Application()
+    app.router.add_get("/", get)
+    app.router.add_post("/", post)
+    return app
+
+
+async def serve(args: argparse.Namespace) -> None:
+    knobs = Knobs(model=args.model, api_key=args.api_key, ttft_s=args.ttft,
+                  token_interval_s=args.interval, tokens=args.tokens, fault=args.fault,
+                  fault_after=args.fault_after)
+    sim = await ReplicaSimulator(knobs, args.host, args.port).start()
+    runner = None
+    if args.control_port is not None:
+        runner = web.AppRunner(control_app(sim), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, args.host, args.control_port).start()
+    print(f"replica simulator {knobs.model} on {sim.url} fault={knobs.fault}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8001)
+    ap.add_argument("--control-port", type=int)
+    ap.add_argument("--model", default="llama-3.1-70b-instruct")
+    ap.add_argument("--api-key")
+    ap.add_argument("--ttft", type=float, default=0.05, help="seconds to first token")
+    ap.add_argument("--interval", type=float, default=0.005, help="seconds between tokens")
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--fault", default="none", choices=FAULTS)
+    ap.add_argument("--fault-after", type=int, default=3)
+    args = ap.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

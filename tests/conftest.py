@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.config import Settings, settings_from_dict
+from onprem.simulator import Knobs, ReplicaSimulator
+
+ROOT = Path(__file__).resolve().parents[1]
+ONPREM_KEY = "onprem-test-key-5b0f"
+OPENAI_KEY = "openai-test-key-93c1"
+FAST = {"headers_s": 0.5, "first_token_s": 0.6, "gap_s": 0.4}
+
+
+def example_config() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
+    return data
+
+
+def make_settings(onprem_urls: list[str], openai_url: str | None, *,
+                  deadlines: dict[str, float] | None = None,
+                  mutate: Any = None) -> Settings:
+    """The shipped example config pointed at local servers, with short deadlines."""
+    data = example_config()
+    data["onprem"]["url"] = onprem_urls
+    data["openai"]["base_url"] = openai_url
+    data["deadlines"] = deadlines or FAST
+    for intent in data["intents"].values():
+        intent["deadlines"] = deadlines or FAST
+    if mutate is not None:
+        mutate(data)
+    return settings_from_dict(data, {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY})
+
+
+@pytest.fixture
+async def onprem_sim() -> AsyncIterator[ReplicaSimulator]:
+    sim = await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.01, token_interval_s=0.002,
+                                       tokens=8)).start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def openai_sim() -> AsyncIterator[ReplicaSimulator]:
+    sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=OPENAI_KEY, ttft_s=0.01,
+                                       token_interval_s=0.002, tokens=8)).start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+def settings(onprem_sim: ReplicaSimulator, openai_sim: ReplicaSimulator) -> Settings:
+    return make_settings([onprem_sim.url], f"{openai_sim.url}/v1")

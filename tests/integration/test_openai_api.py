@@ -1,0 +1,144 @@
+"""The OpenAI wire format, driven by the real openai-python client over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+from gateway.app import create_app
+from tests.conftest import ONPREM_KEY, OPENAI_KEY
+
+QUESTION = "Which hybrid SUV would you recommend for a family of five?"
+
+
+@pytest.fixture
+async def server(aiohttp_server, settings):
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def client(server):
+    c = openai.AsyncOpenAI(api_key="unused", base_url=str(server.make_url("/v1")), max_retries=0)
+    yield c
+    await c.close()
+
+
+async def test_openai_client_streams_with_usage_and_real_model_names(client, onprem_sim):
+    stream = await client.chat.completions.create(
+        model="scout", messages=[{"role": "user", "content": QUESTION}], stream=True,
+        stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Based on what you described")
+    content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert {c.model for c in content_chunks} == {"llama-3.1-70b-instruct"}
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].choices[0].finish_reason == "stop"
+    assert finals[0].model_extra["served_by"] == ["onprem"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
+
+
+async def test_each_chunk_names_the_model_that_produced_it_across_a_resume(client, onprem_sim):
+    await onprem_sim.set_fault("stall", fault_after=3)
+    stream = await client.chat.completions.create(
+        model="scout", messages=[{"role": "user", "content": QUESTION}], stream=True)
+    chunks = [c async for c in stream if c.choices and c.choices[0].delta.content]
+    models = [c.model for c in chunks]
+    assert models[:3] == ["llama-3.1-70b-instruct"] * 3
+    assert set(models[3:]) == {"gpt-4o-mini"}
+
+
+async def test_non_streaming_completion(client):
+    r = await client.chat.completions.create(
+        model="scout", messages=[{"role": "user", "content": QUESTION}])
+    assert r.object == "chat.completion" and r.model == "llama-3.1-70b-instruct"
+    assert r.choices[0].message.content.startswith("Based on what")
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.model_extra["served_by"] == ["onprem"]
+
+
+async def test_models_lists_the_routed_model_and_one_per_tier(client):
+    ids = [m.id async for m in client.models.list()]
+    assert ids == ["scout", "scout/onprem", "scout/openai", "scout/cache", "scout/static"]
+
+
+async def test_pinning_a_tier(client, onprem_sim, openai_sim):
+    r = await client.chat.completions.create(
+        model="scout/openai", messages=[{"role": "user", "content": QUESTION}])
+    assert r.model_extra["served_by"] == ["openai"] and onprem_sim.stats.requests == 0
+
+
+async def test_pinning_openai_never_bypasses_a_private_intent(client, openai_sim):
+    r = await client.chat.completions.create(
+        model="scout/openai",
+        messages=[{"role": "user", "content": "Can I get a car loan with bad credit?"}])
+    assert r.model_extra["scout"]["intent"] == "financing"
+    assert r.model_extra["served_by"] == ["onprem"]
+    assert openai_sim.stats.requests == 0
+
+
+async def test_system_prompt_is_prepended_unless_the_caller_sends_one(client, onprem_sim,
+                                                                      settings):
+    await client.chat.completions.create(
+        model="scout", messages=[{"role": "user", "content": "Tell me about trucks"}])
+    sent = onprem_sim.stats.last_messages
+    assert sent[0] == {"role": "system", "content": settings.server.system_prompt}
+    await client.chat.completions.create(
+        model="scout", messages=[{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": "Tell me about vans"}])
+    assert onprem_sim.stats.last_messages[0] == {"role": "system", "content": "Be brief."}
+
+
+async def test_requests_with_tools_go_to_tool_capable_tiers(client, onprem_sim, openai_sim):
+    tools = [{"type": "function", "function": {"name": "book_test_drive", "parameters": {
+        "type": "object", "properties": {"day": {"type": "string"}}}}}]
+    r = await client.chat.completions.create(
+        model="scout", tools=tools,
+        messages=[{"role": "user", "content": "Book a test drive on Saturday"}])
+    assert r.model_extra["served_by"] == ["openai"]
+    assert onprem_sim.stats.requests == 0 and openai_sim.stats.requests == 1
+
+
+async def test_unknown_model_is_a_404_in_openai_shape(client):
+    with pytest.raises(openai.NotFoundError) as exc:
+        await client.chat.completions.create(
+            model="gpt-5-turbo", messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.body["code"] == "model_not_found"
+    assert "gpt-5-turbo" in exc.value.body["message"]
+
+
+async def test_a_client_disconnect_stops_the_upstream(aiohttp_server, onprem_sim, openai_sim):
+    import aiohttp
+
+    from tests.conftest import make_settings
+    # Deadlines far away: only the client's going away can end the upstream request.
+    slow = {"headers_s": 30, "first_token_s": 30, "gap_s": 30}
+    server = await aiohttp_server(create_app(
+        make_settings([onprem_sim.url], f"{openai_sim.url}/v1", deadlines=slow)))
+    await onprem_sim.set_fault("stall", fault_after=2)
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(server.make_url("/v1/chat/completions"), json={
+            "model": "scout", "stream": True,
+            "messages": [{"role": "user", "content": QUESTION}]})
+        await resp.content.readline()  # the first chunk arrived: on-prem is streaming
+        resp.close()                    # the customer closed the tab
+    for _ in range(200):
+        if onprem_sim.stats.disconnects:
+            break
+        await asyncio.sleep(0.01)
+    assert onprem_sim.stats.disconnects == 1 and onprem_sim.stats.running == 0
+    assert openai_sim.stats.requests == 0, "no deadline fired; the disconnect did it"
+
+
+async def test_secrets_never_appear_in_responses(client, server, onprem_sim):
+    import aiohttp
+    await onprem_sim.set_fault("http_401")
+    r = await client.chat.completions.create(
+        model="scout", messages=[{"role": "user", "content": QUESTION}])
+    async with aiohttp.ClientSession() as s:
+        health = await (await s.get(server.make_url("/health"))).text()
+    for blob in (r.model_dump_json(), health):
+        assert ONPREM_KEY not in blob and OPENAI_KEY not in blob

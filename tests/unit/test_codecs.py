@@ -1,0 +1,82 @@
+"""SSE decoding, cache keys and cost arithmetic: plain values in, plain values out."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.cache.keys import cache_key, normalize_question
+from gateway.config import Price
+from gateway.cost import cost_usd, estimate_tokens
+from gateway.sse import SSEDecoder, SSEEvent, encode_event
+
+
+def feed_all(chunks):
+    d = SSEDecoder()
+    out = []
+    for c in chunks:
+        out += d.feed(c)
+    return out
+
+
+def test_sse_events_split_anywhere_decode_the_same():
+    raw = b'data: {"a": 1}\n\nevent: done\ndata: x\ndata: y\n\n: comment\n\ndata: [DONE]\n\n'
+    whole = feed_all([raw])
+    assert whole == [SSEEvent("message", '{"a": 1}'), SSEEvent("done", "x\ny"),
+                     SSEEvent("message", "[DONE]")]
+    for cut in range(1, len(raw)):
+        assert feed_all([raw[:cut], raw[cut:]]) == whole
+    assert feed_all([bytes([b]) for b in raw]) == whole
+
+
+def test_sse_crlf_and_cr_line_endings():
+    assert feed_all([b"data: a\r\n\r\ndata: b\r\r"]) == [SSEEvent("message", "a"),
+                                                         SSEEvent("message", "b")]
+    assert feed_all([b"data: a\r", b"\n\r\n"]) == [SSEEvent("message", "a")]
+
+
+def test_sse_encoder_round_trips():
+    assert feed_all([encode_event("delta", {"text": "hi\nthere"})]) == [
+        SSEEvent("delta", '{"text":"hi\\nthere"}')]
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Which SUV?", "which suv"),
+    ("  Which   SUV ? ", "which suv?"),
+    ("ＷＨＩＣＨ ＳＵＶ", "which suv"),            # full-width folds
+    ("which\u200f suv", "which suv"),             # RTL mark
+    ("which\x00 suv", "which suv"),               # NUL
+    ("Straße", "STRASSE"),                        # casefold
+])
+def test_same_question_same_key(a, b):
+    assert normalize_question(a) == normalize_question(b)
+    msgs = lambda q: [{"role": "user", "content": q}]  # noqa: E731
+    assert cache_key("i", msgs(a), "") == cache_key("i", msgs(b), "")
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("3.5 liter engine", "35 liter engine"),
+    ("is it 4wd", "is it awd"),
+    ("red", "read"),
+    ("\ud800abc", "abc\ud800x"),                  # lone surrogates neither crash nor collide
+])
+def test_different_questions_different_keys(a, b):
+    msgs = lambda q: [{"role": "user", "content": q}]  # noqa: E731
+    assert cache_key("i", msgs(a), "") != cache_key("i", msgs(b), "")
+
+
+def test_context_and_intent_are_part_of_the_key():
+    q = [{"role": "user", "content": "and in blue?"}]
+    ctx = [{"role": "user", "content": "Do you have a Civic?"},
+           {"role": "assistant", "content": "Yes."}, *q]
+    assert cache_key("i", q, "") != cache_key("i", ctx, "")
+    assert cache_key("i", q, "") != cache_key("j", q, "")
+    assert len(cache_key("inventory.search", ctx * 50, "")) < 60, "keys stay small"
+
+
+def test_cost_arithmetic():
+    prices = {"gpt-4o-mini": Price(0.15, 0.60), "llama": Price(0.0, 0.0)}
+    assert cost_usd(prices, "gpt-4o-mini", 1_000_000, 0) == pytest.approx(0.15)
+    assert cost_usd(prices, "gpt-4o-mini", 200, 100) == pytest.approx((200 * 0.15 + 100 * 0.6) / 1e6)
+    assert cost_usd(prices, "llama", 10_000, 10_000) == 0
+    assert cost_usd(prices, "scout-static", 10, 10) == 0
+    assert estimate_tokens("") == 0 and estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2

@@ -1,0 +1,101 @@
+"""Configuration validation: every problem listed at once, secrets never printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import load_settings, settings_from_dict
+from gateway.errors import ConfigError
+from tests.conftest import ROOT, example_config
+
+ENV = {"ONPREM_API_KEY": "k1-secret-value", "OPENAI_API_KEY": "k2-secret-value"}
+
+
+def test_the_shipped_example_is_valid_and_complete():
+    s = load_settings(ROOT / "config" / "scout.yaml", ENV)
+    assert set(s.intents) == {"vehicle.recommendation", "inventory.search", "scheduling",
+                              "financing", "general.greeting", "default"}
+    assert s.intents["financing"].private and "openai" not in s.intents["financing"].ladder
+    assert all(i.static_reply for i in s.intents.values())
+
+
+def test_secrets_never_print():
+    s = load_settings(ROOT / "config" / "scout.yaml", ENV)
+    for text in (repr(s), str(s.onprem), str(s.openai.api_key)):
+        assert "k1-secret-value" not in text and "k2-secret-value" not in text
+    assert s.onprem.api_key is not None and s.onprem.api_key.get() == "k1-secret-value"
+
+
+def test_api_key_from_a_file(tmp_path):
+    key = tmp_path / "onprem.key"
+    key.write_text("from-file\n")
+    data = example_config()
+    del data["onprem"]["api_key_env"]
+    data["onprem"]["api_key_file"] = str(key)
+    s = settings_from_dict(data, {"OPENAI_API_KEY": "x"})
+    assert s.onprem.api_key.get() == "from-file"
+
+
+def test_every_problem_is_listed_at_once():
+    data = example_config()
+    data["intents"]["vehicle.recommendation"]["ladder"] = ["onprem", "gpt-fallback", "static"]
+    data["intents"]["financing"]["ladder"] = ["onprem", "openai", "static"]
+    data["intents"]["scheduling"]["static_reply"] = ""
+    data["intents"]["inventory.search"]["deadlines"] = {"headers_s": 9, "first_token_s": 2,
+                                                        "gap_s": 0}
+    data["openai"]["model"] = "gpt-unpriced"
+    data["onprem"]["api_key"] = "inline-secret"
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, {})
+    problems = "\n".join(exc.value.problems)
+    expected = [
+        "unknown tier 'gpt-fallback'",
+        "intents.financing: is private, so its ladder must not contain openai",
+        "intents.scheduling.static_reply",
+        "headers_s (9) cannot be longer than first_token_s (2)",
+        "inventory.search.deadlines.gap_s: must be greater than 0",
+        "'gpt-unpriced' has no entry under prices",
+        "secrets never go in the file",
+        "set environment variable ONPREM_API_KEY",
+        "set environment variable OPENAI_API_KEY",
+    ]
+    for words in expected:
+        assert words in problems, f"missing: {words}\n{problems}"
+    assert len(exc.value.problems) >= len(expected)
+    assert "inline-secret" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("mutate", "words"), [
+    (lambda d: d.update(default_intent="nope"), "default_intent: 'nope'"),
+    (lambda d: d["intents"]["default"].update(ladder=[]), "must be a non-empty list"),
+    (lambda d: d["intents"]["default"].update(match={"patterns": ["(unclosed"]}), "valid regex"),
+    (lambda d: d["onprem"].update(url="gpu-box:8000"), "is not an http(s) URL"),
+    (lambda d: d["intents"]["financing"].update(cacheable=True), "cannot be cacheable"),
+    (lambda d: d["deadlines"].update(first_token_s=1000), "longer than any client waits"),
+    (lambda d: d["server"].update(max_body_bytes="big"), "must be a number"),
+])
+def test_each_rule(mutate, words):
+    data = example_config()
+    mutate(data)
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, ENV)
+    assert any(words in p for p in exc.value.problems), exc.value.problems
+
+
+def test_a_disabled_provider_needs_no_key_and_is_skipped_with_a_warning():
+    data = example_config()
+    data["openai"]["enabled"] = False
+    s = settings_from_dict(data, {"ONPREM_API_KEY": "x"})
+    assert "openai" not in s.enabled_tiers()
+    assert any("openai is disabled" in w for w in s.warnings)
+
+
+def test_cli_serve_exits_non_zero_listing_problems(tmp_path, capsys):
+    from gateway.cli import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("intents: {}\nprices: {}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--config", str(bad)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "default_intent" in err and "has no entry under prices" in err

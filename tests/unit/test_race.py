@@ -1,0 +1,169 @@
+"""The race's decisions, branch by branch, with a fake clock (plain numbers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import Deadlines
+from gateway.routing.race import (
+    CancelTier,
+    EmitSwitch,
+    EmitText,
+    Finish,
+    GiveUp,
+    Race,
+    StartTier,
+)
+
+D = Deadlines(headers_s=1.0, first_token_s=2.0, gap_s=3.0)
+LADDER = ("onprem", "openai", "cache", "static")
+
+
+def starts(actions):
+    return [(a.tier, a.prefix) for a in actions if isinstance(a, StartTier)]
+
+
+def cancels(actions):
+    return [a.tier for a in actions if isinstance(a, CancelTier)]
+
+
+def switches(actions):
+    return [(a.from_tier, a.to_tier) for a in actions if isinstance(a, EmitSwitch)]
+
+
+def test_first_tier_starts_alone_and_streams_to_the_end():
+    r = Race(LADDER, D)
+    assert starts(r.start(0.0)) == [("onprem", "")]
+    r.on_headers(1, 0.1)
+    out = r.on_token(1, "Hi", 0.5)
+    assert out == [EmitText(1, "onprem", "Hi")]
+    assert r.on_token(1, " there", 0.6) == [EmitText(1, "onprem", " there")]
+    assert r.on_finish(1, 0.7) == [Finish(("onprem",))]
+    assert r.done and r.first_token_at == 0.5
+
+
+def test_fast_failure_hands_over_at_once_without_waiting():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    out = r.on_failure(1, "unavailable: connection refused", 0.01)
+    assert starts(out) == [("openai", "")]
+    assert switches(out) == [("onprem", "openai")]
+    assert r.attempts[2].started_at == 0.01
+
+
+def test_missing_headers_is_a_failure_and_cancels_the_tier():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    assert r.next_deadline() == 1.0
+    assert r.on_tick(0.99) == []
+    out = r.on_tick(1.0)
+    assert cancels(out) == ["onprem"]
+    assert starts(out) == [("openai", "")]
+
+
+@pytest.mark.parametrize("winner", ["onprem", "openai"])
+def test_hedge_at_first_token_deadline_won_by_either_side(winner):
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_headers(1, 0.1)
+    assert r.next_deadline() == 2.0
+    out = r.on_tick(2.0)
+    assert starts(out) == [("openai", "")], "the next tier starts beside the slow one"
+    assert cancels(out) == []
+    assert r.attempts[1].active
+    r.on_headers(2, 2.1)
+    wid, lid = (1, 2) if winner == "onprem" else (2, 1)
+    out = r.on_token(wid, "A", 2.5)
+    assert cancels(out) == [r.attempts[lid].tier], "the loser is cancelled"
+    assert r.stats.hedge_winner == winner
+    assert r.on_token(lid, "late", 2.6) == [], "a cancelled tier's late token is ignored"
+    assert r.on_finish(wid, 3.0) == [Finish((winner,))]
+
+
+def test_a_hedged_tier_hands_over_only_once():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_headers(1, 0.1)
+    r.on_tick(2.0)  # hedge: openai starts
+    assert r.on_failure(1, "unavailable: late 500", 2.2) == [], \
+        "openai already replaces onprem; no second replacement"
+    out = r.on_failure(2, "misconfigured: 401", 2.3)
+    assert starts(out) == [("cache", "")]
+
+
+def test_hedge_tier_failing_fast_hands_over_while_the_slow_one_still_runs():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_headers(1, 0.1)
+    r.on_tick(2.0)
+    out = r.on_failure(2, "misconfigured: 401", 2.01)
+    assert starts(out) == [("cache", "")]
+    assert r.attempts[1].active
+
+
+def test_stall_mid_stream_is_resumed_by_the_next_tier_with_the_partial_answer():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_token(1, "The RAV4", 0.5)
+    r.on_token(1, " is", 0.6)
+    assert r.next_deadline() == pytest.approx(3.6)
+    out = r.on_tick(3.6)
+    assert cancels(out) == ["onprem"]
+    assert switches(out) == [("onprem", "openai")]
+    assert starts(out) == [("openai", "The RAV4 is")]
+    assert "stalled" in next(a.reason for a in out if isinstance(a, EmitSwitch))
+    r.on_token(2, " great", 4.0)
+    assert r.on_finish(2, 4.1) == [Finish(("onprem", "openai"))]
+    assert "".join(r.text) == "The RAV4 is great"
+    assert r.stats.resumes == 1
+
+
+def test_drop_mid_stream_resumes_and_skips_the_cache_which_cannot_continue():
+    r = Race(("onprem", "cache", "static"), D)
+    r.start(0.0)
+    r.on_token(1, "Part", 0.5)
+    out = r.on_failure(1, "unavailable: connection reset", 0.7)
+    assert starts(out) == [("static", "Part")]
+    assert "dropped" in next(a.reason for a in out if isinstance(a, EmitSwitch))
+
+
+def test_every_tier_failing_ends_on_static():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_failure(1, "unavailable: refused", 0.0)
+    r.on_failure(2, "unavailable: refused", 0.0)
+    out = r.on_failure(3, "unavailable: no cached answer", 0.0)
+    assert starts(out) == [("static", "")]
+    r.on_token(4, "Sorry", 0.0)
+    assert r.on_finish(4, 0.0) == [Finish(("static",))]
+
+
+def test_give_up_only_when_nothing_is_left():
+    r = Race(("onprem",), D)
+    r.start(0.0)
+    assert r.on_failure(1, "unavailable", 0.1) == [GiveUp("every tier failed")]
+    assert r.done
+
+
+def test_a_stream_that_ends_without_text_counts_as_a_failure():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    out = r.on_finish(1, 0.2)
+    assert starts(out) == [("openai", "")]
+
+
+def test_tokens_after_the_finish_are_ignored_and_no_deadline_remains():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_token(1, "x", 0.1)
+    r.on_finish(1, 0.2)
+    assert r.on_token(1, "y", 0.3) == []
+    assert r.next_deadline() is None
+
+
+def test_a_tool_call_without_text_is_a_token():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    out = r.on_token(1, "", 0.1, payload={"tool_calls": [1]})
+    assert isinstance(out[-1], EmitText) and r.winner is r.attempts[1]
+    assert r.on_token(1, "", 0.2) == [], "an empty token with nothing attached is not a token"
