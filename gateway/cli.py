@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from gateway.logs import setup_logging
 EXAMPLE_CONFIG = Path(__file__).parent / "data" / "scout.yaml"
 
 
-async def run_server(app: web.Application, host: str, port: int) -> None:
+async def run_server(app: web.Application, host: str, port: int,
+                     ready: Callable[[], object] = lambda: None) -> None:
     """Serve until cancelled; client disconnects cancel their handlers (and upstreams)."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()
+        ready()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -48,9 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = _load(args.config)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    print(f"scout-gateway serving on http://{host}:{port}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(create_app(settings), host, port))
+        asyncio.run(run_server(create_app(settings), host, port, lambda: print(
+            f"scout-gateway serving on http://{host}:{port}", flush=True)))
 
 
 def demo_settings(onprem_urls: list[str], openai_url: str | None,
@@ -80,7 +83,7 @@ async def _demo(port: int, host: str) -> None:
     settings = demo_settings([s.url for s in sims],
                              f"{openai_sim.url}/v1" if openai_sim else None, env)
     base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
-    print(f"""Scout demo
+    banner = f"""Scout demo
   gateway      {base}
     OpenAI API   {base}/v1/chat/completions   (model "scout")
     SSE chat     {base}/api/chat
@@ -92,9 +95,9 @@ async def _demo(port: int, host: str) -> None:
 Try:
   curl -N {base}/api/chat -H 'Content-Type: application/json' \\
        -d '{{"message": "Which hybrid SUV would you recommend for a family of five?"}}'
-Press Ctrl-C to stop.""", flush=True)
+Press Ctrl-C to stop."""
     try:
-        await run_server(create_app(settings), host, port)
+        await run_server(create_app(settings), host, port, lambda: print(banner, flush=True))
     finally:
         for sim in [*sims, openai_sim]:
             if sim is not None:
