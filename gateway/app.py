@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import secrets
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -9,8 +13,20 @@ from aiohttp import web
 
 from gateway.api import chat_sse, openai_api, ops
 from gateway.api.errors import error_middleware
-from gateway.appkeys import CACHE, CHAT, HEALTH, PROVIDERS, SETTINGS, UPSTREAM_SESSION
-from gateway.cache.store import MemoryCache, ResponseCache
+from gateway.appkeys import (
+    CACHE,
+    CHAT,
+    HEALTH,
+    PROVIDERS,
+    REDIS,
+    SESSIONS,
+    SETTINGS,
+    STORE,
+    TURNS,
+    UPSTREAM_SESSION,
+)
+from gateway.cache.stampede import Stampede
+from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.local import LocalHealth
@@ -19,23 +35,60 @@ from gateway.providers.cache_tier import CacheProvider
 from gateway.providers.onprem import OnpremProvider
 from gateway.providers.openai_tier import OpenAIProvider
 from gateway.providers.static import StaticProvider
+from gateway.sessions import SessionIds, SessionStore
+from gateway.state.kv import KV, MemoryKV, RedisKV
+from gateway.state.redis_link import RedisLink
+from gateway.turns import TurnRunner
+
+log = logging.getLogger("scout.app")
 
 
-def create_app(settings: Settings, *, cache: ResponseCache | None = None) -> web.Application:
+def create_app(settings: Settings, *, store: KV | None = None) -> web.Application:
+    """Build the app; `store` replaces the configured shared state (tests)."""
     # Bodies are read by the handlers themselves, up to the configured cap, so an
     # oversized body gets an error naming the limit instead of aiohttp's plain 413.
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
     app[HEALTH] = LocalHealth(ttl_s=settings.server.passive_health_ttl_s)
-    app[CACHE] = cache if cache is not None else MemoryCache(settings.cache.max_entries)
+    app.cleanup_ctx.append(lambda app: _shared_state(app, store))
     app.cleanup_ctx.append(_upstream_session)
-    app.cleanup_ctx.append(_providers)
+    app.cleanup_ctx.append(_services)
     app.router.add_post("/v1/chat/completions", openai_api.chat_completions)
     app.router.add_get("/v1/models", openai_api.list_models)
     app.router.add_post("/api/chat", chat_sse.chat_sse)
+    app.router.add_post("/api/chat/answer", chat_sse.fetch_answer)
     app.router.add_get("/health", ops.health)
     return app
+
+
+async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    link: RedisLink | None = None
+    if store is None and settings.redis.url is not None:
+        link = RedisLink(settings.redis.url.get(), settings.redis.timeout_s)
+        app[REDIS] = link
+        store = RedisKV(link)
+        await link.ping()  # one bounded attempt: a missing Redis never delays startup
+        log.info("event=store backend=redis where=%s state=%s", link.where, link.state)
+    elif store is None:
+        store = MemoryKV(max_keys=settings.cache.max_entries * 4)
+        log.info("event=store backend=memory (no Redis configured: state is this process's own)")
+    app[STORE] = store
+    app[CACHE] = AnswerCache(store)
+    secret = settings.sessions.secret.get().encode() if settings.sessions.secret else \
+        secrets.token_bytes(32)
+    app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(secret))
+    monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
+        if link is not None:
+            await link.close()
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -49,7 +102,7 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _providers(app: web.Application) -> AsyncIterator[None]:
+async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     providers: dict[str, Provider] = {"static": StaticProvider(),
                                       "cache": CacheProvider(app[CACHE])}
@@ -58,11 +111,12 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
     if settings.openai.enabled:
         providers["openai"] = OpenAIProvider(settings.openai)
     app[PROVIDERS] = providers
-    app[CHAT] = ChatService(settings, providers, app[HEALTH], app[CACHE])
+    stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
+    app[CHAT] = ChatService(settings, providers, app[HEALTH], app[CACHE], stampede)
+    app[TURNS] = TurnRunner(app[CHAT], app[SESSIONS])
     try:
         yield
     finally:
+        await app[TURNS].close()
         for provider in providers.values():
             await provider.close()
-
-

@@ -5,15 +5,23 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from gateway.cache.store import ResponseCache
+from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.local import LocalHealth
 from gateway.providers.base import Provider
+from gateway.sessions import SessionStore
+from gateway.state.kv import KV
+from gateway.state.redis_link import RedisLink
+from gateway.turns import TurnRunner
 
 SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
 HEALTH = web.AppKey("health", LocalHealth)
-CACHE = web.AppKey("cache", ResponseCache)
+STORE = web.AppKey("store", KV)                 # Redis, or in-process without it
+REDIS = web.AppKey("redis", RedisLink)          # present only when Redis is configured
+CACHE = web.AppKey("cache", AnswerCache)
+SESSIONS = web.AppKey("sessions", SessionStore)
 CHAT = web.AppKey("chat", ChatService)
+TURNS = web.AppKey("turns", TurnRunner)

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.cache.keys import cache_key
+from gateway.cache.stampede import Lease, Stampede
 from gateway.cache.store import CachedAnswer, ResponseCache
 from gateway.config import IntentConfig, Settings
 from gateway.cost import cost_usd, estimate_tokens, prompt_text
 from gateway.providers.base import Provider, TierRequest
+from gateway.providers.cache_tier import CACHE_MODEL
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
 from gateway.routing.intents import IntentClassifier
 from gateway.routing.plan import RoutePlan, TierHealth, plan_route
@@ -78,7 +80,8 @@ class Turn:
     id: str
     plan: RoutePlan
     request: TierRequest
-    cacheable: bool
+    cacheable: bool      # a whole answer may be stored
+    fresh_cache: bool    # a fresh stored answer may be served before any tier
 
 
 class HealthSource(HealthObserver, Protocol):
@@ -87,11 +90,12 @@ class HealthSource(HealthObserver, Protocol):
 
 class ChatService:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider],
-                 health: HealthSource, cache: ResponseCache) -> None:
+                 health: HealthSource, cache: ResponseCache, stampede: Stampede) -> None:
         self.settings = settings
         self.providers = providers
         self.health = health
         self.cache = cache
+        self.stampede = stampede
         self.classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
         self._enabled = settings.enabled_tiers()
         tool_tiers = []
@@ -119,20 +123,40 @@ class ChatService:
         key = cache_key(intent.name, messages, "") if cacheable else None
         request = TierRequest(messages=messages, intent=intent, params=params or {},
                               tools=tools, tool_choice=tool_choice, cache_key=key)
-        return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable)
+        return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable,
+                    fresh_cache=cacheable and pin is None)
 
     async def run(self, turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         started = time.perf_counter()
-        plan, request = turn.plan, turn.request
-        if turn.cacheable and request.cache_key and plan.ladder[0] != "static":
-            hit = await self.cache.get(request.cache_key)
+        key = turn.request.cache_key
+        lease: Lease | None = None
+        if turn.fresh_cache and key is not None:
+            hit = await self.cache.get(key)
+            if hit is None or not hit.is_fresh(time.time()):
+                lease = await self.stampede.lead(key)
+                if lease is None:  # the same question is already on its way upstream
+                    hit = await self.stampede.wait(key)
             if hit is not None and hit.is_fresh(time.time()):
-                yield Started(turn.id, plan.intent.name, "cache", plan.skipped)
-                yield TextOut(hit.text, "cache", "scout-cache")
-                elapsed = (time.perf_counter() - started) * 1000
-                yield TurnOutcome(turn.id, plan.intent.name, ["cache"], ["scout-cache"], hit.text,
-                                  elapsed, elapsed, 0, 0, 0.0, "fresh", "stop", True)
+                for ev in self._fresh_hit(turn, hit, started):
+                    yield ev
                 return
+        try:
+            async for ev in self._race(turn, started):
+                yield ev
+        finally:
+            if lease is not None:
+                await self.stampede.release(lease)
+
+    def _fresh_hit(self, turn: Turn, hit: CachedAnswer, started: float) -> list[TurnEvent]:
+        elapsed = (time.perf_counter() - started) * 1000
+        name = turn.plan.intent.name
+        return [Started(turn.id, name, "cache", turn.plan.skipped),
+                TextOut(hit.text, "cache", CACHE_MODEL),
+                TurnOutcome(turn.id, name, ["cache"], [CACHE_MODEL], hit.text, elapsed, elapsed,
+                            0, 0, 0.0, "fresh", "stop", True)]
+
+    async def _race(self, turn: Turn, started: float) -> AsyncGenerator[TurnEvent, None]:
+        plan, request = turn.plan, turn.request
         yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
         result: RaceResult | None = None
         first_text: float | None = None

@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
+from gateway.state.redis_link import redis_where
 
 EXAMPLE_CONFIG = Path(__file__).parent / "data" / "scout.yaml"
 
@@ -74,7 +75,9 @@ async def _demo(port: int, host: str) -> None:
                                          tokens=45)).start() for _ in range(2)]
     real_openai = bool(os.environ.get("OPENAI_API_KEY"))
     openai_sim = None
-    env = {"ONPREM_API_KEY": demo_key, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "")}
+    env = {"ONPREM_API_KEY": demo_key, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", ""),
+           "REDIS_URL": os.environ.get("REDIS_URL", ""),
+           "SCOUT_SESSION_SECRET": os.environ.get("SCOUT_SESSION_SECRET", "")}
     if not real_openai:
         openai_sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=demo_key,
                                                   ttft_s=0.5, token_interval_s=0.03,
@@ -82,6 +85,8 @@ async def _demo(port: int, host: str) -> None:
         env["OPENAI_API_KEY"] = demo_key
     settings = demo_settings([s.url for s in sims],
                              f"{openai_sim.url}/v1" if openai_sim else None, env)
+    store = (f"Redis at {redis_where(settings.redis.url.get())} (REDIS_URL)" if settings.redis.url
+             else "in-process: cache and sessions live in this process (set REDIS_URL for Redis)")
     base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     banner = f"""Scout demo
   gateway      {base}
@@ -90,7 +95,7 @@ async def _demo(port: int, host: str) -> None:
     health       {base}/health
   on-prem      2 SIMULATED replicas: {', '.join(s.url for s in sims)}
   OpenAI       {'SIMULATED: ' + openai_sim.url if openai_sim else 'REAL (OPENAI_API_KEY is set)'}
-  cache        in-process (no Redis configured)
+  state        {store}
 
 Try:
   curl -N {base}/api/chat -H 'Content-Type: application/json' \\

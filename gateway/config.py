@@ -98,6 +98,23 @@ class CacheConfig:
     max_entries: int = 10_000
     # How long an answer is kept past its fresh TTL for the ladder's stale tier.
     stale_ttl_s: float = 86_400.0
+    # How long identical questions wait for the one that went upstream.
+    stampede_wait_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: Secret | None = None   # None: the in-process store (demo, single box)
+    timeout_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    ttl_s: float = 86_400.0
+    max_turns: int = 20           # user+assistant pairs kept and sent upstream
+    max_prompt_tokens: int = 3000  # oldest turns are dropped past this (estimated)
+    secret: Secret | None = None  # signs session ids; shared by every gateway process
+    answer_ttl_s: float = 3600.0  # finished answers kept for a client that reconnects
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,8 @@ class Settings:
     onprem: OnpremConfig
     openai: OpenAIConfig
     cache: CacheConfig
+    redis: RedisConfig
+    sessions: SessionsConfig
     intents: dict[str, IntentConfig]
     prices: dict[str, Price]
     default_intent: str = "default"
@@ -317,6 +336,33 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     cache = CacheConfig(
         max_entries=_num(c, "max_entries", 10_000, "cache", p, integer=True),
         stale_ttl_s=_num(c, "stale_ttl_s", 86_400.0, "cache", p, minimum=-1),
+        stampede_wait_s=_num(c, "stampede_wait_s", 5.0, "cache", p),
+    )
+
+    r = _section(data, "redis", p)
+    if "url" in r:
+        p.add("redis.url: a Redis URL may hold a password; name it with url_env instead")
+    url_env = str(r.get("url_env", "REDIS_URL"))
+    redis_url = env.get(url_env, "").strip()
+    if redis_url and not re.match(r"^(redis|rediss|unix)://", redis_url):
+        p.add(f"redis: {url_env} must be a redis://, rediss:// or unix:// URL")
+    redis_cfg = RedisConfig(url=Secret(redis_url) if redis_url else None,
+                            timeout_s=_num(r, "timeout_ms", 50, "redis", p) / 1000)
+
+    se = _section(data, "sessions", p)
+    secret_env = str(se.get("secret_env", "SCOUT_SESSION_SECRET"))
+    session_secret = env.get(secret_env, "").strip()
+    if session_secret and len(session_secret) < 16:
+        p.add(f"sessions: {secret_env} is too short to sign session ids (16+ characters)")
+    if not session_secret:
+        warnings.append(f"sessions: {secret_env} is not set; session ids are signed with a "
+                        "per-process key, so other gateway processes will not accept them")
+    sessions = SessionsConfig(
+        ttl_s=_num(se, "ttl_s", 86_400.0, "sessions", p),
+        max_turns=_num(se, "max_turns", 20, "sessions", p, integer=True),
+        max_prompt_tokens=_num(se, "max_prompt_tokens", 3000, "sessions", p, integer=True),
+        secret=Secret(session_secret) if session_secret else None,
+        answer_ttl_s=_num(se, "answer_ttl_s", 3600.0, "sessions", p),
     )
 
     prices: dict[str, Price] = {}
@@ -349,7 +395,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     if p.items:
         raise ConfigError(p.items)
-    return Settings(server=server, onprem=onprem, openai=openai, cache=cache, intents=intents,
+    return Settings(server=server, onprem=onprem, openai=openai, cache=cache, redis=redis_cfg,
+                    sessions=sessions, intents=intents,
                     prices=prices, default_intent=default_intent, warnings=tuple(warnings))
 
 

@@ -21,9 +21,12 @@ def example_config() -> dict[str, Any]:
     return data
 
 
+SESSION_SECRET = "session-secret-for-tests-0123456789"
+
+
 def make_settings(onprem_urls: list[str], openai_url: str | None, *,
                   deadlines: dict[str, float] | None = None,
-                  mutate: Any = None) -> Settings:
+                  mutate: Any = None, redis_url: str | None = None) -> Settings:
     """The shipped example config pointed at local servers, with short deadlines."""
     data = example_config()
     data["onprem"]["url"] = onprem_urls
@@ -33,7 +36,11 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
         intent["deadlines"] = deadlines or FAST
     if mutate is not None:
         mutate(data)
-    return settings_from_dict(data, {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY})
+    env = {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
+           "SCOUT_SESSION_SECRET": SESSION_SECRET}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return settings_from_dict(data, env)
 
 
 @pytest.fixture
@@ -50,6 +57,15 @@ async def openai_sim() -> AsyncIterator[ReplicaSimulator]:
                                        token_interval_s=0.002, tokens=8)).start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):
+    from tests.servers import RedisServer
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

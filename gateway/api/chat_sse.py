@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
-from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from gateway.api.openai_api import SSE_HEADERS
 from gateway.api.requests import read_json_body, validate_messages
-from gateway.appkeys import CHAT, SETTINGS
-from gateway.chat import Started, TurnEvent, TurnOutcome
+from gateway.appkeys import CHAT, SESSIONS, SETTINGS, TURNS
+from gateway.chat import Started, Turn, TurnEvent
 from gateway.errors import RequestRejected
 from gateway.routing.driver import SwitchOut, TextOut
 from gateway.sse import encode_event
+from gateway.turns import END
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -35,7 +36,16 @@ def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
                      "message": f"no tier could answer: {ev.error}"}
 
 
-def parse_chat_body(body: Any, request: web.Request) -> tuple[str | None, list[dict[str, Any]]]:
+@dataclass(frozen=True, slots=True)
+class ChatBody:
+    message: str
+    msg_id: str | None
+    session: str | None
+    history: list[dict[str, Any]]
+
+
+def parse_chat_body(body: Any, request: web.Request) -> ChatBody:
+    """Validate Scout's chat body: message, optional id, session and history."""
     if not isinstance(body, dict):
         raise RequestRejected("request body must be a JSON object", code="invalid_json")
     server = request.app[SETTINGS].server
@@ -46,28 +56,61 @@ def parse_chat_body(body: Any, request: web.Request) -> tuple[str | None, list[d
     if msg_id is not None and (not isinstance(msg_id, str) or not MESSAGE_ID.match(msg_id)):
         raise RequestRejected("id must be 1-64 letters, digits or _.:-", param="id",
                               code="invalid_value")
+    session = body.get("session")
+    if session is not None and not request.app[SESSIONS].ids.valid(session):
+        raise RequestRejected("session is not a session id this gateway issued; omit it to "
+                              "start a new conversation", param="session", code="invalid_session")
     history = body.get("history") or []
     if not isinstance(history, list):
         raise RequestRejected("history must be an array of messages", param="history",
                               code="invalid_value")
     messages = validate_messages([*history, {"role": "user", "content": message}], server,
                                  param="history")
-    return msg_id, messages
+    return ChatBody(message, msg_id, session, messages[:-1])
+
+
+async def session_turn(request: web.Request, body: ChatBody) -> tuple[str, Turn, dict[str, Any]]:
+    """Load (or start) the conversation and plan the turn; the store being down is not an error."""
+    sessions = request.app[SESSIONS]
+    sid = body.session or sessions.ids.new()
+    stored = await sessions.history(sid) if body.session else []
+    # The store unreachable (None) or a new session: the request's own history stands in.
+    history = stored if stored else body.history
+    user = {"role": "user", "content": body.message}
+    messages = sessions.trim([*history, user])
+    return sid, request.app[CHAT].prepare(messages, turn_id=body.msg_id), user
 
 
 async def chat_sse(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    body = await read_json_body(request, settings.server.max_body_bytes)
-    msg_id, messages = parse_chat_body(body, request)
-    chat = request.app[CHAT]
-    turn = chat.prepare(messages, turn_id=msg_id)
+    body = parse_chat_body(await read_json_body(request, settings.server.max_body_bytes), request)
+    sid, turn, user = await session_turn(request, body)
+    queue = request.app[TURNS].start(turn, sid, user)
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
-    async with aclosing(chat.run(turn)) as events:
-        async for ev in events:
-            name, payload = event_payload(turn.id, ev)
-            await resp.write(encode_event(name, payload))
-            if isinstance(ev, TurnOutcome):
-                break
+    while (ev := await queue.get()) is not END:
+        name, payload = event_payload(turn.id, ev)
+        if name == "start":
+            payload["session"] = sid
+        await resp.write(encode_event(name, payload))
     await resp.write_eof()
     return resp
+
+
+async def fetch_answer(request: web.Request) -> web.Response:
+    """A finished answer by session and message id, for a client that went away mid-answer."""
+    settings = request.app[SETTINGS]
+    body = await read_json_body(request, settings.server.max_body_bytes)
+    sessions = request.app[SESSIONS]
+    if not isinstance(body, dict) or not sessions.ids.valid(body.get("session")):
+        raise RequestRejected("session must be a session id this gateway issued",
+                              param="session", code="invalid_session")
+    msg_id = body.get("id")
+    if not isinstance(msg_id, str) or not MESSAGE_ID.match(msg_id):
+        raise RequestRejected("id must be 1-64 letters, digits or _.:-", param="id",
+                              code="invalid_value")
+    record = await sessions.answer(body["session"], msg_id)
+    if record is None:
+        raise RequestRejected(f"no stored answer for message {msg_id} in this session",
+                              status=404, code="answer_not_found")
+    return web.json_response(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import __version__
-from gateway.appkeys import CHAT, SETTINGS
+from gateway.appkeys import CHAT, REDIS, SETTINGS, STORE
 from gateway.routing.plan import SKIP_STATES
 
 
@@ -27,4 +27,13 @@ async def health(request: web.Request) -> web.Response:
         status = "degraded"
     else:
         status = "down"  # only cached and static replies are left
-    return web.json_response({"status": status, "version": __version__, "tiers": tiers})
+    link = request.app.get(REDIS)
+    if link is not None:
+        store = {"backend": "redis", **link.snapshot()}
+        if not link.up and status == "ok":
+            status = "degraded"  # answering, but without shared cache and sessions
+    else:
+        store = {"backend": request.app[STORE].backend, "state": "up",
+                 "reason": "in-process store: cache and sessions are this process's own"}
+    return web.json_response({"status": status, "version": __version__, "tiers": tiers,
+                              "store": store})

@@ -1,12 +1,21 @@
-"""The response cache: fresh hits answer before any provider; stale ones are the cache tier."""
+"""The response cache: fresh hits answer before any provider; stale ones are the cache tier.
+
+Stored through the shared KV (Redis, or in-process without it). redis-py is
+used directly rather than through aiocache: the gateway needs per-call
+timeouts that turn into misses, SET NX locks for stampede control and one
+outage policy shared with sessions and health, none of which aiocache's
+Redis backend exposes.
+"""
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
+
+import orjson
+
+from gateway.state import keys
+from gateway.state.kv import KV
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,30 +36,20 @@ class ResponseCache(Protocol):
     async def put(self, key: str, answer: CachedAnswer, keep_s: float) -> None: ...
 
 
-class MemoryCache:
-    """In-process LRU with expiry, for the demo and a single box without Redis."""
+class AnswerCache:
+    """Cached answers in the shared KV under `scout:cache:`; a Redis failure is a miss."""
 
-    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.time) -> None:
-        self._data: OrderedDict[str, tuple[float, CachedAnswer]] = OrderedDict()
-        self._max = max_entries
-        self._clock = clock
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
 
     async def get(self, key: str) -> CachedAnswer | None:
-        item = self._data.get(key)
-        if item is None:
+        raw = await self.kv.get(keys.CACHE + key)
+        if raw is None:
             return None
-        expires, answer = item
-        if self._clock() >= expires:
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return answer
+        try:
+            return CachedAnswer(**orjson.loads(raw))
+        except (orjson.JSONDecodeError, TypeError):
+            return None  # written by another version: treat as a miss
 
     async def put(self, key: str, answer: CachedAnswer, keep_s: float) -> None:
-        self._data[key] = (self._clock() + keep_s, answer)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
+        await self.kv.set(keys.CACHE + key, orjson.dumps(asdict(answer)), keep_s)

@@ -8,6 +8,7 @@ import socket
 import sys
 
 import aiohttp
+import pytest
 
 from gateway.doctor import run_checks
 from tests.conftest import make_settings
@@ -20,9 +21,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_demo_starts_says_what_is_simulated_and_answers(tmp_path):
+@pytest.mark.parametrize("with_redis", [False, True])
+async def test_demo_starts_says_what_is_simulated_and_answers(request, with_redis):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "REDIS_URL")}
+    if with_redis:
+        env["REDIS_URL"] = request.getfixturevalue("redis_server").url
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "demo", "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
@@ -37,6 +41,7 @@ async def test_demo_starts_says_what_is_simulated_and_answers(tmp_path):
                     break
         text = "".join(banner)
         assert "2 SIMULATED replicas" in text and "OpenAI       SIMULATED" in text
+        assert ("state        Redis at 127.0.0.1:" if with_redis else "state        in-process") in text
         async with aiohttp.ClientSession() as s:
             resp = await s.post(f"http://127.0.0.1:{port}/api/chat",
                                 json={"message": "Which hybrid SUV would you recommend?"})

@@ -7,9 +7,11 @@ import time
 from dataclasses import replace
 
 from gateway.app import create_app
-from gateway.appkeys import CACHE
-from gateway.cache.store import MemoryCache
+from gateway.appkeys import STORE
+from gateway.cache.store import AnswerCache
 from gateway.providers.base import RESUME_INSTRUCTION
+from gateway.state import keys
+from gateway.state.kv import MemoryKV
 from tests.conftest import ONPREM_KEY, OPENAI_KEY
 from tests.sse_client import read_events
 
@@ -165,19 +167,14 @@ async def test_a_fresh_cached_answer_is_served_without_any_provider(aiohttp_clie
 
 async def test_the_cache_tier_serves_when_providers_fail(aiohttp_client, settings, onprem_sim,
                                                          openai_sim):
-    cache = MemoryCache()
-    client = await aiohttp_client(create_app(settings, cache=cache))
+    store = MemoryKV()
+    client = await aiohttp_client(create_app(settings, store=store))
     done(await chat(client))
-
-    def age() -> None:  # past the fresh TTL: only the ladder's cache tier may use it now
-        for key, (expires, answer) in list(cache._data.items()):
-            cache._data[key] = (expires, replace(answer, fresh_until=0.0))
-
-    age()
+    await age(store)
     calls = onprem_sim.stats.requests
     await chat(client)
     assert onprem_sim.stats.requests == calls + 1, "a stale entry is not served as fresh"
-    age()
+    await age(store)
     await onprem_sim.set_fault("refuse")
     await openai_sim.set_fault("refuse")
     events = await chat(client)
@@ -186,10 +183,19 @@ async def test_the_cache_tier_serves_when_providers_fail(aiohttp_client, setting
     assert text(events).startswith("Based on what you described")
 
 
+async def age(store: MemoryKV) -> None:
+    """Move every cached answer past its fresh TTL: only the ladder's cache tier may use it."""
+    cache = AnswerCache(store)
+    for key in [k for k in store._data if k.startswith(keys.CACHE)]:
+        short = key.removeprefix(keys.CACHE)
+        answer = await cache.get(short)
+        await cache.put(short, replace(answer, fresh_until=0.0), 3600)
+
+
 async def test_a_truncated_answer_is_never_cached(aiohttp_client, settings, onprem_sim,
                                                   openai_sim):
     app = create_app(settings)
     client = await aiohttp_client(app)
     await onprem_sim.set_fault("drop", fault_after=2)
     assert done(await chat(client))["served_by"] == ["onprem", "openai"]
-    assert len(app[CACHE]) == 0
+    assert not [k for k in app[STORE]._data if k.startswith(keys.CACHE)]

@@ -1,0 +1,102 @@
+"""Conversation sessions: history per session in the shared store, and answers kept for resume.
+
+Session ids are issued by the gateway: 144 random bits plus an HMAC tag, so
+an id can't be guessed or chosen by a client (no fixation), and a malformed or
+forged one is rejected before any lookup. Without a working store the turn
+still runs on the request's own history.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from gateway.config import SessionsConfig
+from gateway.cost import estimate_tokens, prompt_text
+from gateway.state import keys
+from gateway.state.kv import KV
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{24}\.[A-Za-z0-9_-]{16}$")
+
+
+class SessionIds:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _tag(self, nonce: str) -> str:
+        mac = hmac.new(self._secret, nonce.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode()[:16]
+
+    def new(self) -> str:
+        nonce = secrets.token_urlsafe(18)  # 24 characters
+        return f"{nonce}.{self._tag(nonce)}"
+
+    def valid(self, sid: object) -> bool:
+        if not isinstance(sid, str) or not _SESSION_ID.match(sid):
+            return False
+        nonce, tag = sid.split(".")
+        return hmac.compare_digest(tag, self._tag(nonce))
+
+
+def trim_history(messages: Sequence[dict[str, Any]], max_turns: int,
+                 max_tokens: int) -> list[dict[str, Any]]:
+    """Keep the newest messages within the turn and token budgets. Pure.
+
+    System messages are kept; the newest message is always kept, whatever its size.
+    """
+    system = [m for m in messages if m.get("role") == "system"]
+    rest = [m for m in messages if m.get("role") != "system"]
+    kept: list[dict[str, Any]] = []
+    budget = max_tokens - estimate_tokens(prompt_text(system))
+    for m in reversed(rest[-max_turns * 2 - 1:]):
+        cost = estimate_tokens(prompt_text([m]))
+        if kept and cost > budget:
+            break
+        kept.append(m)
+        budget -= cost
+    return system + kept[::-1]
+
+
+class SessionStore:
+    def __init__(self, kv: KV, config: SessionsConfig, ids: SessionIds) -> None:
+        self.kv = kv
+        self.config = config
+        self.ids = ids
+
+    async def history(self, sid: str) -> list[dict[str, Any]] | None:
+        """The stored conversation ([] if new or expired), or None if the store is unreachable."""
+        raw = await self.kv.list_all(keys.SESSION + sid)
+        if raw is None:
+            return None
+        out = []
+        for item in raw:
+            try:
+                msg = orjson.loads(item)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(msg, dict):
+                out.append(msg)
+        return out
+
+    async def append(self, sid: str, messages: list[dict[str, Any]]) -> bool:
+        return await self.kv.list_append(
+            keys.SESSION + sid, [orjson.dumps(m) for m in messages],
+            self.config.max_turns * 2, self.config.ttl_s)
+
+    def trim(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return trim_history(messages, self.config.max_turns, self.config.max_prompt_tokens)
+
+    async def save_answer(self, sid: str, msg_id: str, record: dict[str, Any]) -> bool:
+        return await self.kv.set(f"{keys.ANSWER}{sid}:{msg_id}", orjson.dumps(record),
+                                 self.config.answer_ttl_s)
+
+    async def answer(self, sid: str, msg_id: str) -> dict[str, Any] | None:
+        raw = await self.kv.get(f"{keys.ANSWER}{sid}:{msg_id}")
+        return orjson.loads(raw) if raw else None

@@ -1,0 +1,154 @@
+"""Shared key-value state: Redis for many gateway processes, or an in-process store.
+
+Both backends answer the same small set of operations. The Redis one never
+raises and never waits long: an operation that fails or takes longer than the
+link's timeout returns its fallback value (a miss), and while Redis is known to
+be down operations return at once, so no request fails or slows because of
+Redis. The link's monitor notices when Redis is back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from gateway.state.redis_link import RedisLink
+
+
+class KV(Protocol):
+    backend: str  # "redis" or "memory"
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl_s: float) -> bool: ...
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool | None: ...
+    async def delete_if_equals(self, key: str, value: bytes) -> None: ...
+    async def list_append(self, key: str, values: list[bytes], max_len: int, ttl_s: float) -> bool: ...
+    async def list_all(self, key: str) -> list[bytes] | None: ...
+    async def incr(self, key: str, ttl_s: float) -> int | None: ...
+
+
+def _ms(ttl_s: float) -> int:
+    return max(1, int(ttl_s * 1000))
+
+
+class RedisKV:
+    backend = "redis"
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.link.run(lambda r: r.get(key), None)
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> bool:
+        return bool(await self.link.run(lambda r: r.set(key, value, px=_ms(ttl_s)), False))
+
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool | None:
+        """True if set, False if the key exists, None if Redis could not say."""
+        result = await self.link.run(lambda r: r.set(key, value, px=_ms(ttl_s), nx=True), "?")
+        return None if result == "?" else bool(result)
+
+    async def delete_if_equals(self, key: str, value: bytes) -> None:
+        """Release a lock only if we still hold it (WATCH/MULTI: no Lua needed)."""
+        async def op(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                if await pipe.get(key) == value:
+                    pipe.multi()
+                    pipe.delete(key)
+                    await pipe.execute()
+                else:
+                    await pipe.unwatch()
+        await self.link.run(op, None)
+
+    async def list_append(self, key: str, values: list[bytes], max_len: int, ttl_s: float) -> bool:
+        async def op(r: aioredis.Redis) -> bool:
+            pipe = r.pipeline(transaction=True)
+            pipe.rpush(key, *values)
+            pipe.ltrim(key, -max_len, -1)
+            pipe.pexpire(key, _ms(ttl_s))
+            await pipe.execute()
+            return True
+        return bool(await self.link.run(op, False))
+
+    async def list_all(self, key: str) -> list[bytes] | None:
+        return await self.link.run(lambda r: r.lrange(key, 0, -1), None)
+
+    async def incr(self, key: str, ttl_s: float) -> int | None:
+        async def op(r: aioredis.Redis) -> int:
+            pipe = r.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.pexpire(key, _ms(ttl_s), nx=True)
+            value, _ = await pipe.execute()
+            return int(value)
+        return await self.link.run(op, None)
+
+
+class MemoryKV:
+    """In-process, LRU-bounded, with expiry: the demo and a single box without Redis."""
+
+    backend = "memory"
+
+    def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: OrderedDict[str, tuple[float, bytes | list[bytes] | int]] = OrderedDict()
+        self._max = max_keys
+        self._clock = clock
+
+    def _live(self, key: str) -> bytes | list[bytes] | int | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if self._clock() >= item[0]:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    def _put(self, key: str, value: bytes | list[bytes] | int, ttl_s: float) -> None:
+        self._data[key] = (self._clock() + ttl_s, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._live(key)
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> bool:
+        self._put(key, value, ttl_s)
+        return True
+
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool | None:
+        if self._live(key) is not None:
+            return False
+        self._put(key, value, ttl_s)
+        return True
+
+    async def delete_if_equals(self, key: str, value: bytes) -> None:
+        if self._live(key) == value:
+            del self._data[key]
+
+    async def list_append(self, key: str, values: list[bytes], max_len: int, ttl_s: float) -> bool:
+        current = self._live(key)
+        items = (current if isinstance(current, list) else []) + list(values)
+        self._put(key, items[-max_len:], ttl_s)
+        return True
+
+    async def list_all(self, key: str) -> list[bytes] | None:
+        value = self._live(key)
+        return list(value) if isinstance(value, list) else []
+
+    async def incr(self, key: str, ttl_s: float) -> int | None:
+        item = self._data.get(key)
+        current = self._live(key)
+        value = (current if isinstance(current, int) else 0) + 1
+        expires = item[0] if item is not None and current is not None else self._clock() + ttl_s
+        self._data[key] = (expires, value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -1,0 +1,101 @@
+"""The gateway's link to Redis: short timeouts, no retries, and a state people can read.
+
+redis-py's own retries are off (a slow Redis must cost a request at most one
+timeout, default 50 ms); every call goes through `run`, which turns any error
+into the caller's fallback value and marks the link down. While down, calls
+return at once; the monitor pings on an interval and marks it up again, so
+the gateway uses Redis again with no restart. Each change is logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+log = logging.getLogger("scout.redis")
+T = TypeVar("T")
+
+
+def redis_where(url: str) -> str:
+    """host:port/db of a Redis URL, without its credentials (safe to log and show)."""
+    parts = urlsplit(url)
+    db = parts.path.lstrip("/") or "0"
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{db}"
+
+
+def describe(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"no answer within {timeout_s * 1000:.0f} ms"
+    text = str(exc).split("\n")[0][:160]
+    if "redis://" in text or "@" in text:  # never echo a URL that may hold a password
+        text = exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
+class RedisLink:
+    def __init__(self, url: str, timeout_s: float = 0.05, ping_interval_s: float = 1.0,
+                 client: aioredis.Redis | None = None) -> None:
+        self.where = redis_where(url)
+        self.timeout_s = timeout_s
+        self.ping_interval_s = ping_interval_s
+        self.client = client if client is not None else aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        self.state = "unknown"
+        self.reason = ""
+        self.since = time.time()
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+    async def run(self, op: Callable[[aioredis.Redis], Awaitable[Any]], default: T) -> Any | T:
+        """Run one Redis operation; on any failure or timeout, the fallback value."""
+        if self.state == "down":
+            return default
+        try:
+            return await asyncio.wait_for(op(self.client), self.timeout_s)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._set("down", describe(exc, self.timeout_s))
+            return default
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self.client.ping(), self.timeout_s * 4)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._set("down", describe(exc, self.timeout_s * 4))
+            return False
+        self._set("up", "")
+        return True
+
+    async def monitor(self) -> None:
+        """Ping forever; the app's cleanup context cancels this."""
+        while True:
+            await self.ping()
+            await asyncio.sleep(self.ping_interval_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "since": self.since,
+                "where": self.where}
+
+    def _set(self, state: str, reason: str) -> None:
+        if state == self.state:
+            return
+        if state == "down":
+            log.error("event=redis_state to=down where=%s reason=%r "
+                      "(serving without cache and sessions until it returns)", self.where, reason)
+        else:
+            log.warning("event=redis_state to=%s where=%s", state, self.where)
+        self.state, self.reason, self.since = state, reason, time.time()
+
+    async def close(self) -> None:
+        await self.client.aclose()
