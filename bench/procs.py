@@ -1,0 +1,120 @@
+"""Start the parts of a benchmark as real processes, pinned to cores, and read their CPU time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TICK = os.sysconf("SC_CLK_TCK")
+KEYS = {"ONPREM_API_KEY": "bench-onprem-key", "OPENAI_API_KEY": "bench-openai-key",
+        "SCOUT_SESSION_SECRET": "bench-session-secret-0123456789"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout:g} s")
+
+
+def pinned(cmd: list[str], core: int | None) -> list[str]:
+    if core is None or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        return cmd
+    return ["taskset", "-c", str(core), *cmd]
+
+
+class Proc:
+    def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None,
+                 core: int | None = None) -> None:
+        self.port = port
+        self.popen = subprocess.Popen(pinned(cmd, core), env={**os.environ, **(env or {})},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            self.stop()
+            err = self.popen.stderr.read().decode() if self.popen.stderr else ""
+            raise RuntimeError(f"{cmd[:3]} did not start:\n{err[-2000:]}") from None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process so far, from /proc."""
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def simulator(core: int | None = None, **knobs: Any) -> Proc:
+    port, control = free_port(), free_port()
+    args = [sys.executable, "-m", "onprem.simulator", "--port", str(port),
+            "--control-port", str(control)]
+    for key, value in knobs.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    proc = Proc(args, port, core=core)
+    proc.control_port = control  # type: ignore[attr-defined]
+    wait_port(control)
+    return proc
+
+
+def redis(core: int | None = None) -> Proc:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    return Proc([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"], port, core=core)
+
+
+def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | None = None,
+            core: int | None = None, deadlines: dict[str, float] | None = None,
+            extra_args: list[str] | None = None) -> Proc:
+    data = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
+    data["onprem"]["url"] = onprem_urls
+    data["openai"]["base_url"] = openai_url
+    if deadlines:
+        data["deadlines"] = deadlines
+        for intent in data["intents"].values():
+            intent["deadlines"] = deadlines
+    path = Path(tempfile.mkdtemp(prefix="scout-bench-")) / "scout.yaml"
+    path.write_text(yaml.safe_dump(data))
+    port = free_port()
+    env = {**KEYS, "SCOUT_LOG_LEVEL": "WARNING"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return Proc([sys.executable, "-m", "gateway", "serve", "--config", str(path), "--host",
+                 "127.0.0.1", "--port", str(port), *(extra_args or [])], port, env=env, core=core)
