@@ -17,7 +17,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
 KEYS = {"ONPREM_API_KEY": "bench-onprem-key", "OPENAI_API_KEY": "bench-openai-key",
-        "SCOUT_SESSION_SECRET": "bench-session-secret-0123456789"}
+        "SCOUT_SIGNING_SECRET": "bench-signing-secret-0123456789",
+        "SCOUT_API_KEYS": "bench:bench-api-key-0123456789"}
+API_HEADERS = {"Authorization": "Bearer bench-api-key-0123456789"}
 
 
 def free_port() -> int:

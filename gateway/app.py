@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.api import chat_sse, openai_api, ops
+from gateway.api import auth, chat_sse, openai_api, ops
+from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
+    API_KEYS,
     CACHE,
     CHAT,
     HEALTH,
@@ -21,6 +23,8 @@ from gateway.appkeys import (
     REDIS,
     SESSIONS,
     SETTINGS,
+    SIGNER,
+    SIGNING_SECRET,
     STORE,
     TURNS,
     UPSTREAM_SESSION,
@@ -35,6 +39,8 @@ from gateway.providers.cache_tier import CacheProvider
 from gateway.providers.onprem import OnpremProvider
 from gateway.providers.openai_tier import OpenAIProvider
 from gateway.providers.static import StaticProvider
+from gateway.security.api_keys import ApiKeys
+from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionIds, SessionStore
 from gateway.state.kv import KV, MemoryKV, RedisKV
 from gateway.state.redis_link import RedisLink
@@ -47,10 +53,11 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     """Build the app; `store` replaces the configured shared state (tests)."""
     # Bodies are read by the handlers themselves, up to the configured cap, so an
     # oversized body gets an error naming the limit instead of aiohttp's plain 413.
-    app = web.Application(middlewares=[error_middleware],
+    app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
     app[HEALTH] = LocalHealth(ttl_s=settings.server.passive_health_ttl_s)
+    app.cleanup_ctx.append(_security)
     app.cleanup_ctx.append(lambda app: _shared_state(app, store))
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_services)
@@ -58,8 +65,35 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_get("/v1/models", openai_api.list_models)
     app.router.add_post("/api/chat", chat_sse.chat_sse)
     app.router.add_post("/api/chat/answer", chat_sse.fetch_answer)
+    app.router.add_post("/api/ws-token", auth.ws_token)
+    app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)
     return app
+
+
+async def _security(app: web.Application) -> AsyncIterator[None]:
+    auth_cfg = app[SETTINGS].auth
+    app[API_KEYS] = ApiKeys(auth_cfg.api_keys.get() if auth_cfg.api_keys else None,
+                            auth_cfg.api_keys_file)
+    secret = auth_cfg.signing_secret.get().encode() if auth_cfg.signing_secret else \
+        secrets.token_bytes(32)
+    app[SIGNER] = TokenSigner(secret)
+    app[SIGNING_SECRET] = secret
+
+    async def watch_key_file() -> None:
+        while True:
+            await asyncio.sleep(2)
+            app[API_KEYS].reload_if_changed()
+
+    watcher = asyncio.get_running_loop().create_task(watch_key_file()) \
+        if auth_cfg.api_keys_file else None
+    try:
+        yield
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
 
 async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator[None]:
@@ -76,9 +110,7 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
         log.info("event=store backend=memory (no Redis configured: state is this process's own)")
     app[STORE] = store
     app[CACHE] = AnswerCache(store)
-    secret = settings.sessions.secret.get().encode() if settings.sessions.secret else \
-        secrets.token_bytes(32)
-    app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(secret))
+    app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
     monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
     try:
         yield

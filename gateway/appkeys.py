@@ -10,6 +10,8 @@ from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.local import LocalHealth
 from gateway.providers.base import Provider
+from gateway.security.api_keys import ApiKeys
+from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionStore
 from gateway.state.kv import KV
 from gateway.state.redis_link import RedisLink
@@ -25,3 +27,6 @@ CACHE = web.AppKey("cache", AnswerCache)
 SESSIONS = web.AppKey("sessions", SessionStore)
 CHAT = web.AppKey("chat", ChatService)
 TURNS = web.AppKey("turns", TurnRunner)
+API_KEYS = web.AppKey("api_keys", ApiKeys)
+SIGNER = web.AppKey("signer", TokenSigner)
+SIGNING_SECRET = web.AppKey("signing_secret", bytes)

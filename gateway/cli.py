@@ -58,12 +58,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def demo_settings(onprem_urls: list[str], openai_url: str | None,
-                  env: dict[str, str]) -> Settings:
-    """The example dealership config, pointed at local simulators."""
+                  env: dict[str, str], port: int) -> Settings:
+    """The example dealership config, pointed at local simulators; the chat page may connect."""
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["onprem"]["url"] = onprem_urls
     if openai_url is not None:
         data["openai"]["base_url"] = openai_url
+    data["auth"]["demo_tokens"] = True
+    data["auth"]["allowed_origins"] = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
     return settings_from_dict(data, env)
 
 
@@ -75,22 +77,25 @@ async def _demo(port: int, host: str) -> None:
                                          tokens=45)).start() for _ in range(2)]
     real_openai = bool(os.environ.get("OPENAI_API_KEY"))
     openai_sim = None
+    api_key = os.environ.get("SCOUT_DEMO_API_KEY") or f"demo-{secrets.token_urlsafe(12)}"
     env = {"ONPREM_API_KEY": demo_key, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", ""),
-           "REDIS_URL": os.environ.get("REDIS_URL", ""),
-           "SCOUT_SESSION_SECRET": os.environ.get("SCOUT_SESSION_SECRET", "")}
+           "REDIS_URL": os.environ.get("REDIS_URL", ""), "SCOUT_API_KEYS": f"demo:{api_key}",
+           "SCOUT_SIGNING_SECRET": os.environ.get("SCOUT_SIGNING_SECRET", "")}
     if not real_openai:
         openai_sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=demo_key,
                                                   ttft_s=0.5, token_interval_s=0.03,
                                                   tokens=45)).start()
         env["OPENAI_API_KEY"] = demo_key
     settings = demo_settings([s.url for s in sims],
-                             f"{openai_sim.url}/v1" if openai_sim else None, env)
+                             f"{openai_sim.url}/v1" if openai_sim else None, env, port)
     store = (f"Redis at {redis_where(settings.redis.url.get())} (REDIS_URL)" if settings.redis.url
              else "in-process: cache and sessions live in this process (set REDIS_URL for Redis)")
     base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     banner = f"""Scout demo
   gateway      {base}
+    chat page    {base}/chat
     OpenAI API   {base}/v1/chat/completions   (model "scout")
+    API key      {api_key}   (demo only; set SCOUT_DEMO_API_KEY to choose it)
     SSE chat     {base}/api/chat
     health       {base}/health
   on-prem      2 SIMULATED replicas: {', '.join(s.url for s in sims)}
@@ -98,7 +103,7 @@ async def _demo(port: int, host: str) -> None:
   state        {store}
 
 Try:
-  curl -N {base}/api/chat -H 'Content-Type: application/json' \\
+  curl -N {base}/api/chat -H 'Authorization: Bearer {api_key}' \\
        -d '{{"message": "Which hybrid SUV would you recommend for a family of five?"}}'
 Press Ctrl-C to stop."""
     try:

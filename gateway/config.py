@@ -113,8 +113,30 @@ class SessionsConfig:
     ttl_s: float = 86_400.0
     max_turns: int = 20           # user+assistant pairs kept and sent upstream
     max_prompt_tokens: int = 3000  # oldest turns are dropped past this (estimated)
-    secret: Secret | None = None  # signs session ids; shared by every gateway process
     answer_ttl_s: float = 3600.0  # finished answers kept for a client that reconnects
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    api_keys: Secret | None = None      # "label:key,label:key" from the environment
+    api_keys_file: str | None = None    # "label key" or "label sha256:<hex>" per line; reloaded
+    # Signs session ids and WebSocket tokens; the same on every gateway process.
+    signing_secret: Secret | None = None
+    ws_token_ttl_s: float = 60.0
+    allowed_origins: tuple[str, ...] = ()
+    demo_tokens: bool = False           # /api/demo-token hands out WebSocket tokens (demo only)
+    allow_anonymous: bool = False       # no API key needed at all (never on the internet)
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    heartbeat_s: float = 20.0           # ping interval; no pong within half of it closes
+    max_in_flight: int = 4              # chats in flight on one socket
+    max_frame_bytes: int = 64 * 1024
+    max_buffered_bytes: int = 256 * 1024  # per chat, for a client that reads too slowly
+    messages_per_s: float = 5.0
+    burst: int = 20
+    drain_s: float = 20.0               # on SIGTERM, how long in-flight answers may finish
 
 
 @dataclass(frozen=True)
@@ -137,6 +159,8 @@ class Settings:
     cache: CacheConfig
     redis: RedisConfig
     sessions: SessionsConfig
+    auth: AuthConfig
+    ws: WebSocketConfig
     intents: dict[str, IntentConfig]
     prices: dict[str, Price]
     default_intent: str = "default"
@@ -350,19 +374,56 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
                             timeout_s=_num(r, "timeout_ms", 50, "redis", p) / 1000)
 
     se = _section(data, "sessions", p)
-    secret_env = str(se.get("secret_env", "SCOUT_SESSION_SECRET"))
-    session_secret = env.get(secret_env, "").strip()
-    if session_secret and len(session_secret) < 16:
-        p.add(f"sessions: {secret_env} is too short to sign session ids (16+ characters)")
-    if not session_secret:
-        warnings.append(f"sessions: {secret_env} is not set; session ids are signed with a "
-                        "per-process key, so other gateway processes will not accept them")
     sessions = SessionsConfig(
         ttl_s=_num(se, "ttl_s", 86_400.0, "sessions", p),
         max_turns=_num(se, "max_turns", 20, "sessions", p, integer=True),
         max_prompt_tokens=_num(se, "max_prompt_tokens", 3000, "sessions", p, integer=True),
-        secret=Secret(session_secret) if session_secret else None,
         answer_ttl_s=_num(se, "answer_ttl_s", 3600.0, "sessions", p),
+    )
+
+    au = _section(data, "auth", p)
+    secret_env = str(au.get("signing_secret_env", "SCOUT_SIGNING_SECRET"))
+    signing = env.get(secret_env, "").strip()
+    if signing and len(signing) < 16:
+        p.add(f"auth: {secret_env} is too short to sign session ids and tokens (16+ characters)")
+    if not signing:
+        warnings.append(f"auth: {secret_env} is not set; session ids and WebSocket tokens are "
+                        "signed with a per-process key, so other gateway processes refuse them")
+    keys_env = str(au.get("api_keys_env", "SCOUT_API_KEYS"))
+    keys_file = au.get("api_keys_file")
+    if keys_file and not Path(str(keys_file)).is_file():
+        p.add(f"auth.api_keys_file: {keys_file} does not exist")
+    api_keys = env.get(keys_env, "").strip()
+    allow_anonymous = bool(au.get("allow_anonymous", False))
+    if not api_keys and not keys_file and not allow_anonymous:
+        p.add(f"auth: no API keys: set {keys_env} (label:key,...) or auth.api_keys_file")
+    origins = au.get("allowed_origins") or []
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        p.add("auth.allowed_origins: must be a list of origins like https://app.example.com")
+        origins = []
+    for origin in origins:
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            p.add(f"auth.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
+    auth = AuthConfig(
+        api_keys=Secret(api_keys) if api_keys else None,
+        api_keys_file=str(keys_file) if keys_file else None,
+        signing_secret=Secret(signing) if signing else None,
+        ws_token_ttl_s=_num(au, "ws_token_ttl_s", 60.0, "auth", p),
+        allowed_origins=tuple(o.rstrip("/") for o in origins),
+        demo_tokens=bool(au.get("demo_tokens", False)),
+        allow_anonymous=allow_anonymous,
+    )
+
+    w = _section(data, "websocket", p)
+    ws = WebSocketConfig(
+        heartbeat_s=_num(w, "heartbeat_s", 20.0, "websocket", p),
+        max_in_flight=_num(w, "max_in_flight", 4, "websocket", p, integer=True),
+        max_frame_bytes=_num(w, "max_frame_bytes", 64 * 1024, "websocket", p, integer=True),
+        max_buffered_bytes=_num(w, "max_buffered_bytes", 256 * 1024, "websocket", p,
+                                integer=True),
+        messages_per_s=_num(w, "messages_per_s", 5.0, "websocket", p),
+        burst=_num(w, "burst", 20, "websocket", p, integer=True),
+        drain_s=_num(w, "drain_s", 20.0, "websocket", p, minimum=-1),
     )
 
     prices: dict[str, Price] = {}
@@ -396,7 +457,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if p.items:
         raise ConfigError(p.items)
     return Settings(server=server, onprem=onprem, openai=openai, cache=cache, redis=redis_cfg,
-                    sessions=sessions, intents=intents,
+                    sessions=sessions, auth=auth, ws=ws, intents=intents,
                     prices=prices, default_intent=default_intent, warnings=tuple(warnings))
 
 

@@ -21,7 +21,9 @@ def example_config() -> dict[str, Any]:
     return data
 
 
-SESSION_SECRET = "session-secret-for-tests-0123456789"
+SIGNING_SECRET = "signing-secret-for-tests-0123456789"
+API_KEY = "frontend-test-key-77d2e1"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def make_settings(onprem_urls: list[str], openai_url: str | None, *,
@@ -37,7 +39,7 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     if mutate is not None:
         mutate(data)
     env = {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
-           "SCOUT_SESSION_SECRET": SESSION_SECRET}
+           "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY}"}
     if redis_url:
         env["REDIS_URL"] = redis_url
     return settings_from_dict(data, env)
@@ -57,6 +59,14 @@ async def openai_sim() -> AsyncIterator[ReplicaSimulator]:
                                        token_interval_s=0.002, tokens=8)).start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture
+def gw_client(aiohttp_client):
+    """A test client of the gateway that sends the frontend API key."""
+    async def make(app, **kwargs):
+        return await aiohttp_client(app, headers={**AUTH, **kwargs.pop("headers", {})}, **kwargs)
+    return make
 
 
 @pytest.fixture

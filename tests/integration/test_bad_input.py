@@ -58,9 +58,9 @@ CASES = [
 
 @pytest.mark.parametrize(("path", "body", "status", "words"), CASES,
                          ids=[f"{i}-{c[2]}" for i, c in enumerate(CASES)])
-async def test_bad_input_is_a_4xx_naming_the_problem(aiohttp_client, settings, path, body,
+async def test_bad_input_is_a_4xx_naming_the_problem(gw_client, settings, path, body,
                                                      status, words):
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     resp = await client.post(path, data=body, headers={"Content-Type": "application/json"})
     assert resp.status == status
     err = (await resp.json())["error"]
@@ -71,8 +71,8 @@ async def test_bad_input_is_a_4xx_naming_the_problem(aiohttp_client, settings, p
     assert ok.status == 200
 
 
-async def test_wrong_method_and_unknown_path(aiohttp_client, settings):
-    client = await aiohttp_client(create_app(settings))
+async def test_wrong_method_and_unknown_path(gw_client, settings):
+    client = await gw_client(create_app(settings))
     r = await client.get("/v1/chat/completions")
     assert r.status == 405 and "GET is not allowed" in (await r.json())["error"]["message"]
     assert r.headers["Allow"] == "POST"

@@ -43,7 +43,9 @@ async def test_demo_starts_says_what_is_simulated_and_answers(request, with_redi
         assert "2 SIMULATED replicas" in text and "OpenAI       SIMULATED" in text
         assert ("state        Redis at 127.0.0.1:" if with_redis else "state        in-process") in text
         async with aiohttp.ClientSession() as s:
+            key = next(ln.split()[2] for ln in banner if "API key" in ln)
             resp = await s.post(f"http://127.0.0.1:{port}/api/chat",
+                                headers={"Authorization": f"Bearer {key}"},
                                 json={"message": "Which hybrid SUV would you recommend?"})
             events = await read_events(resp)
         assert events[-1][0] == "done" and events[-1][1]["served_by"] == ["onprem"]

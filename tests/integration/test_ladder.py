@@ -34,8 +34,8 @@ def text(events):
     return "".join(e["text"] for n, e in events if n == "delta")
 
 
-async def test_healthy_onprem_answers(aiohttp_client, settings, onprem_sim, openai_sim):
-    client = await aiohttp_client(create_app(settings))
+async def test_healthy_onprem_answers(gw_client, settings, onprem_sim, openai_sim):
+    client = await gw_client(create_app(settings))
     events = await chat(client)
     assert events[0][0] == "start" and events[0][1]["intent"] == "vehicle.recommendation"
     d = done(events)
@@ -45,10 +45,10 @@ async def test_healthy_onprem_answers(aiohttp_client, settings, onprem_sim, open
     assert openai_sim.stats.requests == 0
 
 
-async def test_connection_refused_goes_to_openai_at_once(aiohttp_client, settings, onprem_sim,
+async def test_connection_refused_goes_to_openai_at_once(gw_client, settings, onprem_sim,
                                                          openai_sim):
     await onprem_sim.set_fault("refuse")
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     t0 = time.perf_counter()
     events = await chat(client)
     elapsed = time.perf_counter() - t0
@@ -61,9 +61,9 @@ async def test_connection_refused_goes_to_openai_at_once(aiohttp_client, setting
 
 
 async def test_hang_after_headers_is_hedged_and_the_onprem_request_cancelled(
-        aiohttp_client, settings, onprem_sim, openai_sim):
+        gw_client, settings, onprem_sim, openai_sim):
     await onprem_sim.set_fault("hang_after_headers")
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     t0 = time.perf_counter()
     events = await chat(client)
     elapsed = time.perf_counter() - t0
@@ -80,19 +80,19 @@ async def test_hang_after_headers_is_hedged_and_the_onprem_request_cancelled(
     assert onprem_sim.stats.disconnects == 1 and onprem_sim.stats.running == 0
 
 
-async def test_hang_before_headers_fails_at_the_headers_deadline(aiohttp_client, settings,
+async def test_hang_before_headers_fails_at_the_headers_deadline(gw_client, settings,
                                                                   onprem_sim, openai_sim):
     await onprem_sim.set_fault("hang_before_headers")
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     events = await chat(client)
     assert done(events)["served_by"] == ["openai"]
     assert "no response headers" in next(e for n, e in events if n == "switch")["reason"]
 
 
-async def test_stall_after_a_few_tokens_is_resumed_by_openai(aiohttp_client, settings,
+async def test_stall_after_a_few_tokens_is_resumed_by_openai(gw_client, settings,
                                                              onprem_sim, openai_sim):
     await onprem_sim.set_fault("stall", fault_after=3)
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     events = await chat(client)
     d = done(events)
     assert d["served_by"] == ["onprem", "openai"]
@@ -105,18 +105,18 @@ async def test_stall_after_a_few_tokens_is_resumed_by_openai(aiohttp_client, set
     assert sent[-1]["content"] == RESUME_INSTRUCTION
 
 
-async def test_drop_mid_stream_is_resumed(aiohttp_client, settings, onprem_sim, openai_sim):
+async def test_drop_mid_stream_is_resumed(gw_client, settings, onprem_sim, openai_sim):
     await onprem_sim.set_fault("drop", fault_after=2)
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     events = await chat(client)
     assert done(events)["served_by"] == ["onprem", "openai"]
     assert "dropped" in next(e for n, e in events if n == "switch")["reason"]
 
 
 async def test_401_from_onprem_goes_to_openai_and_marks_onprem_misconfigured(
-        aiohttp_client, settings, onprem_sim, openai_sim, caplog):
+        gw_client, settings, onprem_sim, openai_sim, caplog):
     await onprem_sim.set_fault("http_401")
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     assert done(await chat(client))["served_by"] == ["openai"]
     health = await (await client.get("/health")).json()
     assert health["tiers"]["onprem"]["state"] == "misconfigured"
@@ -131,30 +131,30 @@ async def test_401_from_onprem_goes_to_openai_and_marks_onprem_misconfigured(
     assert ONPREM_KEY not in str(health) and OPENAI_KEY not in str(health)
 
 
-async def test_every_tier_down_serves_the_static_reply(aiohttp_client, settings, onprem_sim,
+async def test_every_tier_down_serves_the_static_reply(gw_client, settings, onprem_sim,
                                                        openai_sim):
     await onprem_sim.set_fault("http_500")
     await openai_sim.set_fault("refuse")
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     events = await chat(client, "Do you have a 2022 Civic in blue?")
     d = done(events)
     assert d["served_by"] == ["static"] and d["intent"] == "inventory.search"
     assert text(events) == settings.intents["inventory.search"].static_reply
 
 
-async def test_private_intent_never_reaches_openai(aiohttp_client, settings, onprem_sim,
+async def test_private_intent_never_reaches_openai(gw_client, settings, onprem_sim,
                                                    openai_sim):
     await onprem_sim.set_fault("refuse")
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     events = await chat(client, "What APR would I get on a loan with a 640 credit score?")
     d = done(events)
     assert d["intent"] == "financing" and d["served_by"] == ["static"]
     assert openai_sim.stats.requests == 0
 
 
-async def test_a_fresh_cached_answer_is_served_without_any_provider(aiohttp_client, settings,
+async def test_a_fresh_cached_answer_is_served_without_any_provider(gw_client, settings,
                                                                     onprem_sim, openai_sim):
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     first = done(await chat(client))
     assert first["served_by"] == ["onprem"] and first["cached"] is False
     calls = onprem_sim.stats.requests
@@ -165,10 +165,10 @@ async def test_a_fresh_cached_answer_is_served_without_any_provider(aiohttp_clie
     assert text(events).startswith("Based on what you described")
 
 
-async def test_the_cache_tier_serves_when_providers_fail(aiohttp_client, settings, onprem_sim,
+async def test_the_cache_tier_serves_when_providers_fail(gw_client, settings, onprem_sim,
                                                          openai_sim):
     store = MemoryKV()
-    client = await aiohttp_client(create_app(settings, store=store))
+    client = await gw_client(create_app(settings, store=store))
     done(await chat(client))
     await age(store)
     calls = onprem_sim.stats.requests
@@ -192,10 +192,10 @@ async def age(store: MemoryKV) -> None:
         await cache.put(short, replace(answer, fresh_until=0.0), 3600)
 
 
-async def test_a_truncated_answer_is_never_cached(aiohttp_client, settings, onprem_sim,
+async def test_a_truncated_answer_is_never_cached(gw_client, settings, onprem_sim,
                                                   openai_sim):
     app = create_app(settings)
-    client = await aiohttp_client(app)
+    client = await gw_client(app)
     await onprem_sim.set_fault("drop", fault_after=2)
     assert done(await chat(client))["served_by"] == ["onprem", "openai"]
     assert not [k for k in app[STORE]._data if k.startswith(keys.CACHE)]

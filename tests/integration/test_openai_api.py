@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import ONPREM_KEY, OPENAI_KEY
+from tests.conftest import API_KEY, AUTH, ONPREM_KEY, OPENAI_KEY
 
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
 
@@ -20,7 +20,7 @@ async def server(aiohttp_server, settings):
 
 @pytest.fixture
 async def client(server):
-    c = openai.AsyncOpenAI(api_key="unused", base_url=str(server.make_url("/v1")), max_retries=0)
+    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0)
     yield c
     await c.close()
 
@@ -119,7 +119,7 @@ async def test_a_client_disconnect_stops_the_upstream(aiohttp_server, onprem_sim
     server = await aiohttp_server(create_app(
         make_settings([onprem_sim.url], f"{openai_sim.url}/v1", deadlines=slow)))
     await onprem_sim.set_fault("stall", fault_after=2)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         resp = await session.post(server.make_url("/v1/chat/completions"), json={
             "model": "scout", "stream": True,
             "messages": [{"role": "user", "content": QUESTION}]})

@@ -54,9 +54,9 @@ async def age_cache(redis_server) -> None:
     await link.close()
 
 
-async def test_fresh_hit_from_redis_calls_no_provider(aiohttp_client, rsettings, onprem_sim,
+async def test_fresh_hit_from_redis_calls_no_provider(gw_client, rsettings, onprem_sim,
                                                       redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+    client = await gw_client(create_app(rsettings))
     assert done(await chat(client))["served_by"] == ["onprem"]
     assert len(await redis_keys(redis_server, keys.CACHE)) == 1
     calls = onprem_sim.stats.requests
@@ -65,9 +65,9 @@ async def test_fresh_hit_from_redis_calls_no_provider(aiohttp_client, rsettings,
     assert onprem_sim.stats.requests == calls
 
 
-async def test_stale_tier_served_when_every_provider_fails(aiohttp_client, rsettings, onprem_sim,
+async def test_stale_tier_served_when_every_provider_fails(gw_client, rsettings, onprem_sim,
                                                            openai_sim, redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+    client = await gw_client(create_app(rsettings))
     await chat(client)
     await age_cache(redis_server)
     await onprem_sim.set_fault("http_500")
@@ -77,9 +77,9 @@ async def test_stale_tier_served_when_every_provider_fails(aiohttp_client, rsett
     assert [e for n, e in events if n == "switch"][-1]["to"] == "cache"
 
 
-async def test_truncated_and_private_answers_are_never_cached(aiohttp_client, rsettings,
+async def test_truncated_and_private_answers_are_never_cached(gw_client, rsettings,
                                                               onprem_sim, redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+    client = await gw_client(create_app(rsettings))
     d = done(await chat(client, "What APR would I get with a 700 credit score?"))
     assert d["intent"] == "financing" and d["served_by"] == ["onprem"]
     await onprem_sim.set_fault("drop", fault_after=2)
@@ -91,9 +91,9 @@ async def test_truncated_and_private_answers_are_never_cached(aiohttp_client, rs
     assert len(await redis_keys(redis_server, keys.CACHE)) == 1
 
 
-async def test_static_replies_are_never_cached(aiohttp_client, rsettings, onprem_sim, openai_sim,
+async def test_static_replies_are_never_cached(gw_client, rsettings, onprem_sim, openai_sim,
                                                redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+    client = await gw_client(create_app(rsettings))
     await onprem_sim.set_fault("refuse")
     await openai_sim.set_fault("refuse")
     assert done(await chat(client))["served_by"] == ["static"]
@@ -101,10 +101,10 @@ async def test_static_replies_are_never_cached(aiohttp_client, rsettings, onprem
 
 
 async def test_identical_concurrent_misses_make_one_upstream_call_across_two_gateways(
-        aiohttp_client, rsettings, onprem_sim, redis_server):
+        gw_client, rsettings, onprem_sim, redis_server):
     onprem_sim.knobs.ttft_s = 0.3  # a slow first answer: everyone else arrives meanwhile
-    a = await aiohttp_client(create_app(rsettings))
-    b = await aiohttp_client(create_app(rsettings))
+    a = await gw_client(create_app(rsettings))
+    b = await gw_client(create_app(rsettings))
     results = await asyncio.gather(*(chat(c) for c in [a, b] * 8))
     served = sorted(done(r)["served_by"][0] for r in results)
     assert onprem_sim.stats.requests == 1
@@ -113,10 +113,10 @@ async def test_identical_concurrent_misses_make_one_upstream_call_across_two_gat
     assert len(texts) == 1, "every asker got the same whole answer"
 
 
-async def test_two_gateways_share_cache_and_sessions(aiohttp_client, rsettings, onprem_sim,
+async def test_two_gateways_share_cache_and_sessions(gw_client, rsettings, onprem_sim,
                                                      redis_server):
-    a = await aiohttp_client(create_app(rsettings))
-    b = await aiohttp_client(create_app(rsettings))
+    a = await gw_client(create_app(rsettings))
+    b = await gw_client(create_app(rsettings))
     first = await chat(a)
     sid = first[0][1]["session"]
     assert done(first)["served_by"] == ["onprem"]
@@ -131,8 +131,8 @@ async def test_two_gateways_share_cache_and_sessions(aiohttp_client, rsettings, 
     assert sent[2]["content"].startswith("Based on what you described")
 
 
-async def test_a_forged_or_malformed_session_id_is_rejected(aiohttp_client, rsettings):
-    client = await aiohttp_client(create_app(rsettings))
+async def test_a_forged_or_malformed_session_id_is_rejected(gw_client, rsettings):
+    client = await gw_client(create_app(rsettings))
     first = await chat(client)
     sid = first[0][1]["session"]
     forged = sid[:-1] + ("A" if sid[-1] != "A" else "B")
@@ -142,9 +142,9 @@ async def test_a_forged_or_malformed_session_id_is_rejected(aiohttp_client, rset
         assert (await resp.json())["error"]["code"] == "invalid_session"
 
 
-async def test_chat_goes_on_through_a_redis_stop_and_start(aiohttp_client, rsettings,
+async def test_chat_goes_on_through_a_redis_stop_and_start(gw_client, rsettings,
                                                            onprem_sim, redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+    client = await gw_client(create_app(rsettings))
     await chat(client)
     health = await (await client.get("/health")).json()
     assert health["store"]["state"] == "up" and health["status"] == "ok"
@@ -167,10 +167,10 @@ async def test_chat_goes_on_through_a_redis_stop_and_start(aiohttp_client, rsett
     assert d["served_by"] == ["cache"], "the cache is used again with no restart"
 
 
-async def test_redis_down_at_start(aiohttp_client, onprem_sim, openai_sim, redis_server):
+async def test_redis_down_at_start(gw_client, onprem_sim, openai_sim, redis_server):
     redis_server.stop()
     settings = make_settings([onprem_sim.url], f"{openai_sim.url}/v1", redis_url=redis_server.url)
-    client = await aiohttp_client(create_app(settings))
+    client = await gw_client(create_app(settings))
     d = done(await chat(client))
     assert d["served_by"] == ["onprem"]
     assert (await (await client.get("/health")).json())["store"]["state"] == "down"
@@ -183,8 +183,8 @@ async def test_redis_down_at_start(aiohttp_client, onprem_sim, openai_sim, redis
 
 
 async def test_a_slow_redis_costs_one_short_timeout_and_the_chat_answers(
-        aiohttp_client, rsettings, onprem_sim, redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+        gw_client, rsettings, onprem_sim, redis_server):
+    client = await gw_client(create_app(rsettings))
     await chat(client, "warm up the connection pool, recommend a car")
     sleeper = asyncio.get_running_loop().run_in_executor(
         None, redis_server.command, "DEBUG", "SLEEP", "1.5")
@@ -197,9 +197,9 @@ async def test_a_slow_redis_costs_one_short_timeout_and_the_chat_answers(
 
 
 async def test_an_answer_finished_after_the_client_left_can_be_fetched(
-        aiohttp_client, rsettings, onprem_sim, redis_server):
+        gw_client, rsettings, onprem_sim, redis_server):
     onprem_sim.knobs.token_interval_s = 0.05
-    client = await aiohttp_client(create_app(rsettings))
+    client = await gw_client(create_app(rsettings))
     sid = (await chat(client, "hello"))[0][1]["session"]
     resp = await client.post("/api/chat", json={"message": "Which truck would you recommend?",
                                                 "session": sid, "id": "m-2"})
@@ -219,8 +219,8 @@ async def test_an_answer_finished_after_the_client_left_can_be_fetched(
     assert missing.status == 404
 
 
-async def test_no_request_fails_because_of_redis(aiohttp_client, rsettings, redis_server):
-    client = await aiohttp_client(create_app(rsettings))
+async def test_no_request_fails_because_of_redis(gw_client, rsettings, redis_server):
+    client = await gw_client(create_app(rsettings))
     redis_server.stop()
 
     async def one(i: int) -> int:

@@ -8,7 +8,8 @@ from gateway.config import load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from tests.conftest import ROOT, example_config
 
-ENV = {"ONPREM_API_KEY": "k1-secret-value", "OPENAI_API_KEY": "k2-secret-value"}
+ENV = {"ONPREM_API_KEY": "k1-secret-value", "OPENAI_API_KEY": "k2-secret-value",
+       "SCOUT_API_KEYS": "web:k3-secret-value-long"}
 
 
 def test_the_shipped_example_is_valid_and_complete():
@@ -21,8 +22,9 @@ def test_the_shipped_example_is_valid_and_complete():
 
 def test_secrets_never_print():
     s = load_settings(ROOT / "config" / "scout.yaml", ENV)
-    for text in (repr(s), str(s.onprem), str(s.openai.api_key)):
+    for text in (repr(s), str(s.onprem), str(s.openai.api_key), str(s.auth)):
         assert "k1-secret-value" not in text and "k2-secret-value" not in text
+        assert "k3-secret-value" not in text
     assert s.onprem.api_key is not None and s.onprem.api_key.get() == "k1-secret-value"
 
 
@@ -32,7 +34,7 @@ def test_api_key_from_a_file(tmp_path):
     data = example_config()
     del data["onprem"]["api_key_env"]
     data["onprem"]["api_key_file"] = str(key)
-    s = settings_from_dict(data, {"OPENAI_API_KEY": "x"})
+    s = settings_from_dict(data, {**ENV, "ONPREM_API_KEY": ""})
     assert s.onprem.api_key.get() == "from-file"
 
 
@@ -58,6 +60,7 @@ def test_every_problem_is_listed_at_once():
         "secrets never go in the file",
         "set environment variable ONPREM_API_KEY",
         "set environment variable OPENAI_API_KEY",
+        "auth: no API keys",
     ]
     for words in expected:
         assert words in problems, f"missing: {words}\n{problems}"
@@ -85,7 +88,7 @@ def test_each_rule(mutate, words):
 def test_a_disabled_provider_needs_no_key_and_is_skipped_with_a_warning():
     data = example_config()
     data["openai"]["enabled"] = False
-    s = settings_from_dict(data, {"ONPREM_API_KEY": "x"})
+    s = settings_from_dict(data, {**ENV, "OPENAI_API_KEY": ""})
     assert "openai" not in s.enabled_tiers()
     assert any("openai is disabled" in w for w in s.warnings)
 

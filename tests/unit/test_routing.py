@@ -10,7 +10,8 @@ from gateway.routing.intents import IntentClassifier
 from gateway.routing.plan import TierHealth, check_private, plan_route
 from tests.conftest import ROOT
 
-S = load_settings(ROOT / "config" / "scout.yaml", {"ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b"})
+S = load_settings(ROOT / "config" / "scout.yaml", {"ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b",
+                                                   "SCOUT_API_KEYS": "t:0123456789abcdef"})
 C = IntentClassifier(S.intents.values(), S.default_intent)
 ALL = ("onprem", "openai", "cache", "static")
 
