@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.api import auth, chat_sse, openai_api, ops
+from gateway.api import auth, chat_sse, openai_api, ops, ws
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
     API_KEYS,
     CACHE,
     CHAT,
+    DRAINING,
     HEALTH,
     PROVIDERS,
     REDIS,
@@ -25,6 +26,7 @@ from gateway.appkeys import (
     SETTINGS,
     SIGNER,
     SIGNING_SECRET,
+    SOCKETS,
     STORE,
     TURNS,
     UPSTREAM_SESSION,
@@ -57,6 +59,9 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
     app[HEALTH] = LocalHealth(ttl_s=settings.server.passive_health_ttl_s)
+    app[DRAINING] = asyncio.Event()
+    app[SOCKETS] = set()
+    app.on_shutdown.append(ws.drain)
     app.cleanup_ctx.append(_security)
     app.cleanup_ctx.append(lambda app: _shared_state(app, store))
     app.cleanup_ctx.append(_upstream_session)
@@ -65,6 +70,7 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_get("/v1/models", openai_api.list_models)
     app.router.add_post("/api/chat", chat_sse.chat_sse)
     app.router.add_post("/api/chat/answer", chat_sse.fetch_answer)
+    app.router.add_get("/ws/chat", ws.ws_chat)
     app.router.add_post("/api/ws-token", auth.ws_token)
     app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)

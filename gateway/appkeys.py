@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from aiohttp import web
 
@@ -30,3 +32,5 @@ TURNS = web.AppKey("turns", TurnRunner)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
+DRAINING = web.AppKey("draining", asyncio.Event)
+SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.appkeys import API_KEYS, SETTINGS
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
@@ -26,13 +29,25 @@ EXAMPLE_CONFIG = Path(__file__).parent / "data" / "scout.yaml"
 
 async def run_server(app: web.Application, host: str, port: int,
                      ready: Callable[[], object] = lambda: None) -> None:
-    """Serve until cancelled; client disconnects cancel their handlers (and upstreams)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    """Serve until SIGTERM/SIGINT, then drain; SIGHUP re-reads the API key file.
+
+    Client disconnects cancel their handlers (and so their upstreams) on the
+    stateless OpenAI path; session turns finish on their own (gateway.turns).
+    """
+    drain_s = app[SETTINGS].ws.drain_s
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           shutdown_timeout=drain_s + 5)
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: app[API_KEYS].reload())
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()
         ready()
-        await asyncio.Event().wait()
+        await stop.wait()
+        logging.getLogger("scout").warning("event=shutdown drain_s=%g", drain_s)
     finally:
         await runner.cleanup()
 

@@ -1,9 +1,15 @@
-"""Session turns that finish even when their client leaves, so the answer can be fetched later.
+"""Session turns that outlive their connection, so an answer is never lost.
 
 The OpenAI API is stateless: there a client that goes away cancels the
-upstream at once. A session turn (SSE or WebSocket, with a session id)
-instead runs in its own task; the handler only listens. When the turn ends,
-the conversation is extended and the answer kept under its message id.
+upstream at once. A session turn (SSE or WebSocket) instead runs in a task of
+its own; connections only *listen* to it. A listener buffers at most a set
+number of bytes: a client that reads too slowly is cut off from that turn
+(it can resume later) instead of making the gateway buffer without bound.
+
+While a turn streams, its text so far is saved every half second under its
+message id, and the whole answer when it ends, so a client that reconnects —
+to this process or another — gets the rest (`resume`). A turn cancelled by a
+dead peer or by shutdown is saved as `interrupted` with what it had.
 """
 
 from __future__ import annotations
@@ -12,54 +18,151 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.chat import ChatService, Turn, TurnEvent, TurnOutcome
+from gateway.chat import ChatService, Started, Turn, TurnEvent, TurnOutcome
+from gateway.routing.driver import TextOut
 from gateway.sessions import SessionStore
 
 log = logging.getLogger("scout.turns")
 
-END = None
+PROGRESS_EVERY_S = 0.5
+
+
+class TurnEnd:
+    """The turn is over: no more events."""
+
+
+class Overflow:
+    """The listener fell more than its byte budget behind."""
+
+
+END = TurnEnd()
+OVERFLOW = Overflow()
+
+
+class Listener:
+    """One connection's view of a turn: a queue bounded in bytes, not in events."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.buffered = 0
+        self.overflowed = False
+        self._queue: asyncio.Queue[TurnEvent | TurnEnd | Overflow] = asyncio.Queue()
+
+    def push(self, ev: TurnEvent | TurnEnd) -> None:
+        if self.overflowed:
+            return
+        if isinstance(ev, TextOut):
+            if self.buffered + len(ev.text) > self.limit:
+                self.overflowed = True
+                self._queue.put_nowait(OVERFLOW)
+                return
+            self.buffered += len(ev.text)
+        self._queue.put_nowait(ev)
+
+    async def get(self) -> TurnEvent | TurnEnd | Overflow:
+        ev = await self._queue.get()
+        if isinstance(ev, TextOut):
+            self.buffered -= len(ev.text)
+        return ev
+
+
+@dataclass
+class LiveTurn:
+    turn: Turn
+    sid: str
+    started: Started | None = None
+    parts: list[str] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class TurnRunner:
     def __init__(self, chat: ChatService, sessions: SessionStore) -> None:
         self.chat = chat
         self.sessions = sessions
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.live: dict[tuple[str, str], LiveTurn] = {}
 
-    def start(self, turn: Turn, sid: str, user_message: dict[str, Any]
-              ) -> asyncio.Queue[TurnEvent | None]:
-        queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
-        task = asyncio.get_running_loop().create_task(self._run(turn, sid, user_message, queue))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return queue
+    def start(self, turn: Turn, sid: str, user_message: dict[str, Any],
+              limit_bytes: int) -> tuple[LiveTurn, Listener]:
+        live = LiveTurn(turn, sid)
+        listener = Listener(limit_bytes)
+        live.listeners.append(listener)
+        self.live[(sid, turn.id)] = live
+        live.task = asyncio.get_running_loop().create_task(self._run(live, user_message))
+        return live, listener
 
-    async def _run(self, turn: Turn, sid: str, user_message: dict[str, Any],
-                   queue: asyncio.Queue[TurnEvent | None]) -> None:
+    def attach(self, sid: str, msg_id: str, limit_bytes: int) -> tuple[LiveTurn, Listener] | None:
+        """Listen to a turn still running here, starting with everything said so far."""
+        live = self.live.get((sid, msg_id))
+        if live is None:
+            return None
+        listener = Listener(max(limit_bytes, len(live.text) + 1))
+        if live.started is not None:
+            listener.push(live.started)
+        if live.parts:
+            listener.push(TextOut(live.text, "replay", ""))
+        live.listeners.append(listener)
+        return live, listener
+
+    def cancel(self, live: LiveTurn) -> None:
+        if live.task is not None:
+            live.task.cancel()
+
+    async def _run(self, live: LiveTurn, user_message: dict[str, Any]) -> None:
         outcome: TurnOutcome | None = None
-        parts: list[str] = []
+        last_save = time.monotonic()
+        turn = live.turn
         try:
             async with aclosing(self.chat.run(turn)) as events:
                 async for ev in events:
-                    queue.put_nowait(ev)
-                    if isinstance(ev, TurnOutcome):
+                    if isinstance(ev, Started):
+                        live.started = ev
+                    elif isinstance(ev, TextOut):
+                        live.parts.append(ev.text)
+                    elif isinstance(ev, TurnOutcome):
                         outcome = ev
+                    for listener in live.listeners:
+                        listener.push(ev)
+                    if isinstance(ev, TextOut) and time.monotonic() - last_save > PROGRESS_EVERY_S:
+                        last_save = time.monotonic()
+                        await self.sessions.save_answer(live.sid, turn.id, {
+                            "id": turn.id, "status": "streaming", "text": live.text})
         finally:
-            queue.put_nowait(END)
-            record: dict[str, Any] = {"id": turn.id, "stored_at": time.time()}
-            if outcome is not None and outcome.complete:
-                record.update(status="done", text=outcome.text, done=outcome.done_event())
-                await self.sessions.append(sid, [
-                    user_message, {"role": "assistant", "content": outcome.text}])
-            else:
-                record.update(status="interrupted", text="".join(parts),
-                              reason=outcome.error if outcome else "cancelled")
-            await self.sessions.save_answer(sid, turn.id, record)
+            for listener in live.listeners:
+                listener.push(END)
+            self.live.pop((live.sid, turn.id), None)
+            # Shielded: a cancelled turn (dead peer, shutdown) still records what it had.
+            await asyncio.shield(self._record(live, user_message, outcome))
+
+    async def _record(self, live: LiveTurn, user_message: dict[str, Any],
+                      outcome: TurnOutcome | None) -> None:
+        record: dict[str, Any] = {"id": live.turn.id, "text": live.text}
+        if outcome is not None and outcome.complete:
+            record.update(status="done", done=outcome.done_event())
+            await self.sessions.append(live.sid, [
+                user_message, {"role": "assistant", "content": outcome.text}])
+        else:
+            record.update(status="interrupted",
+                          reason=outcome.error if outcome else "cancelled before it finished")
+        await self.sessions.save_answer(live.sid, live.turn.id, record)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no turn is running, up to the timeout; True if none is left."""
+        tasks = [live.task for live in self.live.values() if live.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        return not self.live
 
     async def close(self) -> None:
-        for task in list(self.tasks):
+        tasks = [live.task for live in self.live.values() if live.task is not None]
+        for task in tasks:
             task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -15,7 +15,7 @@ from gateway.chat import Started, Turn, TurnEvent
 from gateway.errors import RequestRejected
 from gateway.routing.driver import SwitchOut, TextOut
 from gateway.sse import encode_event
-from gateway.turns import END
+from gateway.turns import Overflow, TurnEnd
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -44,11 +44,11 @@ class ChatBody:
     history: list[dict[str, Any]]
 
 
-def parse_chat_body(body: Any, request: web.Request) -> ChatBody:
-    """Validate Scout's chat body: message, optional id, session and history."""
+def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
+    """Validate Scout's chat body (SSE or WebSocket): message, optional id, session, history."""
     if not isinstance(body, dict):
         raise RequestRejected("request body must be a JSON object", code="invalid_json")
-    server = request.app[SETTINGS].server
+    server = app[SETTINGS].server
     message = body.get("message")
     if not isinstance(message, str):
         raise RequestRejected("message must be a string", param="message", code="invalid_value")
@@ -57,7 +57,7 @@ def parse_chat_body(body: Any, request: web.Request) -> ChatBody:
         raise RequestRejected("id must be 1-64 letters, digits or _.:-", param="id",
                               code="invalid_value")
     session = body.get("session")
-    if session is not None and not request.app[SESSIONS].ids.valid(session):
+    if session is not None and not app[SESSIONS].ids.valid(session):
         raise RequestRejected("session is not a session id this gateway issued; omit it to "
                               "start a new conversation", param="session", code="invalid_session")
     history = body.get("history") or []
@@ -69,32 +69,48 @@ def parse_chat_body(body: Any, request: web.Request) -> ChatBody:
     return ChatBody(message, msg_id, session, messages[:-1])
 
 
-async def session_turn(request: web.Request, body: ChatBody) -> tuple[str, Turn, dict[str, Any]]:
+async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn, dict[str, Any]]:
     """Load (or start) the conversation and plan the turn; the store being down is not an error."""
-    sessions = request.app[SESSIONS]
+    sessions = app[SESSIONS]
     sid = body.session or sessions.ids.new()
     stored = await sessions.history(sid) if body.session else []
     # The store unreachable (None) or a new session: the request's own history stands in.
     history = stored if stored else body.history
     user = {"role": "user", "content": body.message}
     messages = sessions.trim([*history, user])
-    return sid, request.app[CHAT].prepare(messages, turn_id=body.msg_id), user
+    return sid, app[CHAT].prepare(messages, turn_id=body.msg_id), user
 
 
 async def chat_sse(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    body = parse_chat_body(await read_json_body(request, settings.server.max_body_bytes), request)
-    sid, turn, user = await session_turn(request, body)
-    queue = request.app[TURNS].start(turn, sid, user)
+    body = parse_chat_body(await read_json_body(request, settings.server.max_body_bytes),
+                           request.app)
+    sid, turn, user = await session_turn(request.app, body)
+    _, listener = request.app[TURNS].start(turn, sid, user, settings.ws.max_buffered_bytes)
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
-    while (ev := await queue.get()) is not END:
+    name = ""
+    while not isinstance(ev := await listener.get(), TurnEnd):
+        if isinstance(ev, Overflow):
+            name = "error"
+            await resp.write(encode_event(name, slow_consumer(turn.id, listener.limit)))
+            break
         name, payload = event_payload(turn.id, ev)
         if name == "start":
             payload["session"] = sid
         await resp.write(encode_event(name, payload))
+    if name not in ("done", "error"):  # the turn was cancelled (shutdown): never end silently
+        await resp.write(encode_event("error", {
+            "id": turn.id, "code": "interrupted",
+            "message": "the answer was cut off before it finished; what was written is kept"}))
     await resp.write_eof()
     return resp
+
+
+def slow_consumer(turn_id: str, limit: int) -> dict[str, Any]:
+    return {"id": turn_id, "code": "slow_consumer",
+            "message": f"this client fell more than {limit} bytes behind the answer; it is "
+                       "still being written — fetch it with resume"}
 
 
 async def fetch_answer(request: web.Request) -> web.Response:

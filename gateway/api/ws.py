@@ -1,0 +1,301 @@
+"""WebSocket `/ws/chat`: the frontend's main path (protocol `scout.v1`).
+
+Client → server: `chat` {id, message, session?, history?}, `resume` {id, session},
+`ping`. Server → client: `hello` on connect, then per chat `start`, `delta`,
+`switch`, `done` or `error` (each carrying the chat's `id`), `pong`, and
+`going_away` before a shutdown closes the socket with 1001.
+
+Several chats may be in flight on one socket (ids keep them apart). Each
+chat's turn runs on its own (`gateway.turns`), so a socket that closes loses
+nothing: the answer is finished and kept for `resume`. A peer that stops
+answering pings is closed and its turns cancelled (their partial text kept).
+Bad frames get an `error` event; floods and oversized frames close the socket
+with a reason; no frame can affect another connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from gateway import __version__
+from gateway.api.auth import presented_key, unauthorized
+from gateway.api.chat_sse import MESSAGE_ID, event_payload, parse_chat_body, session_turn
+from gateway.api.errors import error_response
+from gateway.appkeys import API_KEYS, DRAINING, SESSIONS, SETTINGS, SIGNER, SOCKETS, TURNS
+from gateway.errors import RequestRejected
+from gateway.turns import Listener, LiveTurn, Overflow, TurnEnd
+
+log = logging.getLogger("scout.ws")
+
+SUBPROTOCOL = "scout.v1"
+PROTOCOL_VERSION = 1
+RESUME_POLL_S = 0.2
+RESUME_WAIT_S = 60.0
+INTERRUPTED = ("the answer was cut off before it finished (the server is shutting down); "
+               "what was written is kept: resume it or ask again")
+
+
+def authenticate(request: web.Request) -> str | None:
+    """A label from an API key header (servers) or a `bearer.<token>` subprotocol (browsers)."""
+    app = request.app
+    if app[SETTINGS].auth.allow_anonymous:
+        return "anonymous"
+    key = presented_key(request)
+    if key:
+        return app[API_KEYS].check(key)
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    for proto in (p.strip() for p in offered.split(",")):
+        if proto.startswith("bearer."):
+            return app[SIGNER].verify(proto[7:])
+    return None
+
+
+async def ws_chat(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in settings.auth.allowed_origins:
+        return error_response(403, f"origin {origin[:200]} may not open this WebSocket",
+                              "origin_not_allowed")
+    label = authenticate(request)
+    if label is None:
+        return unauthorized("send an API key header, or a token from POST /api/ws-token as "
+                            "the subprotocol 'bearer.<token>'")
+    if request.app[DRAINING].is_set():
+        return error_response(503, "this gateway is shutting down; reconnect", "shutting_down",
+                              headers={"Retry-After": "1"})
+    ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=settings.ws.heartbeat_s,
+                               max_msg_size=settings.ws.max_frame_bytes)
+    await ws.prepare(request)
+    conn = Connection(request.app, ws, label)
+    request.app[SOCKETS].add(conn)
+    try:
+        await conn.serve()
+    finally:
+        request.app[SOCKETS].discard(conn)
+    return ws
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, label: str) -> None:
+        self.app = app
+        self.ws = ws
+        self.label = label
+        self.cfg = app[SETTINGS].ws
+        self.bucket = TokenBucket(self.cfg.messages_per_s, self.cfg.burst)
+        self.strikes = 0
+        self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.turns: dict[str, LiveTurn] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pumps)
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(orjson.dumps(payload).decode())
+
+    async def error(self, chat_id: str | None, code: str, message: str) -> None:
+        await self.send({"type": "error", "id": chat_id, "code": code, "message": message})
+
+    async def serve(self) -> None:
+        await self.send({"type": "hello", "protocol": PROTOCOL_VERSION, "subprotocol": SUBPROTOCOL,
+                         "server": f"scout-gateway/{__version__}",
+                         "max_in_flight": self.cfg.max_in_flight,
+                         "heartbeat_s": self.cfg.heartbeat_s,
+                         "max_frame_bytes": self.cfg.max_frame_bytes})
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self.on_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self.error(None, "binary_frame",
+                                     "binary frames are not supported: send JSON text frames")
+        finally:
+            dead = isinstance(self.ws.exception(), asyncio.TimeoutError)
+            if dead:  # no pong: nobody is listening, so stop the upstream work too
+                log.info("event=ws_peer_dead label=%s cancelling=%d", self.label, len(self.turns))
+                for live in self.turns.values():
+                    self.app[TURNS].cancel(live)
+            for task in self.pumps.values():
+                task.cancel()
+            if self.pumps:
+                await asyncio.gather(*self.pumps.values(), return_exceptions=True)
+
+    async def on_text(self, data: str) -> None:
+        if not self.bucket.take():
+            self.strikes += 1
+            if self.strikes > self.cfg.burst * 2:
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"message flood")
+                return
+            await self.error(None, "rate_limited",
+                             f"more than {self.cfg.messages_per_s:g} messages a second; slow down")
+            return
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            await self.error(None, "invalid_json", f"frame is not valid JSON: {exc}")
+            return
+        chat_id = body.get("id") if isinstance(body, dict) else None
+        chat_id = chat_id if isinstance(chat_id, str) and MESSAGE_ID.match(chat_id) else None
+        try:
+            kind = body.get("type") if isinstance(body, dict) else None
+            if kind == "chat":
+                await self.on_chat(body)
+            elif kind == "resume":
+                await self.on_resume(body)
+            elif kind == "ping":
+                await self.send({"type": "pong"})
+            else:
+                await self.error(chat_id, "unknown_type",
+                                 "type must be one of chat, resume, ping")
+        except RequestRejected as exc:
+            await self.error(chat_id, exc.code, exc.message)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("event=ws_unhandled label=%s", self.label)
+            await self.error(chat_id, "internal_error", "internal error; it has been logged")
+
+    def _admit(self, chat_id: str) -> None:
+        if self.app[DRAINING].is_set():
+            raise RequestRejected("this gateway is shutting down; reconnect and ask again",
+                                  code="shutting_down")
+        if chat_id in self.pumps:
+            raise RequestRejected(f"a chat with id {chat_id} is already in flight",
+                                  code="duplicate_id")
+        if len(self.pumps) >= self.cfg.max_in_flight:
+            raise RequestRejected(f"{self.cfg.max_in_flight} chats already in flight on this "
+                                  "socket; wait for one to finish", code="too_many_in_flight")
+
+    async def on_chat(self, body: dict[str, Any]) -> None:
+        body = dict(body)
+        body["id"] = body.get("id") or f"msg_{uuid.uuid4().hex[:24]}"
+        parsed = parse_chat_body({k: v for k, v in body.items() if k != "type"}, self.app)
+        chat_id = parsed.msg_id or body["id"]
+        self._admit(chat_id)
+        sid, turn, user = await session_turn(self.app, parsed)
+        live, listener = self.app[TURNS].start(turn, sid, user, self.cfg.max_buffered_bytes)
+        self.turns[chat_id] = live
+        self._pump(chat_id, listener, sid)
+
+    async def on_resume(self, body: dict[str, Any]) -> None:
+        sid, chat_id = body.get("session"), body.get("id")
+        if not self.app[SESSIONS].ids.valid(sid):
+            raise RequestRejected("session must be a session id this gateway issued",
+                                  code="invalid_session")
+        if not isinstance(chat_id, str) or not MESSAGE_ID.match(chat_id):
+            raise RequestRejected("id must be 1-64 letters, digits or _.:-", code="invalid_value")
+        assert isinstance(sid, str)
+        self._admit(chat_id)
+        attached = self.app[TURNS].attach(sid, chat_id, self.cfg.max_buffered_bytes)
+        if attached is not None:  # still streaming in this process
+            self.turns[chat_id] = attached[0]
+            self._pump(chat_id, attached[1], sid, resumed=True)
+            return
+        task = asyncio.get_running_loop().create_task(self._replay(sid, chat_id))
+        self.pumps[chat_id] = task
+        task.add_done_callback(lambda _: self.pumps.pop(chat_id, None))
+
+    def _pump(self, chat_id: str, listener: Listener, sid: str, resumed: bool = False) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._forward(chat_id, listener, sid, resumed))
+        self.pumps[chat_id] = task
+
+        def forget(_: asyncio.Task[None]) -> None:
+            self.pumps.pop(chat_id, None)
+            self.turns.pop(chat_id, None)
+        task.add_done_callback(forget)
+
+    async def _forward(self, chat_id: str, listener: Listener, sid: str, resumed: bool) -> None:
+        ended = False
+        with contextlib.suppress(ConnectionResetError):
+            while not isinstance(ev := await listener.get(), TurnEnd):
+                if isinstance(ev, Overflow):
+                    await self.error(chat_id, "slow_consumer",
+                                     f"this socket fell more than {listener.limit} bytes behind; "
+                                     "the answer is still being written — resume it")
+                    return
+                name, payload = event_payload(chat_id, ev)
+                if name == "start":
+                    payload["session"] = sid
+                    if resumed:
+                        payload["resumed"] = True
+                ended = name in ("done", "error")
+                await self.send({"type": name, **payload})
+            if not ended:  # cancelled (shutdown drain): never end silently
+                await self.error(chat_id, "interrupted", INTERRUPTED)
+
+    async def _replay(self, sid: str, chat_id: str) -> None:
+        """Resume from the store: a finished answer, or one still streaming in another process."""
+        sessions = self.app[SESSIONS]
+        sent = 0
+        deadline = time.monotonic() + RESUME_WAIT_S
+        with contextlib.suppress(ConnectionResetError):
+            record = await sessions.answer(sid, chat_id)
+            if record is None:
+                await self.error(chat_id, "unknown_message",
+                                 f"no answer for message {chat_id} in this session")
+                return
+            await self.send({"type": "start", "id": chat_id, "session": sid, "resumed": True})
+            while True:
+                text = str(record.get("text", ""))
+                if len(text) > sent:
+                    await self.send({"type": "delta", "id": chat_id, "text": text[sent:]})
+                    sent = len(text)
+                if record.get("status") == "done":
+                    await self.send({"type": "done", **record.get("done", {}), "id": chat_id})
+                    return
+                if record.get("status") == "interrupted" or time.monotonic() > deadline:
+                    await self.error(chat_id, "interrupted",
+                                     f"the answer was cut off: {record.get('reason', 'timeout')};"
+                                     " ask again")
+                    return
+                await asyncio.sleep(RESUME_POLL_S)
+                record = await sessions.answer(sid, chat_id) or record
+
+
+async def drain(app: web.Application) -> None:
+    """on_shutdown: refuse new chats, let in-flight answers finish, then close with 1001."""
+    app[DRAINING].set()
+    settings = app[SETTINGS]
+    live: set[Connection] = app[SOCKETS]
+    for conn in list(live):
+        with contextlib.suppress(ConnectionResetError):
+            await conn.send({"type": "going_away", "reason": "server shutting down",
+                             "drain_s": settings.ws.drain_s})
+            if not conn.busy:
+                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    finished = await app[TURNS].wait_idle(settings.ws.drain_s)
+    if not finished:
+        log.warning("event=drain_timeout cancelling=%d (their text is kept for resume)",
+                    len(app[TURNS].live))
+        await app[TURNS].close()
+    for conn in list(live):
+        if conn.pumps:
+            await asyncio.gather(*conn.pumps.values(), return_exceptions=True)
+        with contextlib.suppress(ConnectionResetError):
+            await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
