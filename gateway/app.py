@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -49,6 +50,7 @@ from gateway.state.redis_link import RedisLink
 from gateway.turns import TurnRunner
 
 log = logging.getLogger("scout.app")
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings, *, store: KV | None = None) -> web.Application:
@@ -71,6 +73,8 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_post("/api/chat", chat_sse.chat_sse)
     app.router.add_post("/api/chat/answer", chat_sse.fetch_answer)
     app.router.add_get("/ws/chat", ws.ws_chat)
+    app.router.add_get("/chat", ops.chat_page)
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.router.add_post("/api/ws-token", auth.ws_token)
     app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)

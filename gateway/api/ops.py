@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from gateway import __version__
 from gateway.appkeys import CHAT, REDIS, SETTINGS, STORE
 from gateway.routing.plan import SKIP_STATES
+
+
+CHAT_PAGE = Path(__file__).resolve().parents[1] / "static" / "chat.html"
+
+
+async def chat_page(request: web.Request) -> web.FileResponse:
+    """The demo chat page (built on static/scout-client.js)."""
+    return web.FileResponse(CHAT_PAGE, headers={"Cache-Control": "no-cache"})
 
 
 async def health(request: web.Request) -> web.Response:
