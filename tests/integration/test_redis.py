@@ -229,3 +229,16 @@ async def test_no_request_fails_because_of_redis(gw_client, rsettings, redis_ser
         return resp.status
 
     assert await asyncio.gather(*(one(i) for i in range(20))) == [200] * 20
+
+
+async def test_with_redis_down_a_session_turn_uses_the_requests_own_history(
+        gw_client, rsettings, onprem_sim, redis_server):
+    client = await gw_client(create_app(rsettings))
+    sid = (await chat(client, "Do you have a Civic?"))[0][1]["session"]
+    redis_server.stop()
+    history = [{"role": "user", "content": "Do you have a Civic?"},
+               {"role": "assistant", "content": "Yes, two."}]
+    d = done(await chat(client, "Which trims?", session=sid, history=history))
+    assert d["served_by"] == ["onprem"]
+    sent = onprem_sim.stats.last_messages
+    assert [m["content"] for m in sent[1:]] == ["Do you have a Civic?", "Yes, two.", "Which trims?"]
