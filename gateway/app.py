@@ -28,6 +28,7 @@ from gateway.appkeys import (
     SIGNER,
     SIGNING_SECRET,
     SOCKETS,
+    STAFF_KEYS,
     STORE,
     TURNS,
     UPSTREAM_SESSION,
@@ -36,7 +37,7 @@ from gateway.cache.stampede import Stampede
 from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
-from gateway.health.local import LocalHealth
+from gateway.health.monitor import HealthMonitor, Webhook
 from gateway.providers.base import Provider
 from gateway.providers.cache_tier import CacheProvider
 from gateway.providers.onprem import OnpremProvider
@@ -60,7 +61,6 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
-    app[HEALTH] = LocalHealth(ttl_s=settings.server.passive_health_ttl_s)
     app[DRAINING] = asyncio.Event()
     app[SOCKETS] = set()
     app.on_shutdown.append(ws.drain)
@@ -85,6 +85,7 @@ async def _security(app: web.Application) -> AsyncIterator[None]:
     auth_cfg = app[SETTINGS].auth
     app[API_KEYS] = ApiKeys(auth_cfg.api_keys.get() if auth_cfg.api_keys else None,
                             auth_cfg.api_keys_file)
+    app[STAFF_KEYS] = ApiKeys(auth_cfg.staff_keys.get() if auth_cfg.staff_keys else None)
     secret = auth_cfg.signing_secret.get().encode() if auth_cfg.signing_secret else \
         secrets.token_bytes(32)
     app[SIGNER] = TokenSigner(secret)
@@ -120,6 +121,7 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
         log.info("event=store backend=memory (no Redis configured: state is this process's own)")
     app[STORE] = store
     app[CACHE] = AnswerCache(store)
+    app[HEALTH] = HealthMonitor(settings, store, (lambda: link.up) if link else None)
     app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
     monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
     try:
@@ -154,11 +156,25 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         providers["openai"] = OpenAIProvider(settings.openai)
     app[PROVIDERS] = providers
     stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
-    app[CHAT] = ChatService(settings, providers, app[HEALTH], app[CACHE], stampede)
+    monitor = app[HEALTH]
+    app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede)
     app[TURNS] = TurnRunner(app[CHAT], app[SESSIONS])
+    webhook = None
+    if settings.health.webhook_url is not None:
+        webhook = Webhook(settings.health.webhook_url.get(), app[UPSTREAM_SESSION])
+        monitor.on_change.append(webhook)
+    openai_tier = providers.get("openai")
+    list_models = openai_tier.list_models if isinstance(openai_tier, OpenAIProvider) else None
+    probes = asyncio.get_running_loop().create_task(
+        monitor.run(app[UPSTREAM_SESSION], list_models))
     try:
         yield
     finally:
+        probes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probes
         await app[TURNS].close()
+        if webhook is not None:
+            await webhook.close()
         for provider in providers.values():
             await provider.close()

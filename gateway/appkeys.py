@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
-from gateway.health.local import LocalHealth
+from gateway.health.monitor import HealthMonitor
 from gateway.providers.base import Provider
 from gateway.security.api_keys import ApiKeys
 from gateway.security.tokens import TokenSigner
@@ -22,7 +22,7 @@ from gateway.turns import TurnRunner
 SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
-HEALTH = web.AppKey("health", LocalHealth)
+HEALTH = web.AppKey("health", HealthMonitor)
 STORE = web.AppKey("store", KV)                 # Redis, or in-process without it
 REDIS = web.AppKey("redis", RedisLink)          # present only when Redis is configured
 CACHE = web.AppKey("cache", AnswerCache)
@@ -30,6 +30,7 @@ SESSIONS = web.AppKey("sessions", SessionStore)
 CHAT = web.AppKey("chat", ChatService)
 TURNS = web.AppKey("turns", TurnRunner)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
+STAFF_KEYS = web.AppKey("staff_keys", ApiKeys)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)

@@ -86,6 +86,7 @@ class Turn:
 
 class HealthSource(HealthObserver, Protocol):
     def state(self, tier: str) -> TierHealth: ...
+    def record_turn(self, served_by: list[str], counts: bool) -> None: ...
 
 
 class ChatService:
@@ -171,6 +172,7 @@ class ChatService:
         assert result is not None
         ttft_ms = (first_text - started) * 1000 if first_text is not None else None
         outcome = self._outcome(turn, result, ttft_ms, (time.perf_counter() - started) * 1000)
+        self.health.record_turn(outcome.served_by, counts="onprem" in plan.intent.ladder)
         if self._should_store(turn, result):
             await self._store(turn, result, outcome)
         log.info("event=turn id=%s intent=%s served_by=%s ttft_ms=%s tokens=%d cost_usd=%.6f",

@@ -77,6 +77,8 @@ def demo_settings(onprem_urls: list[str], openai_url: str | None,
     """The example dealership config, pointed at local simulators; the chat page may connect."""
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["onprem"]["url"] = onprem_urls
+    data["onprem"]["replicas"] = [{"name": f"sim-{i + 1}", "url": u}
+                                  for i, u in enumerate(onprem_urls)]
     if openai_url is not None:
         data["openai"]["base_url"] = openai_url
     data["auth"]["demo_tokens"] = True

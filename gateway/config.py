@@ -71,6 +71,12 @@ class IntentConfig:
     private: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Replica:
+    name: str
+    base_url: str  # serves /health, /v1/models, /metrics (nginx's /replicas/NAME, or direct)
+
+
 @dataclass(frozen=True)
 class OnpremConfig:
     enabled: bool = True
@@ -81,6 +87,8 @@ class OnpremConfig:
     api_key: Secret | None = None
     supports_tools: bool = False
     max_connections: int = 200
+    replicas: tuple[Replica, ...] = ()
+    path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,22 @@ class AuthConfig:
     allowed_origins: tuple[str, ...] = ()
     demo_tokens: bool = False           # /api/demo-token hands out WebSocket tokens (demo only)
     allow_anonymous: bool = False       # no API key needed at all (never on the internet)
+    staff_keys: Secret | None = None    # "label:token,..." for /health detail, /metrics, dashboard
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval_s: float = 2.0
+    jitter: float = 0.2            # ± this fraction of the interval
+    timeout_s: float = 1.0         # one attempt per probe, never retried
+    backoff_max_s: float = 10.0    # a down target is probed less often, up to this
+    rise: int = 2                  # good probes in a row before a bad target is up again
+    busy_waiting: int = 8          # vllm:num_requests_waiting above this → busy
+    eject_after: int = 3           # live-traffic failures in a row that eject a tier
+    webhook_url: Secret | None = None   # Slack-compatible; from the environment
+    fallback_window_s: float = 300.0
+    fallback_threshold: float = 0.5     # share of answers not from on-prem that alerts
+    fallback_min_requests: int = 20
 
 
 @dataclass(frozen=True)
@@ -161,6 +185,7 @@ class Settings:
     sessions: SessionsConfig
     auth: AuthConfig
     ws: WebSocketConfig
+    health: HealthConfig
     intents: dict[str, IntentConfig]
     prices: dict[str, Price]
     default_intent: str = "default"
@@ -313,6 +338,22 @@ def _urls(raw: Any, p: _Problems) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _replicas(raw: Any, urls: tuple[str, ...], p: _Problems) -> tuple[Replica, ...]:
+    """Names behind nginx (/replicas/NAME), or {name, url} for replicas reached directly."""
+    out: list[Replica] = []
+    for i, item in enumerate(raw or []):
+        if isinstance(item, str) and re.match(r"^[A-Za-z0-9_.-]+$", item) and urls:
+            out.append(Replica(item, f"{urls[0]}/replicas/{item}"))
+        elif isinstance(item, Mapping) and isinstance(item.get("name"), str) \
+                and re.match(r"^https?://", str(item.get("url", ""))):
+            out.append(Replica(item["name"], str(item["url"]).rstrip("/")))
+        else:
+            p.add(f"onprem.replicas[{i}]: a name (behind nginx) or {{name, url}}, got {item!r}")
+    if len({r.name for r in out}) != len(out):
+        p.add("onprem.replicas: names must be unique")
+    return tuple(out)
+
+
 def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate Settings; raises ConfigError with every problem found."""
     env = os.environ if env is None else env
@@ -334,9 +375,12 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     o = _section(data, "onprem", p)
     onprem_enabled = bool(o.get("enabled", True))
+    urls = _urls(o.get("url"), p) if onprem_enabled else ()
     onprem = OnpremConfig(
         enabled=onprem_enabled,
-        urls=_urls(o.get("url"), p) if onprem_enabled else (),
+        urls=urls,
+        replicas=_replicas(o.get("replicas"), urls, p),
+        path_health=str(o.get("path_health", "/health")),
         model=str(o.get("model", "llama-3.1-70b-instruct")),
         api_key=_secret(o, "onprem", env, onprem_enabled, p),
         supports_tools=bool(o.get("supports_tools", False)),
@@ -412,7 +456,33 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         allowed_origins=tuple(o.rstrip("/") for o in origins),
         demo_tokens=bool(au.get("demo_tokens", False)),
         allow_anonymous=allow_anonymous,
+        staff_keys=Secret(env[str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS"))].strip())
+        if env.get(str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS")), "").strip() else None,
     )
+
+    h = _section(data, "health", p)
+    hook_env = str(h.get("webhook_url_env", "SCOUT_ALERT_WEBHOOK"))
+    hook = env.get(hook_env, "").strip()
+    if hook and not re.match(r"^https?://", hook):
+        p.add(f"health: {hook_env} must be an http(s) URL")
+    health = HealthConfig(
+        interval_s=_num(h, "interval_s", 2.0, "health", p),
+        jitter=_num(h, "jitter", 0.2, "health", p, minimum=-1e-9),
+        timeout_s=_num(h, "timeout_s", 1.0, "health", p),
+        backoff_max_s=_num(h, "backoff_max_s", 10.0, "health", p),
+        rise=_num(h, "rise", 2, "health", p, integer=True),
+        busy_waiting=_num(h, "busy_waiting", 8, "health", p, integer=True, minimum=-1),
+        eject_after=_num(h, "eject_after", 3, "health", p, integer=True),
+        webhook_url=Secret(hook) if hook else None,
+        fallback_window_s=_num(h, "fallback_window_s", 300.0, "health", p),
+        fallback_threshold=_num(h, "fallback_threshold", 0.5, "health", p),
+        fallback_min_requests=_num(h, "fallback_min_requests", 20, "health", p, integer=True),
+    )
+    if health.timeout_s >= health.interval_s:
+        p.add(f"health.timeout_s ({health.timeout_s:g}) must be shorter than interval_s "
+              f"({health.interval_s:g})")
+    if health.jitter >= 1:
+        p.add("health.jitter is a fraction of the interval and must be below 1")
 
     w = _section(data, "websocket", p)
     ws = WebSocketConfig(
@@ -457,7 +527,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if p.items:
         raise ConfigError(p.items)
     return Settings(server=server, onprem=onprem, openai=openai, cache=cache, redis=redis_cfg,
-                    sessions=sessions, auth=auth, ws=ws, intents=intents,
+                    sessions=sessions, auth=auth, ws=ws, health=health, intents=intents,
                     prices=prices, default_intent=default_intent, warnings=tuple(warnings))
 
 

@@ -24,6 +24,8 @@ def example_config() -> dict[str, Any]:
 SIGNING_SECRET = "signing-secret-for-tests-0123456789"
 API_KEY = "frontend-test-key-77d2e1"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+STAFF_KEY = "staff-test-token-4c1d9a"
+STAFF = {"Authorization": f"Bearer {STAFF_KEY}"}
 
 
 def make_settings(onprem_urls: list[str], openai_url: str | None, *,
@@ -32,6 +34,8 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     """The shipped example config pointed at local servers, with short deadlines."""
     data = example_config()
     data["onprem"]["url"] = onprem_urls
+    data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
+    data["health"] = {"interval_s": 0.25, "timeout_s": 0.2, "backoff_max_s": 1, "rise": 2}
     data["openai"]["base_url"] = openai_url
     data["deadlines"] = deadlines or FAST
     for intent in data["intents"].values():
@@ -39,7 +43,8 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     if mutate is not None:
         mutate(data)
     env = {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
-           "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY}"}
+           "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY}",
+           "SCOUT_STAFF_KEYS": f"ops:{STAFF_KEY}"}
     if redis_url:
         env["REDIS_URL"] = redis_url
     return settings_from_dict(data, env)

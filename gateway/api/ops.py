@@ -1,15 +1,16 @@
-"""Operations endpoints: /health."""
+"""Operations endpoints: /health (coarse in public, full for staff) and the demo chat page."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from gateway import __version__
-from gateway.appkeys import CHAT, REDIS, SETTINGS, STORE
+from gateway.api.auth import presented_key
+from gateway.appkeys import CHAT, HEALTH, REDIS, SETTINGS, STAFF_KEYS, STORE
 from gateway.routing.plan import SKIP_STATES
-
 
 CHAT_PAGE = Path(__file__).resolve().parents[1] / "static" / "chat.html"
 
@@ -19,10 +20,16 @@ async def chat_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(CHAT_PAGE, headers={"Cache-Control": "no-cache"})
 
 
-async def health(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    chat = request.app[CHAT]
-    tiers = {}
+def is_staff(request: web.Request) -> bool:
+    return request.app[STAFF_KEYS].check(presented_key(request)) is not None
+
+
+def health_picture(app: web.Application) -> dict[str, Any]:
+    """The whole picture: overall status, each tier, each probed target, the store, alerts."""
+    settings = app[SETTINGS]
+    chat = app[CHAT]
+    monitor = app[HEALTH]
+    tiers: dict[str, dict[str, Any]] = {}
     for tier in settings.enabled_tiers():
         if tier in ("cache", "static"):
             tiers[tier] = {"state": "up", "reason": ""}
@@ -31,19 +38,34 @@ async def health(request: web.Request) -> web.Response:
         tiers[tier] = {"state": h.state, "reason": h.reason}
     generative = [t for t in ("onprem", "openai") if t in tiers]
     bad = [t for t in generative if tiers[t]["state"] in SKIP_STATES]
-    if not bad:
-        status = "ok"
-    elif len(bad) < len(generative):
-        status = "degraded"
-    else:
-        status = "down"  # only cached and static replies are left
-    link = request.app.get(REDIS)
+    status = "ok" if not bad else ("degraded" if len(bad) < len(generative) else "down")
+    link = app.get(REDIS)
     if link is not None:
         store = {"backend": "redis", **link.snapshot()}
         if not link.up and status == "ok":
             status = "degraded"  # answering, but without shared cache and sessions
     else:
-        store = {"backend": request.app[STORE].backend, "state": "up",
+        store = {"backend": app[STORE].backend, "state": "up",
                  "reason": "in-process store: cache and sessions are this process's own"}
-    return web.json_response({"status": status, "version": __version__, "tiers": tiers,
-                              "store": store})
+    replicas = {n.split(".", 1)[1]: t for n, t in monitor.snapshot()["targets"].items()
+                if t["kind"] == "replica"}
+    serving = sum(1 for r in replicas.values() if r["state"] in ("up", "busy"))
+    return {"status": status, "version": __version__, "tiers": tiers,
+            "capacity": {"replicas_serving": serving, "replicas": len(replicas)},
+            "targets": monitor.snapshot()["targets"], "monitor": monitor.role,
+            "fallback_alert": monitor.alerting, "store": store,
+            "incidents": monitor.incidents[-20:]}
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 while any model can answer (ok/degraded), 503 when only cache and static are left.
+
+    Without staff credentials only the status and each tier's state are shown.
+    """
+    picture = health_picture(request.app)
+    code = 503 if picture["status"] == "down" else 200
+    if not is_staff(request):
+        picture = {"status": picture["status"], "version": __version__,
+                   "tiers": {t: {"state": v["state"]} for t, v in picture["tiers"].items()},
+                   "store": {"state": picture["store"]["state"]}}
+    return web.json_response(picture, status=code)

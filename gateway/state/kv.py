@@ -28,7 +28,7 @@ class KV(Protocol):
     async def delete_if_equals(self, key: str, value: bytes) -> None: ...
     async def list_append(self, key: str, values: list[bytes], max_len: int, ttl_s: float) -> bool: ...
     async def list_all(self, key: str) -> list[bytes] | None: ...
-    async def incr(self, key: str, ttl_s: float) -> int | None: ...
+    async def incr(self, key: str, ttl_s: float, by: int = 1) -> int | None: ...
 
 
 def _ms(ttl_s: float) -> int:
@@ -78,10 +78,10 @@ class RedisKV:
     async def list_all(self, key: str) -> list[bytes] | None:
         return await self.link.run(lambda r: r.lrange(key, 0, -1), None)
 
-    async def incr(self, key: str, ttl_s: float) -> int | None:
+    async def incr(self, key: str, ttl_s: float, by: int = 1) -> int | None:
         async def op(r: aioredis.Redis) -> int:
             pipe = r.pipeline(transaction=True)
-            pipe.incr(key)
+            pipe.incrby(key, by)
             pipe.pexpire(key, _ms(ttl_s), nx=True)
             value, _ = await pipe.execute()
             return int(value)
@@ -116,6 +116,8 @@ class MemoryKV:
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
+        if isinstance(value, int):  # counters read back as Redis returns them
+            return str(value).encode()
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> bool:
@@ -142,10 +144,10 @@ class MemoryKV:
         value = self._live(key)
         return list(value) if isinstance(value, list) else []
 
-    async def incr(self, key: str, ttl_s: float) -> int | None:
+    async def incr(self, key: str, ttl_s: float, by: int = 1) -> int | None:
         item = self._data.get(key)
         current = self._live(key)
-        value = (current if isinstance(current, int) else 0) + 1
+        value = (current if isinstance(current, int) else 0) + by
         expires = item[0] if item is not None and current is not None else self._clock() + ttl_s
         self._data[key] = (expires, value)
         return value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from gateway.app import create_app
 from tests.conftest import make_settings
 from tests.e2e.browser import ARTIFACTS, browser_page
@@ -22,6 +24,16 @@ async def answer_lengths_while_streaming(page, selector: str) -> list[int]:
             break
         await asyncio.sleep(0.02)
     return seen
+
+
+async def wait_onprem_up(base: str) -> None:
+    """The monitor trusts a recovered tier after `rise` good probes."""
+    async with aiohttp.ClientSession() as s:
+        for _ in range(100):
+            if (await (await s.get(f"{base}/health")).json())["tiers"]["onprem"]["state"] == "up":
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("on-prem never came back")
 
 
 async def test_chat_page_streams_names_the_tier_falls_back_and_resumes(aiohttp_server, onprem_sim,
@@ -59,10 +71,13 @@ async def test_chat_page_streams_names_the_tier_falls_back_and_resumes(aiohttp_s
         await second.wait_for(state="attached")
         await page.wait_for_selector(".bot:nth-of-type(4)[data-served-by]", timeout=10_000)
         assert await second.get_attribute("data-served-by") == "openai"
-        assert "onprem → openai" in await second.inner_text()
+        shown = await second.inner_text()
+        # Either the race failed over, or the monitor already knew and skipped on-prem.
+        assert "onprem → openai" in shown or "skipped onprem" in shown, shown
 
         # 3. The socket drops mid-answer: the page reconnects and shows the whole answer.
         await onprem_sim.set_fault("none")
+        await wait_onprem_up(base)
         await page.fill("#q", "Which truck would you recommend for towing a boat?")
         await page.press("#q", "Enter")
         third = page.locator(".bot").nth(2)

@@ -12,7 +12,7 @@ from gateway.cache.store import AnswerCache
 from gateway.providers.base import RESUME_INSTRUCTION
 from gateway.state import keys
 from gateway.state.kv import MemoryKV
-from tests.conftest import ONPREM_KEY, OPENAI_KEY
+from tests.conftest import ONPREM_KEY, OPENAI_KEY, STAFF
 from tests.sse_client import read_events
 
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
@@ -118,7 +118,7 @@ async def test_401_from_onprem_goes_to_openai_and_marks_onprem_misconfigured(
     await onprem_sim.set_fault("http_401")
     client = await gw_client(create_app(settings))
     assert done(await chat(client))["served_by"] == ["openai"]
-    health = await (await client.get("/health")).json()
+    health = await (await client.get("/health", headers=STAFF)).json()
     assert health["tiers"]["onprem"]["state"] == "misconfigured"
     assert "401" in health["tiers"]["onprem"]["reason"]
     assert health["status"] == "degraded"

@@ -13,7 +13,7 @@ from gateway.cache.store import AnswerCache
 from gateway.state import keys
 from gateway.state.kv import RedisKV
 from gateway.state.redis_link import RedisLink
-from tests.conftest import make_settings
+from tests.conftest import STAFF, make_settings
 from tests.sse_client import read_events
 
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
@@ -146,18 +146,18 @@ async def test_chat_goes_on_through_a_redis_stop_and_start(gw_client, rsettings,
                                                            onprem_sim, redis_server):
     client = await gw_client(create_app(rsettings))
     await chat(client)
-    health = await (await client.get("/health")).json()
+    health = await (await client.get("/health", headers=STAFF)).json()
     assert health["store"]["state"] == "up" and health["status"] == "ok"
     redis_server.stop()
     for i in range(3):  # Redis gone: every chat still answers, from the providers
         d = done(await chat(client, f"Which sedan would you recommend, option {i}?"))
         assert d["served_by"] == ["onprem"]
-    health = await (await client.get("/health")).json()
+    health = await (await client.get("/health", headers=STAFF)).json()
     assert health["store"]["state"] == "down" and health["status"] == "degraded"
     assert health["store"]["reason"] and "redis://" not in str(health)
     redis_server.start()
     for _ in range(50):  # the link notices within its ping interval (1 s)
-        health = await (await client.get("/health")).json()
+        health = await (await client.get("/health", headers=STAFF)).json()
         if health["store"]["state"] == "up":
             break
         await asyncio.sleep(0.1)
@@ -173,13 +173,13 @@ async def test_redis_down_at_start(gw_client, onprem_sim, openai_sim, redis_serv
     client = await gw_client(create_app(settings))
     d = done(await chat(client))
     assert d["served_by"] == ["onprem"]
-    assert (await (await client.get("/health")).json())["store"]["state"] == "down"
+    assert (await (await client.get("/health", headers=STAFF)).json())["store"]["state"] == "down"
     redis_server.start()
     for _ in range(50):
-        if (await (await client.get("/health")).json())["store"]["state"] == "up":
+        if (await (await client.get("/health", headers=STAFF)).json())["store"]["state"] == "up":
             break
         await asyncio.sleep(0.1)
-    assert (await (await client.get("/health")).json())["store"]["state"] == "up"
+    assert (await (await client.get("/health", headers=STAFF)).json())["store"]["state"] == "up"
 
 
 async def test_a_slow_redis_costs_one_short_timeout_and_the_chat_answers(
@@ -191,7 +191,7 @@ async def test_a_slow_redis_costs_one_short_timeout_and_the_chat_answers(
     await asyncio.sleep(0.1)
     d = done(await chat(client, "Which coupe would you recommend?"))
     assert d["served_by"] == ["onprem"]
-    store = (await (await client.get("/health")).json())["store"]
+    store = (await (await client.get("/health", headers=STAFF)).json())["store"]
     assert store["state"] == "down" and "no answer within 50 ms" in store["reason"]
     await sleeper
 

@@ -1,0 +1,405 @@
+"""The background health monitor: probes, hysteresis, live-traffic ejection, sharing, alerts.
+
+Targets: the GPU box's nginx over the tailnet (`onprem.path`), each replica
+(`onprem.<name>`), and OpenAI (`openai`). Every probe is one attempt with a
+short timeout, all run concurrently, on an interval with jitter; a target
+that is down is probed with backoff up to a cap.
+
+Hysteresis: a target turns bad on the first bad probe (a dead replica is out
+of the route within one interval) but is trusted again only after `rise`
+good probes in a row, so a flapping target does not flip the route each time.
+
+Live traffic counts too: one 401/403 turns a tier misconfigured, `eject_after`
+failures in a row eject it, until a probe (or a live success) sees it work.
+
+With Redis, one process is elected to probe and publishes what it sees under a
+key that expires after 2 × interval: the others read it, and a dead monitor
+cannot leave stale green (its record expires and another process takes
+over). Without Redis each process probes for itself.
+
+Tier changes are logged once (WARNING/ERROR with the reason) and, when a
+webhook is configured, posted to it, as is a fallback rate over threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.config import Settings
+from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_replica
+from gateway.routing.plan import TierHealth
+from gateway.state import keys
+from gateway.state.kv import KV
+
+log = logging.getLogger("scout.health")
+LEADER = keys.HEALTH + "leader"
+SNAPSHOT = keys.HEALTH + "snapshot"
+GOOD = frozenset({"up", "busy"})
+
+
+@dataclass
+class Target:
+    name: str
+    kind: str  # path | replica | openai
+    tier: str
+    state: str = "unknown"
+    reason: str = "not probed yet"
+    latency_ms: float | None = None
+    since: float = field(default_factory=time.time)
+    good: int = 0       # good probes in a row while still counted bad
+    failures: int = 0   # bad probes in a row (for backoff)
+    next_at: float = 0.0
+
+
+def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
+    """Fold one probe into a target, with hysteresis. Pure; True if the state changed."""
+    t.latency_ms = v.latency_ms
+    if v.state in GOOD:
+        t.failures = 0
+        if t.state in BAD:
+            t.good += 1
+            if t.good < rise:
+                t.reason = f"recovering ({t.good}/{rise} good probes): {v.reason}"
+                return False
+        t.good = 0
+        changed = t.state != v.state
+        t.state, t.reason = v.state, v.reason
+    else:
+        t.good = 0
+        t.failures += 1
+        changed = t.state != v.state
+        t.state, t.reason = v.state, v.reason
+    if changed:
+        t.since = now
+    return changed
+
+
+def next_probe_in(t: Target, interval: float, jitter: float, cap: float,
+                  rand: Callable[[], float] = random.random) -> float:
+    base = interval if t.state not in BAD else min(cap, interval * 2 ** max(0, t.failures - 1))
+    return base * (1 + jitter * (2 * rand() - 1))
+
+
+def _short(t: Target) -> str:
+    return t.name.split(".", 1)[-1]
+
+
+def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
+    """A tier's state from its targets: path down beats replicas; any good replica serves."""
+    path = next((t for t in targets if t.kind == "path"), None)
+    replicas = [t for t in targets if t.kind == "replica"]
+    if path is not None and path.state == "down":
+        return TierHealth("down", path.reason)
+    if replicas:
+        good = [r for r in replicas if r.state in GOOD]
+        n = len(replicas)
+        if good:
+            if all(r.state == "busy" for r in good):
+                return TierHealth("busy", f"all {len(good)} serving replicas are busy")
+            return TierHealth("up", f"{len(good)}/{n} replicas serving" + (
+                "" if len(good) == n else ": " + "; ".join(
+                    f"{_short(r)} {r.state} ({r.reason})" for r in replicas if r not in good)))
+        for state in ("misconfigured", "loading", "down"):
+            bad = [r for r in replicas if r.state == state]
+            if bad:
+                return TierHealth(state, "; ".join(f"{_short(r)}: {r.reason}" for r in bad))
+        return TierHealth("unknown", "replicas not probed yet")
+    others = [t for t in targets if t.kind != "path"] or ([path] if path else [])
+    if not others:
+        return TierHealth("unknown", "")
+    return TierHealth(others[0].state, others[0].reason)
+
+
+@dataclass
+class Passive:
+    state: str = ""          # "", "down" (ejected) or "misconfigured"
+    reason: str = ""
+    failures: int = 0
+    until: float | None = None  # lapses (no probe covers this tier) or None (a probe clears it)
+    at: float = 0.0             # when the verdict was given
+
+
+class HealthMonitor:
+    """What this process knows of every tier; the `HealthSource` the router asks."""
+
+    def __init__(self, settings: Settings, kv: KV, redis_up: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.cfg = settings.health
+        self.kv = kv
+        self.redis_up = redis_up
+        self.clock = clock
+        self.me = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.role = "local" if redis_up is None else "follower"
+        self.targets: dict[str, Target] = {}
+        if settings.onprem.enabled:
+            if settings.onprem.replicas or len(settings.onprem.urls) == 1:
+                self.targets["onprem.path"] = Target("onprem.path", "path", "onprem")
+            for r in settings.onprem.replicas:
+                self.targets[f"onprem.{r.name}"] = Target(f"onprem.{r.name}", "replica", "onprem")
+        if settings.openai.enabled:
+            self.targets["openai"] = Target("openai", "openai", "openai")
+        self.passive: dict[str, Passive] = {}
+        self.tier_states: dict[str, TierHealth] = {}
+        self.incidents: list[dict[str, Any]] = []
+        self.alerting = False
+        self._counts: dict[int, list[int]] = {}
+        self._flushed: dict[int, list[int]] = {}
+        self.on_change: list[Callable[[dict[str, Any]], object]] = []
+
+    # -- what the router asks ---------------------------------------------------
+
+    def state(self, tier: str) -> TierHealth:
+        p = self.passive.get(tier)
+        if p is not None and p.state:
+            if p.until is not None and self.clock() >= p.until:
+                p.state = ""
+                self._refresh()
+            else:
+                return TierHealth(p.state, p.reason)
+        return tier_verdict(tier, [t for t in self.targets.values() if t.tier == tier])
+
+    def observe_failure(self, tier: str, kind: str, reason: str) -> None:
+        p = self.passive.setdefault(tier, Passive())
+        p.failures += 1
+        probed = any(t.tier == tier for t in self.targets.values())
+        until = None if probed else self.clock() + self.settings.server.passive_health_ttl_s
+        if kind == "misconfigured":
+            p.state, p.reason, p.until = "misconfigured", f"live traffic: {reason}", until
+            p.at = self.clock()
+        elif kind == "unavailable" and p.failures >= self.cfg.eject_after:
+            p.state, p.until, p.at = "down", until, self.clock()
+            p.reason = f"ejected after {p.failures} failures in a row: {reason}"
+        self._refresh()
+
+    def observe_success(self, tier: str) -> None:
+        p = self.passive.get(tier)
+        if p is not None and (p.failures or p.state):
+            p.failures, p.state = 0, ""
+            self._refresh()
+
+    def record_turn(self, served_by: list[str], counts: bool) -> None:
+        """Count an answer for the fallback-rate alert (fresh cache hits don't count)."""
+        if not counts:
+            return
+        minute = int(self.clock() // 60)
+        c = self._counts.setdefault(minute, [0, 0])
+        c[0] += 1
+        if not served_by or served_by[0] != "onprem":
+            c[1] += 1
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
+        """Probe forever; cancelled by the app's cleanup context."""
+        while True:
+            await self.tick(session, list_openai_models)
+            await asyncio.sleep(self._sleep_for())
+
+    def _sleep_for(self) -> float:
+        if self.role == "follower":
+            return self.cfg.interval_s / 2
+        now = self.clock()
+        due = min((t.next_at for t in self.targets.values()), default=now + self.cfg.interval_s)
+        return max(0.05, min(due - now, self.cfg.interval_s))
+
+    async def tick(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
+        await self._elect()
+        if self.role == "follower":
+            await self._adopt_snapshot()
+        else:
+            await self._probe_due(session, list_openai_models)
+            if self.role == "leader":
+                await self.kv.set(SNAPSHOT, orjson.dumps(
+                    {"by": self.me, "targets": [asdict(t) for t in self.targets.values()]}),
+                    2 * self.cfg.interval_s)
+        await self._flush_counts()
+        if self.role != "follower":
+            await self._check_fallback_rate()
+        self._refresh()
+
+    async def _elect(self) -> None:
+        if self.redis_up is None:
+            return
+        if not self.redis_up():
+            self.role = "local"  # Redis gone: every process watches for itself
+            return
+        ttl = 2 * self.cfg.interval_s
+        got = await self.kv.set_nx(LEADER, self.me.encode(), ttl)
+        if got is None:
+            self.role = "local"
+        elif got or await self.kv.get(LEADER) == self.me.encode():
+            if not got:
+                await self.kv.set(LEADER, self.me.encode(), ttl)
+            self.role = "leader"
+        else:
+            self.role = "follower"
+
+    async def _adopt_snapshot(self) -> None:
+        raw = await self.kv.get(SNAPSHOT)
+        shared = {t["name"]: t for t in orjson.loads(raw)["targets"]} if raw else {}
+        for name, t in self.targets.items():
+            rec = shared.get(name)
+            if rec is None:  # the monitor's record expired: never keep green on faith
+                t.state, t.reason = "unknown", "no fresh probe from the monitor"
+            else:
+                t.state, t.reason = rec["state"], rec["reason"]
+                t.latency_ms, t.since = rec["latency_ms"], rec["since"]
+
+    async def _probe_due(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
+        started = now = self.clock()
+        due = [t for t in self.targets.values() if t.next_at <= now]
+        if not due:
+            return
+        verdicts = await asyncio.gather(*(self._probe(t, session, list_openai_models)
+                                          for t in due))
+        now = self.clock()
+        for t, v in zip(due, verdicts, strict=True):
+            if apply_verdict(t, v, self.cfg.rise, now):
+                log.info("event=target_state target=%s to=%s reason=%r", t.name, t.state, t.reason)
+            p = self.passive.get(t.tier)
+            if p and p.state and t.kind != "path" and t.state in GOOD and started >= p.at:
+                # A probe sent after the live-traffic verdict saw the model answer: lift it.
+                # (nginx answering on the path says nothing about keys or models.)
+                p.state, p.failures = "", 0
+            t.next_at = now + next_probe_in(t, self.cfg.interval_s, self.cfg.jitter,
+                                            self.cfg.backoff_max_s)
+
+    async def _probe(self, t: Target, session: aiohttp.ClientSession,
+                     list_openai_models: Any) -> Verdict:
+        o, timeout = self.settings.onprem, self.cfg.timeout_s
+        if t.kind == "path":
+            results = await asyncio.gather(*(probe_path(session, f"{u}{o.path_health}", timeout)
+                                             for u in o.urls))
+            return next((r for r in results if r.state == "up"), results[0])
+        if t.kind == "replica":
+            replica = next(r for r in o.replicas if f"onprem.{r.name}" == t.name)
+            return await probe_replica(session, replica.base_url, o.model,
+                                       o.api_key.get() if o.api_key else None, timeout,
+                                       self.cfg.busy_waiting)
+        return await probe_openai(list_openai_models, self.settings.openai.model, timeout)
+
+    # -- telling people ---------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        for tier in {t.tier for t in self.targets.values()} | set(self.passive):
+            now_state = self.state(tier)
+            before = self.tier_states.get(tier)
+            self.tier_states[tier] = now_state
+            if before is None and now_state.state == "unknown":
+                continue
+            if before is not None and before.state == now_state.state:
+                continue
+            self._incident({"kind": "state", "tier": tier,
+                            "from": before.state if before else "unknown",
+                            "to": now_state.state, "reason": now_state.reason})
+
+    def _incident(self, event: dict[str, Any]) -> None:
+        event = {"at": self.clock(), **event}
+        self.incidents = [*self.incidents[-99:], event]
+        if self.role == "follower" and event["kind"] == "state":
+            log.info("event=tier_state tier=%s from=%s to=%s reason=%r (seen from the monitor)",
+                     event["tier"], event["from"], event["to"], event["reason"])
+        else:
+            bad = event.get("to") in ("misconfigured",) or event["kind"] == "fallback_alert"
+            level = logging.ERROR if bad else (
+                logging.WARNING if event.get("to") not in GOOD else logging.INFO)
+            if event["kind"] == "state":
+                log.log(level, "event=tier_state tier=%s from=%s to=%s reason=%r",
+                        event["tier"], event["from"], event["to"], event["reason"])
+            else:
+                log.log(level, "event=%s %s", event["kind"], event["text"])
+        startup = event["kind"] == "state" and event["from"] == "unknown" and event["to"] in GOOD
+        if self.role != "follower" and not startup:  # one process tells people; startup isn't news
+            for hook in self.on_change:
+                hook(event)
+
+    async def _flush_counts(self) -> None:
+        for minute, (turns, fallbacks) in list(self._counts.items()):
+            done = self._flushed.setdefault(minute, [0, 0])
+            ttl = self.cfg.fallback_window_s + 120
+            if turns > done[0]:
+                await self.kv.incr(f"{keys.COUNTER}turns:{minute}", ttl, turns - done[0])
+            if fallbacks > done[1]:
+                await self.kv.incr(f"{keys.COUNTER}fallback:{minute}", ttl, fallbacks - done[1])
+            done[:] = [turns, fallbacks]
+        horizon = int(self.clock() // 60) - int(self.cfg.fallback_window_s // 60) - 2
+        for minute in [m for m in self._counts if m < horizon]:
+            self._counts.pop(minute, None)
+            self._flushed.pop(minute, None)
+
+    async def fallback_rate(self) -> tuple[int, float]:
+        now_min = int(self.clock() // 60)
+        minutes = range(now_min - max(1, int(self.cfg.fallback_window_s // 60)) + 1, now_min + 1)
+        turns = fallbacks = 0
+        for m in minutes:
+            turns += int(await self.kv.get(f"{keys.COUNTER}turns:{m}") or 0)
+            fallbacks += int(await self.kv.get(f"{keys.COUNTER}fallback:{m}") or 0)
+        return turns, (fallbacks / turns if turns else 0.0)
+
+    async def _check_fallback_rate(self) -> None:
+        turns, rate = await self.fallback_rate()
+        over = turns >= self.cfg.fallback_min_requests and rate > self.cfg.fallback_threshold
+        if over == self.alerting:
+            return
+        self.alerting = over
+        onprem = self.state("onprem") if "onprem" in self.tier_states else None
+        why = f" (onprem {onprem.state}: {onprem.reason})" if onprem else ""
+        window = f"{self.cfg.fallback_window_s / 60:g} min"
+        text = (f"fallback rate {rate:.0%} of {turns} answers over the last {window} is above "
+                f"{self.cfg.fallback_threshold:.0%}{why}" if over else
+                f"fallback rate back to {rate:.0%} over the last {window}")
+        self._incident({"kind": "fallback_alert" if over else "fallback_clear", "text": text,
+                        "rate": rate, "turns": turns})
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"role": self.role,
+                "targets": {n: {k: v for k, v in asdict(t).items()
+                                if k in ("state", "reason", "latency_ms", "since", "kind")}
+                            for n, t in self.targets.items()},
+                "alerting": self.alerting}
+
+
+class Webhook:
+    """Posts each incident to a Slack-compatible webhook: one attempt, in the background."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.session = session
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event["kind"] == "state":
+            text = f"Scout: {event['tier']} is {event['to']} (was {event['from']}): {event['reason']}"
+        else:
+            text = f"Scout: {event['text']}"
+        task = asyncio.get_running_loop().create_task(self._post({**event, "text": text}))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _post(self, payload: dict[str, Any]) -> None:
+        try:
+            async with asyncio.timeout(5):
+                async with self.session.post(self.url, data=orjson.dumps(payload),
+                                             headers={"Content-Type": "application/json"}) as r:
+                    if r.status >= 300:
+                        log.warning("event=webhook_failed status=%d", r.status)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("event=webhook_failed error=%s", exc.__class__.__name__)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            with contextlib.suppress(Exception):
+                await task

@@ -1,0 +1,148 @@
+"""Health probes: one attempt each, a short timeout, and a pure verdict on what came back.
+
+Real server semantics (DESIGN.md, "Replica health"): vLLM refuses connections
+while it loads and keeps answering 200 on /health when overloaded, so a
+replica is `up` only when /health is 200 *and* /v1/models lists the served
+model; its queue (vllm:num_requests_waiting) makes it `busy`. llama.cpp
+answers 503 while loading. 401/403 or the wrong model is `misconfigured`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+STATES = ("up", "busy", "loading", "down", "misconfigured", "unknown")
+BAD = frozenset({"down", "misconfigured", "loading"})
+_WAITING = re.compile(r"^vllm:num_requests_waiting(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    state: str
+    reason: str
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """What one GET returned: a status and body, or the error that stopped it."""
+
+    status: int | None
+    body: str = ""
+    error: str = ""
+
+
+def queue_waiting(metrics: str) -> float | None:
+    """vLLM's waiting-queue depth from its Prometheus text, summed over models."""
+    found = _WAITING.findall(metrics)
+    return sum(float(v) for v in found) if found else None
+
+
+def models_listed(body: str) -> list[str] | None:
+    import orjson
+    try:
+        data = orjson.loads(body)
+        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None
+
+
+def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpResult | None,
+                  model: str, busy_waiting: int) -> Verdict:
+    """The state of one replica from its /health, /v1/models and /metrics. Pure."""
+    if health.status is None:
+        return Verdict("down", health.error or "no answer")
+    if health.status in (401, 403):
+        return Verdict("misconfigured", f"/health refused our API key ({health.status})")
+    if health.status == 503:
+        return Verdict("loading", "loading the model (/health answered 503)")
+    if health.status != 200:
+        return Verdict("down", f"/health answered {health.status}")
+    if models is None or models.status is None:
+        return Verdict("down", f"/v1/models: {models.error if models else 'not probed'}")
+    if models.status in (401, 403):
+        return Verdict("misconfigured", f"the replica refused our API key ({models.status})")
+    if models.status == 503:
+        return Verdict("loading", "loading the model (/v1/models answered 503)")
+    if models.status != 200:
+        return Verdict("down", f"/v1/models answered {models.status}")
+    listed = models_listed(models.body)
+    if not listed:
+        return Verdict("loading", "no model listed yet")
+    if model not in listed:
+        return Verdict("misconfigured", f"serves {', '.join(listed)[:120]}, not {model}")
+    waiting = queue_waiting(metrics.body) if metrics and metrics.status == 200 else None
+    if waiting is not None and waiting > busy_waiting:
+        return Verdict("busy", f"{waiting:g} requests waiting (threshold {busy_waiting})")
+    return Verdict("up", "serving " + model)
+
+
+def judge_path(result: HttpResult) -> Verdict:
+    """The GPU box's nginx over the tailnet: any HTTP answer means the path works."""
+    if result.status is None:
+        return Verdict("down", f"GPU box unreachable over the tailnet: {result.error}")
+    return Verdict("up", f"nginx answered {result.status}")
+
+
+def describe_error(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed ({exc.os_error.strerror or exc.os_error.__class__.__name__})"
+    return exc.__class__.__name__
+
+
+async def get(session: aiohttp.ClientSession, url: str, timeout_s: float,
+              headers: dict[str, str] | None = None, limit: int = 65536) -> HttpResult:
+    """One GET, one attempt, bounded by `timeout_s` from connect to body."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.get(url, headers=headers, allow_redirects=False) as resp:
+                body = (await resp.content.read(limit)).decode("utf-8", "replace")
+                return HttpResult(resp.status, body)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return HttpResult(None, error=describe_error(exc, timeout_s))
+
+
+async def probe_replica(session: aiohttp.ClientSession, base_url: str, model: str,
+                        api_key: str | None, timeout_s: float, busy_waiting: int) -> Verdict:
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    health, models, metrics = await asyncio.gather(
+        get(session, f"{base_url}/health", timeout_s),
+        get(session, f"{base_url}/v1/models", timeout_s, headers),
+        get(session, f"{base_url}/metrics", timeout_s, headers, limit=1 << 20))
+    v = judge_replica(health, models, metrics, model, busy_waiting)
+    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)
+
+
+async def probe_path(session: aiohttp.ClientSession, url: str, timeout_s: float) -> Verdict:
+    started = time.perf_counter()
+    v = judge_path(await get(session, url, timeout_s))
+    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)
+
+
+async def probe_openai(list_models: object, model: str, timeout_s: float) -> Verdict:
+    """OpenAI without spending tokens: list the models the key can use."""
+    import openai
+
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            ids = await list_models()  # type: ignore[operator]
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        return Verdict("misconfigured", f"OpenAI refused the API key ({exc.status_code})")
+    except openai.APIStatusError as exc:
+        return Verdict("down", f"OpenAI answered {exc.status_code}")
+    except (openai.APIConnectionError, TimeoutError, openai.APITimeoutError) as exc:
+        return Verdict("down", describe_error(exc, timeout_s) if isinstance(exc, TimeoutError)
+                       else "OpenAI unreachable")
+    ms = (time.perf_counter() - started) * 1000
+    if model not in ids:
+        return Verdict("misconfigured", f"model {model} is not available to this key", ms)
+    return Verdict("up", f"{model} available", ms)

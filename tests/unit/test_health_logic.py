@@ -1,0 +1,86 @@
+"""Health verdicts, hysteresis, backoff and tier derivation: pure tables."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.health.monitor import Target, apply_verdict, next_probe_in, tier_verdict
+from gateway.health.probes import HttpResult, Verdict, judge_path, judge_replica, queue_waiting
+
+M = "llama-3.1-70b-instruct"
+MODELS_OK = HttpResult(200, orjson.dumps({"data": [{"id": M}]}).decode())
+METRICS = 'vllm:num_requests_waiting{model_name="%s"} %s\n'
+
+
+@pytest.mark.parametrize(("health", "models", "metrics", "state", "words"), [
+    (HttpResult(None, error="connection failed (Connection refused)"), None, None, "down",
+     "refused"),
+    (HttpResult(503, "Loading model"), None, None, "loading", "503"),
+    (HttpResult(200), HttpResult(401), None, "misconfigured", "API key (401)"),
+    (HttpResult(403), None, None, "misconfigured", "403"),
+    (HttpResult(200), HttpResult(200, '{"data": [{"id": "other-model"}]}'), None, "misconfigured",
+     "serves other-model, not " + M),
+    (HttpResult(200), HttpResult(200, '{"data": []}'), None, "loading", "no model listed"),
+    (HttpResult(200), HttpResult(None, error="no answer within 1 s"), None, "down", "no answer"),
+    (HttpResult(200), MODELS_OK, HttpResult(200, METRICS % (M, "20.0")), "busy", "20 requests"),
+    (HttpResult(200), MODELS_OK, HttpResult(200, METRICS % (M, "3.0")), "up", "serving"),
+    (HttpResult(200), MODELS_OK, HttpResult(404), "up", "serving"),
+    (HttpResult(500), None, None, "down", "500"),
+])
+def test_judge_replica(health, models, metrics, state, words):
+    v = judge_replica(health, models, metrics, M, busy_waiting=8)
+    assert v.state == state and words in v.reason
+
+
+def test_judge_path_and_queue_parsing():
+    assert judge_path(HttpResult(None, error="no answer within 1 s")).reason.startswith(
+        "GPU box unreachable over the tailnet")
+    assert judge_path(HttpResult(404)).state == "up"
+    text = ("# TYPE vllm:num_requests_waiting gauge\n" + METRICS % ("a", "2") + METRICS % ("b", "3"))
+    assert queue_waiting(text) == 5 and queue_waiting("nothing") is None
+
+
+def test_bad_at_once_good_only_after_rise_probes():
+    t = Target("onprem.r1", "replica", "onprem", state="up")
+    assert apply_verdict(t, Verdict("down", "refused"), rise=2, now=1) is True
+    assert t.state == "down" and t.since == 1
+    assert apply_verdict(t, Verdict("up", "ok"), rise=2, now=2) is False
+    assert t.state == "down" and "recovering (1/2" in t.reason
+    assert apply_verdict(t, Verdict("up", "ok"), rise=2, now=3) is True and t.state == "up"
+
+
+def test_a_flapping_target_does_not_flip_the_route_each_probe():
+    t = Target("onprem.r1", "replica", "onprem", state="up")
+    states = []
+    for i, s in enumerate(["down", "up", "down", "up", "down", "up", "up"]):
+        apply_verdict(t, Verdict(s, s), rise=2, now=i)
+        states.append(t.state)
+    assert states == ["down"] * 6 + ["up"]
+
+
+def test_backoff_doubles_for_a_down_target_up_to_the_cap():
+    t = Target("x", "replica", "onprem", state="down")
+    waits = []
+    for failures in range(1, 7):
+        t.failures = failures
+        waits.append(next_probe_in(t, 2.0, 0.0, 10.0))
+    assert waits == [2, 4, 8, 10, 10, 10]
+    up = Target("y", "replica", "onprem", state="up")
+    assert 1.6 <= next_probe_in(up, 2.0, 0.2, 10.0, rand=lambda: 0.0) <= 2.4
+
+
+def test_tier_from_targets():
+    path = Target("onprem.path", "path", "onprem", state="up")
+    r = [Target(f"onprem.r{i}", "replica", "onprem", state="up") for i in (1, 2, 3)]
+    assert tier_verdict("onprem", [path, *r]).reason == "3/3 replicas serving"
+    r[1].state, r[1].reason = "down", "refused"
+    v = tier_verdict("onprem", [path, *r])
+    assert v.state == "up" and v.reason == "2/3 replicas serving: r2 down (refused)"
+    path.state, path.reason = "down", "GPU box unreachable over the tailnet: no answer within 1 s"
+    v = tier_verdict("onprem", [path, *r])
+    assert v.state == "down" and "tailnet" in v.reason, "the path, not three replica failures"
+    path.state = "up"
+    for t in r:
+        t.state, t.reason = "misconfigured", "API key (401)"
+    assert tier_verdict("onprem", [path, *r]).state == "misconfigured"
