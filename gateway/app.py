@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from gateway.accounting import recorder
 from gateway.api import auth, chat_sse, openai_api, ops, ws
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
@@ -21,6 +23,7 @@ from gateway.appkeys import (
     CHAT,
     DRAINING,
     HEALTH,
+    METRICS,
     PROVIDERS,
     REDIS,
     SESSIONS,
@@ -29,6 +32,7 @@ from gateway.appkeys import (
     SIGNING_SECRET,
     SOCKETS,
     STAFF_KEYS,
+    STATS,
     STORE,
     TURNS,
     UPSTREAM_SESSION,
@@ -38,6 +42,7 @@ from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.monitor import HealthMonitor, Webhook
+from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.providers.cache_tier import CacheProvider
 from gateway.providers.onprem import OnpremProvider
@@ -48,6 +53,7 @@ from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionIds, SessionStore
 from gateway.state.kv import KV, MemoryKV, RedisKV
 from gateway.state.redis_link import RedisLink
+from gateway.stats import Stats
 from gateway.turns import TurnRunner
 
 log = logging.getLogger("scout.app")
@@ -62,6 +68,7 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
     app[DRAINING] = asyncio.Event()
+    app[METRICS] = Metrics()
     app[SOCKETS] = set()
     app.on_shutdown.append(ws.drain)
     app.cleanup_ctx.append(_security)
@@ -78,6 +85,7 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_post("/api/ws-token", auth.ws_token)
     app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)
+    app.router.add_get("/metrics", ops.metrics)
     return app
 
 
@@ -121,7 +129,8 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
         log.info("event=store backend=memory (no Redis configured: state is this process's own)")
     app[STORE] = store
     app[CACHE] = AnswerCache(store)
-    app[HEALTH] = HealthMonitor(settings, store, (lambda: link.up) if link else None)
+    app[STATS] = Stats(store, process_id=f"{os.getpid()}-{secrets.token_hex(3)}")
+    app[HEALTH] = HealthMonitor(settings, store, app[STATS], (lambda: link.up) if link else None)
     app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
     monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
     try:
@@ -159,6 +168,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     monitor = app[HEALTH]
     app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede)
     app[TURNS] = TurnRunner(app[CHAT], app[SESSIONS])
+    app[CHAT].observers.append(recorder(settings, app[METRICS], app[STATS]))
+    app[STATS].gauge_sources.update(ws=lambda: len(app[SOCKETS]),
+                                    sessions=app[TURNS].active_sessions)
     webhook = None
     if settings.health.webhook_url is not None:
         webhook = Webhook(settings.health.webhook_url.get(), app[UPSTREAM_SESSION])

@@ -11,12 +11,14 @@ from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.monitor import HealthMonitor
+from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.security.api_keys import ApiKeys
 from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionStore
 from gateway.state.kv import KV
 from gateway.state.redis_link import RedisLink
+from gateway.stats import Stats
 from gateway.turns import TurnRunner
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,6 +33,8 @@ CHAT = web.AppKey("chat", ChatService)
 TURNS = web.AppKey("turns", TurnRunner)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 STAFF_KEYS = web.AppKey("staff_keys", ApiKeys)
+METRICS = web.AppKey("metrics", Metrics)
+STATS = web.AppKey("stats", Stats)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -54,7 +54,10 @@ class TurnOutcome:
     resumed: int = 0
     hedged: bool = False
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    hedge_winner: str | None = None
+    race_ttft_ms: float | None = None  # from the race's start: the serving tier's own share
+    parts: list[tuple[str, int, int, float]] = field(default_factory=list)  # tier, in, out, USD
+    switches: list[SwitchOut] = field(default_factory=list)
 
     def done_event(self) -> dict[str, Any]:
         """The `done` event's body, the same on SSE and WebSocket."""
@@ -86,7 +89,9 @@ class Turn:
 
 class HealthSource(HealthObserver, Protocol):
     def state(self, tier: str) -> TierHealth: ...
-    def record_turn(self, served_by: list[str], counts: bool) -> None: ...
+
+
+TurnObserver = Callable[["Turn", TurnOutcome], None]
 
 
 class ChatService:
@@ -97,6 +102,7 @@ class ChatService:
         self.health = health
         self.cache = cache
         self.stampede = stampede
+        self.observers: list[TurnObserver] = []  # metrics and stats: told of every answer
         self.classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
         self._enabled = settings.enabled_tiers()
         tool_tiers = []
@@ -151,16 +157,26 @@ class ChatService:
     def _fresh_hit(self, turn: Turn, hit: CachedAnswer, started: float) -> list[TurnEvent]:
         elapsed = (time.perf_counter() - started) * 1000
         name = turn.plan.intent.name
+        outcome = TurnOutcome(turn.id, name, ["cache"], [CACHE_MODEL], hit.text, elapsed, elapsed,
+                              0, 0, 0.0, "fresh", "stop", True, race_ttft_ms=0.0,
+                              parts=[("cache", 0, 0, 0.0)])
+        self._tell(turn, outcome)
         return [Started(turn.id, name, "cache", turn.plan.skipped),
-                TextOut(hit.text, "cache", CACHE_MODEL),
-                TurnOutcome(turn.id, name, ["cache"], [CACHE_MODEL], hit.text, elapsed, elapsed,
-                            0, 0, 0.0, "fresh", "stop", True)]
+                TextOut(hit.text, "cache", CACHE_MODEL), outcome]
+
+    def _tell(self, turn: Turn, outcome: TurnOutcome) -> None:
+        for observe in self.observers:
+            try:
+                observe(turn, outcome)
+            except Exception:  # accounting must never cost the customer an answer
+                log.exception("event=observer_failed")
 
     async def _race(self, turn: Turn, started: float) -> AsyncGenerator[TurnEvent, None]:
         plan, request = turn.plan, turn.request
         yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
         result: RaceResult | None = None
         first_text: float | None = None
+        switches: list[SwitchOut] = []
         async with aclosing(run_race(plan, request, self.providers, self.health)) as race:
             async for ev in race:
                 if isinstance(ev, RaceResult):
@@ -168,11 +184,14 @@ class ChatService:
                     continue
                 if first_text is None and isinstance(ev, TextOut):
                     first_text = time.perf_counter()
+                elif isinstance(ev, SwitchOut):
+                    switches.append(ev)
                 yield ev
         assert result is not None
         ttft_ms = (first_text - started) * 1000 if first_text is not None else None
         outcome = self._outcome(turn, result, ttft_ms, (time.perf_counter() - started) * 1000)
-        self.health.record_turn(outcome.served_by, counts="onprem" in plan.intent.ladder)
+        outcome.switches = switches
+        self._tell(turn, outcome)
         if self._should_store(turn, result):
             await self._store(turn, result, outcome)
         log.info("event=turn id=%s intent=%s served_by=%s ttft_ms=%s tokens=%d cost_usd=%.6f",
@@ -186,19 +205,23 @@ class ChatService:
         prompt_estimate = estimate_tokens(prompt_text(turn.request.messages))
         prompt = completion = 0
         cost = 0.0
+        parts = []
         for tier, p, c, part in r.parts:
             p = p if p is not None else (prompt_estimate if tier in ("onprem", "openai") else 0)
             c = c if c is not None else estimate_tokens(part)
             prompt += p
             completion += c
-            cost += cost_usd(self.settings.prices, self.settings.tier_model(tier), p, c)
+            part_cost = cost_usd(self.settings.prices, self.settings.tier_model(tier), p, c)
+            cost += part_cost
+            parts.append((tier, p, c, part_cost))
         return TurnOutcome(
             id=turn.id, intent=turn.plan.intent.name, served_by=r.served_by, models=r.models,
             text=r.text, ttft_ms=ttft_ms, total_ms=total_ms, prompt_tokens=prompt,
             completion_tokens=completion, cost_usd=cost, cached=r.cached,
             finish_reason=r.finish_reason or ("stop" if r.complete else "error"),
             complete=r.complete, resumed=r.stats.resumes, hedged=bool(r.stats.hedges),
-            error=r.error)
+            error=r.error, hedge_winner=r.stats.hedge_winner, parts=parts,
+            race_ttft_ms=r.ttft_s * 1000 if r.ttft_s is not None else None)
 
     def _should_store(self, turn: Turn, r: RaceResult) -> bool:
         """Only whole answers from one generative tier, of cacheable, non-private intents."""

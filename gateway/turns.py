@@ -88,10 +88,19 @@ class TurnRunner:
         self.chat = chat
         self.sessions = sessions
         self.live: dict[tuple[str, str], LiveTurn] = {}
+        self._seen: dict[str, float] = {}  # session → its last turn
+
+    def active_sessions(self, window_s: float = 600.0) -> int:
+        """Sessions with a turn in the last `window_s` (this process)."""
+        horizon = time.monotonic() - window_s
+        for sid in [s for s, at in self._seen.items() if at < horizon]:
+            del self._seen[sid]
+        return len(self._seen)
 
     def start(self, turn: Turn, sid: str, user_message: dict[str, Any],
               limit_bytes: int) -> tuple[LiveTurn, Listener]:
         live = LiveTurn(turn, sid)
+        self._seen[sid] = time.monotonic()
         listener = Listener(limit_bytes)
         live.listeners.append(listener)
         self.live[(sid, turn.id)] = live

@@ -9,9 +9,10 @@ from aiohttp import web
 from gateway.api.errors import error_response
 from gateway.appkeys import API_KEYS, SETTINGS, SIGNER
 
-# Reachable without an API key: coarse health, the demo page and its assets, and the
-# WebSocket, which checks its own credentials (a browser can't send headers on it).
-PUBLIC_PATHS = frozenset({"/health", "/chat", "/api/demo-token", "/ws/chat"})
+# Reachable without a frontend API key: coarse health, the demo page and its assets, the
+# WebSocket (it checks its own credentials: a browser can't send headers on it), and the
+# staff endpoints, which check staff credentials instead.
+PUBLIC_PATHS = frozenset({"/health", "/chat", "/api/demo-token", "/ws/chat", "/metrics"})
 PUBLIC_PREFIXES = ("/static/",)
 KEY_LABEL = web.RequestKey("key_label", str)
 

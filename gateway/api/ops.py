@@ -6,10 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
 from gateway.api.auth import presented_key
-from gateway.appkeys import CHAT, HEALTH, REDIS, SETTINGS, STAFF_KEYS, STORE
+from gateway.api.errors import error_response
+from gateway.appkeys import (
+    CHAT,
+    HEALTH,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    SOCKETS,
+    STAFF_KEYS,
+    STORE,
+    TURNS,
+)
 from gateway.routing.plan import SKIP_STATES
 
 CHAT_PAGE = Path(__file__).resolve().parents[1] / "static" / "chat.html"
@@ -55,6 +67,29 @@ def health_picture(app: web.Application) -> dict[str, Any]:
             "targets": monitor.snapshot()["targets"], "monitor": monitor.role,
             "fallback_alert": monitor.alerting, "store": store,
             "incidents": monitor.incidents[-20:]}
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text, for staff (a scraper sends the staff token as a bearer token)."""
+    if not is_staff(request):
+        return staff_only()
+    app = request.app
+    m = app[METRICS]
+    m.websockets.set(len(app[SOCKETS]))
+    m.sessions.set(app[TURNS].active_sessions())
+    for tier in ("onprem", "openai"):
+        if tier in app[SETTINGS].enabled_tiers():
+            m.set_state(m.tier_state, tier, app[CHAT].tier_health(tier).state)
+    for name, t in app[HEALTH].snapshot()["targets"].items():
+        m.set_state(m.target_state, name, t["state"])
+    return web.Response(body=generate_latest(m.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def staff_only() -> web.Response:
+    return error_response(401, "staff credentials required: send 'Authorization: Bearer <staff "
+                          "token>' (SCOUT_STAFF_KEYS), not a frontend API key", "staff_only",
+                          headers={"WWW-Authenticate": 'Bearer realm="scout-staff"'})
 
 
 async def health(request: web.Request) -> web.Response:

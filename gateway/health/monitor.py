@@ -42,6 +42,7 @@ from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_
 from gateway.routing.plan import TierHealth
 from gateway.state import keys
 from gateway.state.kv import KV
+from gateway.stats import Stats
 
 log = logging.getLogger("scout.health")
 LEADER = keys.HEALTH + "leader"
@@ -134,11 +135,13 @@ class Passive:
 class HealthMonitor:
     """What this process knows of every tier; the `HealthSource` the router asks."""
 
-    def __init__(self, settings: Settings, kv: KV, redis_up: Callable[[], bool] | None = None,
+    def __init__(self, settings: Settings, kv: KV, stats: Stats,
+                 redis_up: Callable[[], bool] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.cfg = settings.health
         self.kv = kv
+        self.stats = stats
         self.redis_up = redis_up
         self.clock = clock
         self.me = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -155,8 +158,6 @@ class HealthMonitor:
         self.tier_states: dict[str, TierHealth] = {}
         self.incidents: list[dict[str, Any]] = []
         self.alerting = False
-        self._counts: dict[int, list[int]] = {}
-        self._flushed: dict[int, list[int]] = {}
         self.on_change: list[Callable[[dict[str, Any]], object]] = []
 
     # -- what the router asks ---------------------------------------------------
@@ -190,16 +191,6 @@ class HealthMonitor:
             p.failures, p.state = 0, ""
             self._refresh()
 
-    def record_turn(self, served_by: list[str], counts: bool) -> None:
-        """Count an answer for the fallback-rate alert (fresh cache hits don't count)."""
-        if not counts:
-            return
-        minute = int(self.clock() // 60)
-        c = self._counts.setdefault(minute, [0, 0])
-        c[0] += 1
-        if not served_by or served_by[0] != "onprem":
-            c[1] += 1
-
     # -- the loop -----------------------------------------------------------------
 
     async def run(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
@@ -225,10 +216,15 @@ class HealthMonitor:
                 await self.kv.set(SNAPSHOT, orjson.dumps(
                     {"by": self.me, "targets": [asdict(t) for t in self.targets.values()]}),
                     2 * self.cfg.interval_s)
-        await self._flush_counts()
-        if self.role != "follower":
-            await self._check_fallback_rate()
         self._refresh()
+        if self.role != "follower":
+            if "onprem" in self.tier_states:  # on-prem availability, sampled once a tick
+                self.stats.add({"avail:n": 1,
+                                "avail:up": int(self.tier_states["onprem"].state in GOOD)})
+            await self.stats.flush()
+            await self._check_fallback_rate()
+        else:
+            await self.stats.flush()
 
     async def _elect(self) -> None:
         if self.redis_up is None:
@@ -326,31 +322,8 @@ class HealthMonitor:
             for hook in self.on_change:
                 hook(event)
 
-    async def _flush_counts(self) -> None:
-        for minute, (turns, fallbacks) in list(self._counts.items()):
-            done = self._flushed.setdefault(minute, [0, 0])
-            ttl = self.cfg.fallback_window_s + 120
-            if turns > done[0]:
-                await self.kv.incr(f"{keys.COUNTER}turns:{minute}", ttl, turns - done[0])
-            if fallbacks > done[1]:
-                await self.kv.incr(f"{keys.COUNTER}fallback:{minute}", ttl, fallbacks - done[1])
-            done[:] = [turns, fallbacks]
-        horizon = int(self.clock() // 60) - int(self.cfg.fallback_window_s // 60) - 2
-        for minute in [m for m in self._counts if m < horizon]:
-            self._counts.pop(minute, None)
-            self._flushed.pop(minute, None)
-
-    async def fallback_rate(self) -> tuple[int, float]:
-        now_min = int(self.clock() // 60)
-        minutes = range(now_min - max(1, int(self.cfg.fallback_window_s // 60)) + 1, now_min + 1)
-        turns = fallbacks = 0
-        for m in minutes:
-            turns += int(await self.kv.get(f"{keys.COUNTER}turns:{m}") or 0)
-            fallbacks += int(await self.kv.get(f"{keys.COUNTER}fallback:{m}") or 0)
-        return turns, (fallbacks / turns if turns else 0.0)
-
     async def _check_fallback_rate(self) -> None:
-        turns, rate = await self.fallback_rate()
+        turns, rate = await self.stats.fallback_rate(self.cfg.fallback_window_s)
         over = turns >= self.cfg.fallback_min_requests and rate > self.cfg.fallback_threshold
         if over == self.alerting:
             return

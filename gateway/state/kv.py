@@ -29,6 +29,9 @@ class KV(Protocol):
     async def list_append(self, key: str, values: list[bytes], max_len: int, ttl_s: float) -> bool: ...
     async def list_all(self, key: str) -> list[bytes] | None: ...
     async def incr(self, key: str, ttl_s: float, by: int = 1) -> int | None: ...
+    async def hash_add(self, key: str, fields: dict[str, int], ttl_s: float) -> bool: ...
+    async def hash_set(self, key: str, fields: dict[str, int], ttl_s: float) -> bool: ...
+    async def hash_all(self, keys: list[str]) -> list[dict[str, int]] | None: ...
 
 
 def _ms(ttl_s: float) -> int:
@@ -88,17 +91,47 @@ class RedisKV:
         return await self.link.run(op, None)
 
 
+    async def hash_add(self, key: str, fields: dict[str, int], ttl_s: float) -> bool:
+        """HINCRBY every field at once (one round trip)."""
+        async def op(r: aioredis.Redis) -> bool:
+            pipe = r.pipeline(transaction=False)
+            for name, value in fields.items():
+                pipe.hincrby(key, name, value)
+            pipe.pexpire(key, _ms(ttl_s))
+            await pipe.execute()
+            return True
+        return bool(fields) and bool(await self.link.run(op, False))
+
+    async def hash_set(self, key: str, fields: dict[str, int], ttl_s: float) -> bool:
+        async def op(r: aioredis.Redis) -> bool:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.pexpire(key, _ms(ttl_s))
+            await pipe.execute()
+            return True
+        return bool(fields) and bool(await self.link.run(op, False))
+
+    async def hash_all(self, keys: list[str]) -> list[dict[str, int]] | None:
+        """HGETALL of several keys in one round trip; None if Redis could not say."""
+        async def op(r: aioredis.Redis) -> list[dict[str, int]]:
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            return [{k.decode(): int(v) for k, v in h.items()} for h in await pipe.execute()]
+        return await self.link.run(op, None)
+
+
 class MemoryKV:
     """In-process, LRU-bounded, with expiry: the demo and a single box without Redis."""
 
     backend = "memory"
 
     def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self._data: OrderedDict[str, tuple[float, bytes | list[bytes] | int]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, bytes | list[bytes] | int | dict[str, int]]] = OrderedDict()
         self._max = max_keys
         self._clock = clock
 
-    def _live(self, key: str) -> bytes | list[bytes] | int | None:
+    def _live(self, key: str) -> bytes | list[bytes] | int | dict[str, int] | None:
         item = self._data.get(key)
         if item is None:
             return None
@@ -108,7 +141,7 @@ class MemoryKV:
         self._data.move_to_end(key)
         return item[1]
 
-    def _put(self, key: str, value: bytes | list[bytes] | int, ttl_s: float) -> None:
+    def _put(self, key: str, value: bytes | list[bytes] | int | dict[str, int], ttl_s: float) -> None:
         self._data[key] = (self._clock() + ttl_s, value)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
@@ -151,6 +184,26 @@ class MemoryKV:
         expires = item[0] if item is not None and current is not None else self._clock() + ttl_s
         self._data[key] = (expires, value)
         return value
+
+    async def hash_add(self, key: str, fields: dict[str, int], ttl_s: float) -> bool:
+        current = self._live(key)
+        h = dict(current) if isinstance(current, dict) else {}
+        for name, value in fields.items():
+            h[name] = h.get(name, 0) + value
+        self._put(key, h, ttl_s)
+        return True
+
+    async def hash_set(self, key: str, fields: dict[str, int], ttl_s: float) -> bool:
+        current = self._live(key)
+        self._put(key, {**(current if isinstance(current, dict) else {}), **fields}, ttl_s)
+        return True
+
+    async def hash_all(self, keys: list[str]) -> list[dict[str, int]] | None:
+        out = []
+        for key in keys:
+            value = self._live(key)
+            out.append(dict(value) if isinstance(value, dict) else {})
+        return out
 
     def __len__(self) -> int:
         return len(self._data)

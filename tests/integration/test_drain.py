@@ -22,6 +22,7 @@ from tests.servers import free_port
 async def start_gateway(tmp_path: Path, onprem_url: str, redis_url: str, drain_s: float):
     data = example_config()
     data["onprem"]["url"] = [onprem_url]
+    data["onprem"]["replicas"] = [{"name": "r1", "url": onprem_url}]
     data["openai"]["enabled"] = False
     data["websocket"]["drain_s"] = drain_s
     cfg = tmp_path / "scout.yaml"

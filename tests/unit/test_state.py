@@ -177,3 +177,11 @@ async def test_session_store_history_and_answers(kv):
     await store.save_answer(sid, "m1", {"status": "done", "text": "t"})
     assert (await store.answer(sid, "m1"))["text"] == "t"
     assert await store.answer(store.ids.new(), "m1") is None, "another session sees nothing"
+
+
+async def test_hashes_add_set_and_read_many_at_once(kv):
+    await kv.hash_add("h1", {"a": 2, "b": 1}, 60)
+    await kv.hash_add("h1", {"a": 3}, 60)
+    await kv.hash_set("h1", {"w:p1": 7}, 60)
+    await kv.hash_set("h1", {"w:p1": 4}, 60)
+    assert await kv.hash_all(["h1", "missing"]) == [{"a": 5, "b": 1, "w:p1": 4}, {}]

@@ -1,0 +1,74 @@
+"""What every answer costs and how it went: Prometheus metrics and the shared minute stats."""
+
+from __future__ import annotations
+
+from gateway.chat import Turn, TurnObserver, TurnOutcome
+from gateway.config import Settings
+from gateway.cost import cost_usd
+from gateway.metrics import Metrics
+from gateway.stats import Stats
+
+
+def switch_kind(reason: str) -> str:
+    """What a switch event's reason says happened, as a small label set. Pure."""
+    if "stalled" in reason:
+        return "stalled"
+    if reason.startswith("dropped"):
+        return "dropped"
+    if "hedging" in reason:
+        return "hedge"
+    if "headers" in reason:
+        return "headers_deadline"
+    return "failed"
+
+
+def cache_result(turn: Turn, outcome: TurnOutcome) -> str | None:
+    if outcome.cached == "fresh":
+        return "fresh"
+    if "cache" in outcome.served_by:
+        return "stale"
+    return "miss" if turn.cacheable else None
+
+
+def openai_equivalent(settings: Settings, outcome: TurnOutcome) -> float:
+    """What the answer would have cost had OpenAI served it all (the saving's baseline)."""
+    return cost_usd(settings.prices, settings.openai.model, outcome.prompt_tokens,
+                    outcome.completion_tokens)
+
+
+def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver:
+    def observe(turn: Turn, outcome: TurnOutcome) -> None:
+        intent = outcome.intent
+        tier = outcome.served_by[0] if outcome.served_by else "none"
+        result = "error" if not outcome.complete else ("resumed" if outcome.resumed else "ok")
+        metrics.requests.labels(intent, tier, result).inc()
+        if outcome.ttft_ms is not None:
+            metrics.ttft.labels(tier).observe(outcome.ttft_ms / 1000)
+        metrics.duration.labels(tier).observe(outcome.total_ms / 1000)
+        for sw in outcome.switches:
+            kind = switch_kind(sw.reason)
+            metrics.fallbacks.labels(sw.from_tier, sw.to_tier, kind).inc()
+            if kind in ("stalled", "dropped"):
+                metrics.resumes.labels(sw.from_tier, sw.to_tier).inc()
+        for skipped, _ in turn.plan.skipped:
+            metrics.fallbacks.labels(skipped, turn.plan.ladder[0], "skipped").inc()
+        if outcome.hedged:
+            metrics.hedges.labels(outcome.hedge_winner or "none").inc()
+        cache = cache_result(turn, outcome)
+        if cache is not None:
+            metrics.cache.labels({"fresh": "fresh_hit", "stale": "stale_hit"}.get(cache, cache)
+                                 ).inc()
+        if "static" in outcome.served_by:
+            metrics.static.labels(intent).inc()
+        for part_tier, prompt, completion, usd in outcome.parts:
+            metrics.tokens.labels(part_tier, "prompt").inc(prompt)
+            metrics.tokens.labels(part_tier, "completion").inc(completion)
+            metrics.cost.labels(part_tier).inc(usd)
+        if outcome.ttft_ms is not None and outcome.race_ttft_ms is not None:
+            metrics.overhead.observe(max(0.0, outcome.ttft_ms - outcome.race_ttft_ms) / 1000)
+        stats.record_turn(outcome.served_by, outcome.ttft_ms,
+                          counts_for_fallback=("onprem" in turn.plan.intent.ladder
+                                               and outcome.cached != "fresh"),
+                          cost_usd=outcome.cost_usd,
+                          openai_equivalent_usd=openai_equivalent(settings, outcome), cache=cache)
+    return observe

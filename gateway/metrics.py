@@ -1,0 +1,55 @@
+"""Prometheus metrics (prometheus-client), one registry per app, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.health.probes import STATES
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("scout_requests", "Answers by intent, first serving tier and outcome",
+                                ["intent", "tier", "outcome"], registry=r)
+        self.ttft = Histogram("scout_time_to_first_token_seconds",
+                              "From request accepted to first token sent, by serving tier",
+                              ["tier"], buckets=LATENCY_BUCKETS, registry=r)
+        self.duration = Histogram("scout_request_duration_seconds",
+                                  "From request accepted to the last token, by serving tier",
+                                  ["tier"], buckets=LATENCY_BUCKETS, registry=r)
+        self.fallbacks = Counter("scout_fallbacks",
+                                 "Hand-overs between tiers (failed, hedge, stalled, dropped, skipped)",
+                                 ["from_tier", "to_tier", "reason"], registry=r)
+        self.hedges = Counter("scout_hedges", "Hedged answers, by the tier that won",
+                              ["winner"], registry=r)
+        self.resumes = Counter("scout_resumes", "Answers resumed mid-stream by another tier",
+                               ["from_tier", "to_tier"], registry=r)
+        self.cache = Counter("scout_cache_lookups", "Cache lookups of cacheable questions",
+                             ["result"], registry=r)  # fresh_hit, stale_hit, miss
+        self.static = Counter("scout_static_replies", "Canned replies served as the last resort",
+                              ["intent"], registry=r)
+        self.tokens = Counter("scout_tokens", "Tokens by tier", ["tier", "kind"], registry=r)
+        self.cost = Counter("scout_cost_usd", "Spend in USD by tier", ["tier"], registry=r)
+        self.rate_limited = Counter("scout_rate_limited", "Requests refused by a rate limit",
+                                    ["scope"], registry=r)
+        self.overhead = Histogram("scout_gateway_overhead_seconds",
+                                  "Latency the gateway itself adds before the first token",
+                                  buckets=OVERHEAD_BUCKETS, registry=r)
+        self.websockets = Gauge("scout_active_websockets", "Open /ws/chat sockets (this process)",
+                                registry=r)
+        self.sessions = Gauge("scout_active_sessions",
+                              "Sessions with a turn in the last 10 minutes (this process)",
+                              registry=r)
+        self.tier_state = Gauge("scout_tier_state", "1 for each tier's current state",
+                                ["tier", "state"], registry=r)
+        self.target_state = Gauge("scout_target_state",
+                                  "1 for each probed target's state (path, replicas, OpenAI)",
+                                  ["target", "state"], registry=r)
+
+    def set_state(self, gauge: Gauge, label: str, state: str) -> None:
+        for s in STATES:
+            gauge.labels(label, s).set(1 if s == state else 0)
