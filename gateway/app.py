@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accounting import recorder
-from gateway.api import auth, chat_sse, openai_api, ops, ws
+from gateway.api import auth, chat_sse, dashboard, openai_api, ops, ws
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
@@ -86,6 +86,11 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/dashboard", dashboard.page)
+    app.router.add_post("/dashboard/login", dashboard.login)
+    app.router.add_get("/dashboard/logout", dashboard.logout)
+    app.router.add_get("/dashboard/data", dashboard.data)
+    app.router.add_get("/dashboard/stream", dashboard.stream)
     return app
 
 

@@ -126,14 +126,17 @@ def gauge_total(row: dict[str, int], name: str) -> int:
     return sum(v for k, v in row.items() if k.startswith(name + "@"))
 
 
-def summarize(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Tiles from minute rows (oldest first). Pure."""
+def summarize(rows: list[tuple[int, dict[str, Any]]], now: float) -> dict[str, Any]:
+    """Tiles from minute rows (oldest first, the last one the current minute). Pure."""
     def total(field: str, last: int | None = None) -> int:
         sel = rows if last is None else rows[-last:]
         return sum(h.get(field, 0) for _, h in sel)
 
-    recent = rows[-6:-1] or rows  # the last five whole minutes
-    per_min = sum(h.get("req", 0) for _, h in recent) / max(1, len(recent))
+    # A rolling rate over the previous minute and the part of this one gone by.
+    frac = (now % 60) / 60
+    recent = [h.get("req", 0) for _, h in rows[-2:]]
+    per_min = sum(recent) / (frac + (1 if len(recent) > 1 else 0)) if recent and (
+        frac or len(recent) > 1) else 0.0
     buckets: Counter[int] = Counter()
     for _, h in rows[-5:]:
         for k, v in h.items():

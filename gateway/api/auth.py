@@ -13,7 +13,7 @@ from gateway.appkeys import API_KEYS, SETTINGS, SIGNER
 # WebSocket (it checks its own credentials: a browser can't send headers on it), and the
 # staff endpoints, which check staff credentials instead.
 PUBLIC_PATHS = frozenset({"/health", "/chat", "/api/demo-token", "/ws/chat", "/metrics"})
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/dashboard")
 KEY_LABEL = web.RequestKey("key_label", str)
 
 

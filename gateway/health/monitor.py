@@ -263,8 +263,10 @@ class HealthMonitor:
                                           for t in due))
         now = self.clock()
         for t, v in zip(due, verdicts, strict=True):
+            before = t.state
             if apply_verdict(t, v, self.cfg.rise, now):
-                log.info("event=target_state target=%s to=%s reason=%r", t.name, t.state, t.reason)
+                self._incident({"kind": "target", "target": t.name, "tier": t.tier,
+                                "from": before, "to": t.state, "reason": t.reason})
             p = self.passive.get(t.tier)
             if p and p.state and t.kind != "path" and t.state in GOOD and started >= p.at:
                 # A probe sent after the live-traffic verdict saw the model answer: lift it.
@@ -305,7 +307,12 @@ class HealthMonitor:
     def _incident(self, event: dict[str, Any]) -> None:
         event = {"at": self.clock(), **event}
         self.incidents = [*self.incidents[-99:], event]
-        if self.role == "follower" and event["kind"] == "state":
+        if event["kind"] == "target":
+            if not (event["from"] == "unknown" and event["to"] in GOOD):
+                log.log(logging.INFO if event["to"] in GOOD else logging.WARNING,
+                        "event=target_state target=%s from=%s to=%s reason=%r",
+                        event["target"], event["from"], event["to"], event["reason"])
+        elif self.role == "follower" and event["kind"] == "state":
             log.info("event=tier_state tier=%s from=%s to=%s reason=%r (seen from the monitor)",
                      event["tier"], event["from"], event["to"], event["reason"])
         else:
@@ -317,7 +324,8 @@ class HealthMonitor:
                         event["tier"], event["from"], event["to"], event["reason"])
             else:
                 log.log(level, "event=%s %s", event["kind"], event["text"])
-        startup = event["kind"] == "state" and event["from"] == "unknown" and event["to"] in GOOD
+        startup = event["kind"] in ("state", "target") and event["from"] == "unknown" \
+            and event["to"] in GOOD
         if self.role != "follower" and not startup:  # one process tells people; startup isn't news
             for hook in self.on_change:
                 hook(event)
@@ -354,8 +362,9 @@ class Webhook:
         self.tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if event["kind"] == "state":
-            text = f"Scout: {event['tier']} is {event['to']} (was {event['from']}): {event['reason']}"
+        if event["kind"] in ("state", "target"):
+            what = event["target"] if event["kind"] == "target" else event["tier"]
+            text = f"Scout: {what} is {event['to']} (was {event['from']}): {event['reason']}"
         else:
             text = f"Scout: {event['text']}"
         task = asyncio.get_running_loop().create_task(self._post({**event, "text": text}))

@@ -10,6 +10,7 @@ the gateway uses Redis again with no restart. Each change is logged once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,11 @@ class RedisLink:
             return default
 
     async def ping(self) -> bool:
+        if self.state == "down":
+            # Pooled sockets to a Redis that went away are dead: start the recovery on fresh
+            # ones, or the first commands after it would fail and flap the state.
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.connection_pool.disconnect()
         try:
             await asyncio.wait_for(self.client.ping(), self.timeout_s * 4)
         except (RedisError, OSError, TimeoutError) as exc:

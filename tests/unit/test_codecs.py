@@ -80,3 +80,20 @@ def test_cost_arithmetic():
     assert cost_usd(prices, "llama", 10_000, 10_000) == 0
     assert cost_usd(prices, "scout-static", 10, 10) == 0
     assert estimate_tokens("") == 0 and estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2
+
+
+def test_dashboard_tiles_from_minute_rows():
+    from gateway.stats import percentile_ms, summarize, ttft_bucket
+    rows = [(0, {"req": 30, "req:onprem": 30, "fb_base": 30}),
+            (1, {"req": 10, "req:openai": 10, "fb_base": 10, "fallback": 10,
+                 "cache:fresh": 1, "cache:miss": 3, f"ttft:{ttft_bucket(120)}": 9,
+                 f"ttft:{ttft_bucket(2500)}": 1, "avail:n": 4, "avail:up": 3,
+                 "ws@p1": 2, "ws@p2": 5, "sessions@p1": 4})]
+    tiles = summarize(rows, now=90.0)  # half-way through minute 1
+    assert tiles["requests_per_min"] == round(40 / 1.5, 1)
+    assert tiles["fallback_rate"] == 10 / 40
+    assert tiles["cache_hit_rate"] == 0.25
+    assert tiles["onprem_availability"] == 0.75
+    assert tiles["ttft_p50_ms"] == 200 and tiles["ttft_p95_ms"] == 3000
+    assert tiles["websockets"] == 7 and tiles["active_sessions"] == 4
+    assert percentile_ms({}, 50) is None
