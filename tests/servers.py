@@ -71,3 +71,51 @@ class RedisServer:
             s.sendall((" ".join(args) + "\r\n").encode())
             time.sleep(0.05)
             return s.recv(1 << 16)
+
+
+class Nginx:
+    """A real nginx running a rendered config from a temp dir (no root paths touched)."""
+
+    def __init__(self, workdir: Path, conf: str) -> None:
+        self.binary = need_binary("nginx", "nginx")
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "nginx.conf"
+        self.conf.write_text(conf)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def test(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.binary, "-t", "-p", str(self.workdir), "-c", str(self.conf),
+                               "-e", "stderr"], capture_output=True, text=True, timeout=30)
+
+    def start(self, port: int) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-p", str(self.workdir), "-c", str(self.conf), "-e", "stderr",
+             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr
+                                       else "nginx exited") from None
+                time.sleep(0.02)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+            self.proc = None
+
+
+def self_signed_cert(workdir: Path) -> tuple[Path, Path]:
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -1,0 +1,19 @@
+# The Scout gateway: slim, non-root, with a health check.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY onprem ./onprem
+COPY config ./config
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin scout
+COPY --from=build /install /usr/local
+COPY config/scout.yaml /etc/scout/scout.yaml
+USER scout
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=3)"
+CMD ["scout-gateway", "serve", "--config", "/etc/scout/scout.yaml", "--port", "8080"]
