@@ -9,11 +9,14 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from aiohttp import web
 
@@ -86,12 +89,46 @@ def demo_settings(onprem_urls: list[str], openai_url: str | None,
     return settings_from_dict(data, env)
 
 
-async def _demo(port: int, host: str) -> None:
+async def _real_replica(api_key: str, alias: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Start the real llama.cpp replica (SmolLM2-135M) and wait until it serves."""
+    from onprem import llamacpp
+
+    why = llamacpp.available()
+    if why:
+        raise SystemExit(f"scout-gateway demo --real-model: {why}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = Path(tempfile.gettempdir()) / "scout-demo-llamacpp.log"
+    proc = await asyncio.create_subprocess_exec(*llamacpp.command(port, api_key, alias),
+                                                stdout=log.open("wb"),
+                                                stderr=asyncio.subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(240):
+            try:
+                async with session.get(f"{url}/v1/models",
+                                       headers={"Authorization": f"Bearer {api_key}"}) as r:
+                    if r.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                pass
+            if proc.returncode is not None:
+                break
+            await asyncio.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"the llama.cpp replica did not start; see {log}")
+
+
+async def _demo(port: int, host: str, real_model: bool = False) -> None:
     from onprem.simulator import Knobs, ReplicaSimulator
 
     demo_key = secrets.token_urlsafe(16)
+    real = await _real_replica(demo_key, "llama-3.1-70b-instruct") if real_model else None
     sims = [await ReplicaSimulator(Knobs(api_key=demo_key, ttft_s=0.3, token_interval_s=0.04,
-                                         tokens=45)).start() for _ in range(2)]
+                                         tokens=45)).start() for _ in range(1 if real else 2)]
+    onprem_urls = [real[1]] if real else []
+    onprem_urls += [s.url for s in sims]
     real_openai = bool(os.environ.get("OPENAI_API_KEY"))
     openai_sim = None
     api_key = os.environ.get("SCOUT_DEMO_API_KEY") or f"demo-{secrets.token_urlsafe(12)}"
@@ -103,8 +140,12 @@ async def _demo(port: int, host: str) -> None:
                                                   ttft_s=0.5, token_interval_s=0.03,
                                                   tokens=45)).start()
         env["OPENAI_API_KEY"] = demo_key
-    settings = demo_settings([s.url for s in sims],
+    settings = demo_settings(onprem_urls,
                              f"{openai_sim.url}/v1" if openai_sim else None, env, port)
+    from onprem.llamacpp import REAL_MODEL
+    onprem_words = (f"1 REAL replica: {REAL_MODEL}, served as llama-3.1-70b-instruct at "
+                    f"{real[1]};\n               1 SIMULATED replica at {sims[0].url}" if real else
+                    f"2 SIMULATED replicas: {', '.join(s.url for s in sims)}")
     store = (f"Redis at {redis_where(settings.redis.url.get())} (REDIS_URL)" if settings.redis.url
              else "in-process: cache and sessions live in this process (set REDIS_URL for Redis)")
     base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
@@ -115,7 +156,7 @@ async def _demo(port: int, host: str) -> None:
     API key      {api_key}   (demo only; set SCOUT_DEMO_API_KEY to choose it)
     SSE chat     {base}/api/chat
     health       {base}/health
-  on-prem      2 SIMULATED replicas: {', '.join(s.url for s in sims)}
+  on-prem      {onprem_words}
   OpenAI       {'SIMULATED: ' + openai_sim.url if openai_sim else 'REAL (OPENAI_API_KEY is set)'}
   state        {store}
 
@@ -129,11 +170,14 @@ Press Ctrl-C to stop."""
         for sim in [*sims, openai_sim]:
             if sim is not None:
                 await sim.stop()
+        if real is not None:
+            real[0].terminate()
+            await real[0].wait()
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(args.port, args.host))
+        asyncio.run(_demo(args.port, args.host, args.real_model))
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -157,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     d = sub.add_parser("demo", help="gateway + simulated replicas, nothing else needed")
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--real-model", action="store_true",
+                   help="one on-prem replica is a real llama.cpp model (SmolLM2-135M)")
     d.set_defaults(func=cmd_demo)
     c = sub.add_parser("check", help="validate the config and try each provider once")
     c.add_argument("--config", default="config/scout.yaml")

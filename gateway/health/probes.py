@@ -61,7 +61,7 @@ def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpRe
         return Verdict("misconfigured", f"/health refused our API key ({health.status})")
     if health.status == 503:
         return Verdict("loading", "loading the model (/health answered 503)")
-    if health.status != 200:
+    if health.status not in (200, 404):  # 404: no /health (llama-cpp-python): ask /v1/models
         return Verdict("down", f"/health answered {health.status}")
     if models is None or models.status is None:
         return Verdict("down", f"/v1/models: {models.error if models else 'not probed'}")

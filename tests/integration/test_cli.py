@@ -21,18 +21,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("with_redis", [False, True])
-async def test_demo_starts_says_what_is_simulated_and_answers(request, with_redis):
+@pytest.mark.parametrize("mode", ["plain", "redis", "real-model"])
+async def test_demo_starts_says_what_is_simulated_and_answers(request, mode):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "REDIS_URL")}
-    if with_redis:
+    if mode == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_server").url
+    extra = []
+    if mode == "real-model":
+        from onprem import llamacpp
+        if (why := llamacpp.available()) is not None:
+            if os.environ.get("CI"):
+                pytest.fail(why)
+            pytest.skip(why)
+        extra = ["--real-model"]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "demo", "--port", str(port),
+        sys.executable, "-m", "gateway", "demo", "--port", str(port), *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
     banner = []
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(120):
             while True:
                 line = (await proc.stdout.readline()).decode()
                 assert line, "demo exited early:\n" + "".join(banner)
@@ -40,15 +48,20 @@ async def test_demo_starts_says_what_is_simulated_and_answers(request, with_redi
                 if "Ctrl-C" in line:
                     break
         text = "".join(banner)
-        assert "2 SIMULATED replicas" in text and "OpenAI       SIMULATED" in text
-        assert ("state        Redis at 127.0.0.1:" if with_redis else "state        in-process") in text
+        assert "OpenAI       SIMULATED" in text
+        if mode == "real-model":
+            assert "1 REAL replica: SmolLM2-135M-Instruct" in text and "1 SIMULATED" in text
+        else:
+            assert "2 SIMULATED replicas" in text
+        assert ("state        Redis at 127.0.0.1:" if mode == "redis" else "state        in-process") in text
         async with aiohttp.ClientSession() as s:
             key = next(ln.split()[2] for ln in banner if "API key" in ln)
             resp = await s.post(f"http://127.0.0.1:{port}/api/chat",
                                 headers={"Authorization": f"Bearer {key}"},
                                 json={"message": "Which hybrid SUV would you recommend?"})
             events = await read_events(resp)
-        assert events[-1][0] == "done" and events[-1][1]["served_by"] == ["onprem"]
+        assert events[-1][0] == "done" and events[-1][1]["served_by"][0] in ("onprem", "openai")
+        assert events[-1][1]["served_by"] == ["onprem"] or mode == "real-model", events[-1]
     finally:
         proc.terminate()
         await proc.wait()

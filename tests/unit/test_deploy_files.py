@@ -135,7 +135,7 @@ def _allowed(grants: list[dict], src: str, dst: str) -> bool:
         if src in g["src"] and tag in g["dst"]:
             for rule in g["ip"]:
                 proto, _, ports = rule.partition(":")
-                if ports == "*" or port in ports.split(","):
+                if proto == "tcp" and (ports == "*" or port in ports.split(",")):
                     return True
     return False
 

