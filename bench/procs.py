@@ -63,9 +63,19 @@ class Proc:
         return f"http://127.0.0.1:{self.port}"
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process so far, from /proc."""
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        """User + system CPU so far of the process and its children (nginx's workers), /proc."""
+        total = 0.0
+        todo = [self.popen.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / TICK
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return total
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
@@ -107,6 +117,9 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
             extra_args: list[str] | None = None) -> Proc:
     data = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
     data["onprem"]["url"] = onprem_urls
+    data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
+    if openai_url is None:  # a benchmark never talks to the real OpenAI
+        data["openai"]["enabled"] = False
     data["openai"]["base_url"] = openai_url
     if deadlines:
         data["deadlines"] = deadlines

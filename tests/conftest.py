@@ -34,6 +34,8 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     """The shipped example config pointed at local servers, with short deadlines."""
     data = example_config()
     data["onprem"]["url"] = onprem_urls
+    if openai_url is None:  # never the real OpenAI from a test: no URL means no OpenAI tier
+        data["openai"]["enabled"] = False
     data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
     data["health"] = {"interval_s": 0.25, "timeout_s": 0.2, "backoff_max_s": 1, "rise": 2}
     data["openai"]["base_url"] = openai_url

@@ -1,0 +1,100 @@
+"""Scenario 1: what the gateway adds, next to what nginx adds, against the upstream alone.
+
+    python -m bench.overhead [--levels 1,32,128,512] [--scale 1.0]
+
+The replica simulator (50 ms to first token, 20 chunks 5 ms apart) and this load tool
+run on core 1; the proxy under test (nginx with one worker, or one gateway process)
+runs alone on core 0. Each level sends the same load three ways in one run: straight to
+the simulator, through the on-prem nginx config, and through the gateway (unique
+questions, so no answer comes from the cache). Reported: TTFT p50/p99 and what each
+proxy adds to it, throughput, and the proxy's CPU per request read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from bench import procs, report
+from bench.load import run_load
+from onprem.nginx_conf import render_onprem
+
+MODEL = "llama-3.1-70b-instruct"
+
+
+def nginx_proc(sim_port: int) -> procs.Proc:
+    port = procs.free_port()
+    work = Path(tempfile.mkdtemp(prefix="scout-bench-nginx-"))
+    conf = render_onprem([("r1", f"127.0.0.1:{sim_port}")], f"127.0.0.1:{port}")
+    conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+    (work / "nginx.conf").write_text(conf)
+    return procs.Proc(["/usr/sbin/nginx", "-p", str(work), "-c", str(work / "nginx.conf"),
+                       "-e", "stderr", "-g", "daemon off;"], port, core=0)
+
+
+async def measure(url: str, proxy: procs.Proc | None, conc: int, n: int, model: str,
+                  headers: dict[str, str], vary: bool) -> dict:
+    await run_load(url, min(conc, 8), min(n, 40), model, headers, vary=vary)  # warm up
+    cpu0 = proxy.cpu_seconds() if proxy else 0.0
+    res = await run_load(url, conc, n, model, headers, vary=vary)
+    cpu = (proxy.cpu_seconds() - cpu0) if proxy else 0.0
+    out = res.summary()
+    out["cpu_ms_per_request"] = cpu * 1000 / max(1, out["ok"])
+    return out
+
+
+async def run(levels: list[int], scale: float) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})  # the load tool shares core 1 with the simulator
+    key = procs.KEYS["ONPREM_API_KEY"]
+    sim = procs.simulator(core=1, api_key=key, ttft=0.05, interval=0.005, tokens=20)
+    nginx = nginx_proc(sim.port)
+    gw = procs.gateway([sim.url], None, core=0,
+                       deadlines={"headers_s": 10, "first_token_s": 20, "gap_s": 10})
+    direct_h = {"Authorization": f"Bearer {key}"}
+    results: dict[str, dict] = {}
+    rows = []
+    try:
+        for conc in levels:
+            n = max(int(conc * 10 * scale), int(100 * scale), conc)
+            d = await measure(f"{sim.url}/v1/chat/completions", None, conc, n, MODEL, direct_h,
+                              False)
+            x = await measure(f"{nginx.url}/v1/chat/completions", nginx, conc, n, MODEL,
+                              direct_h, False)
+            g = await measure(f"{gw.url}/v1/chat/completions", gw, conc, n, "scout",
+                              procs.API_HEADERS, True)
+            results[str(conc)] = {"direct": d, "nginx": x, "gateway": g}
+            for name, r in (("direct", d), ("nginx", x), ("gateway", g)):
+                added50 = r["ttft_ms"]["p50"] - d["ttft_ms"]["p50"]
+                added99 = r["ttft_ms"]["p99"] - d["ttft_ms"]["p99"]
+                rows.append([conc, name, r["ttft_ms"]["p50"], r["ttft_ms"]["p99"],
+                             "" if name == "direct" else f"{added50:+.2f}",
+                             "" if name == "direct" else f"{added99:+.2f}",
+                             r["rps"], r["rps"] / d["rps"] if d["rps"] else 0.0,
+                             "" if name == "direct" else f"{r['cpu_ms_per_request']:.2f}",
+                             r["errors"]])
+                print(rows[-1], flush=True)
+    finally:
+        for p in (gw, nginx, sim):
+            p.stop()
+    report.write("overhead", {"levels": results, "scale": scale}, rows,
+                 ["concurrency", "path", "TTFT p50 ms", "TTFT p99 ms", "added p50 ms",
+                  "added p99 ms", "req/s", "req/s ÷ direct", "proxy CPU ms/req", "errors"],
+                 note="Simulator: 50 ms to first token, 20 chunks 5 ms apart. Proxy alone on "
+                      "core 0 (nginx: 1 worker; gateway: 1 process); simulator and load tool on "
+                      "core 1. Added = this path minus direct, same run.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--levels", default="1,32,128,512")
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full request count")
+    args = ap.parse_args()
+    asyncio.run(run([int(x) for x in args.levels.split(",")], args.scale))
+
+
+if __name__ == "__main__":
+    main()
