@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.accounting import recorder
 from gateway.api import auth, chat_sse, dashboard, openai_api, ops, ws
-from gateway.api.auth import auth_middleware
+from gateway.api.auth import auth_middleware, rate_limit_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
     API_KEYS,
@@ -25,6 +25,7 @@ from gateway.appkeys import (
     HEALTH,
     METRICS,
     PROVIDERS,
+    RATE_LIMITER,
     REDIS,
     SESSIONS,
     SETTINGS,
@@ -49,6 +50,7 @@ from gateway.providers.onprem import OnpremProvider
 from gateway.providers.openai_tier import OpenAIProvider
 from gateway.providers.static import StaticProvider
 from gateway.security.api_keys import ApiKeys
+from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionIds, SessionStore
 from gateway.state.kv import KV, MemoryKV, RedisKV
@@ -64,7 +66,7 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     """Build the app; `store` replaces the configured shared state (tests)."""
     # Bodies are read by the handlers themselves, up to the configured cap, so an
     # oversized body gets an error naming the limit instead of aiohttp's plain 413.
-    app = web.Application(middlewares=[error_middleware, auth_middleware],
+    app = web.Application(middlewares=[error_middleware, auth_middleware, rate_limit_middleware],
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
     app[DRAINING] = asyncio.Event()
@@ -137,6 +139,9 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
     app[STATS] = Stats(store, process_id=f"{os.getpid()}-{secrets.token_hex(3)}")
     app[HEALTH] = HealthMonitor(settings, store, app[STATS], (lambda: link.up) if link else None)
     app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
+    rl = settings.rate_limits
+    app[RATE_LIMITER] = RateLimiter(rl.per_key, rl.per_ip, rl.streams_per_key, rl.streams_per_ip,
+                                    link, settings.redis.url.get() if settings.redis.url else None)
     monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
     try:
         yield

@@ -14,6 +14,7 @@ from gateway.health.monitor import HealthMonitor
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.security.api_keys import ApiKeys
+from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionStore
 from gateway.state.kv import KV
@@ -35,6 +36,7 @@ API_KEYS = web.AppKey("api_keys", ApiKeys)
 STAFF_KEYS = web.AppKey("staff_keys", ApiKeys)
 METRICS = web.AppKey("metrics", Metrics)
 STATS = web.AppKey("stats", Stats)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)

@@ -153,6 +153,14 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitConfig:
+    per_key: str = "600/minute"
+    per_ip: str = "60/minute"
+    streams_per_key: int = 200
+    streams_per_ip: int = 8
+
+
+@dataclass(frozen=True)
 class WebSocketConfig:
     heartbeat_s: float = 20.0           # ping interval; no pong within half of it closes
     max_in_flight: int = 4              # chats in flight on one socket
@@ -186,6 +194,7 @@ class Settings:
     auth: AuthConfig
     ws: WebSocketConfig
     health: HealthConfig
+    rate_limits: RateLimitConfig
     intents: dict[str, IntentConfig]
     prices: dict[str, Price]
     default_intent: str = "default"
@@ -484,6 +493,19 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if health.jitter >= 1:
         p.add("health.jitter is a fraction of the interval and must be below 1")
 
+    rl = _section(data, "rate_limits", p)
+    rate_limits = RateLimitConfig(
+        per_key=str(rl.get("per_key", "600/minute")), per_ip=str(rl.get("per_ip", "60/minute")),
+        streams_per_key=_num(rl, "streams_per_key", 200, "rate_limits", p, integer=True),
+        streams_per_ip=_num(rl, "streams_per_ip", 8, "rate_limits", p, integer=True))
+    from limits import parse as parse_limit
+    for name in ("per_key", "per_ip"):
+        try:
+            parse_limit(getattr(rate_limits, name))
+        except ValueError:
+            p.add(f"rate_limits.{name}: {getattr(rate_limits, name)!r} is not a limit like "
+                  "'60/minute'")
+
     w = _section(data, "websocket", p)
     ws = WebSocketConfig(
         heartbeat_s=_num(w, "heartbeat_s", 20.0, "websocket", p),
@@ -527,7 +549,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if p.items:
         raise ConfigError(p.items)
     return Settings(server=server, onprem=onprem, openai=openai, cache=cache, redis=redis_cfg,
-                    sessions=sessions, auth=auth, ws=ws, health=health, intents=intents,
+                    sessions=sessions, auth=auth, ws=ws, health=health,
+                    rate_limits=rate_limits, intents=intents,
                     prices=prices, default_intent=default_intent, warnings=tuple(warnings))
 
 

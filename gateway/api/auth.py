@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.api.errors import error_response
-from gateway.appkeys import API_KEYS, SETTINGS, SIGNER
+from gateway.appkeys import API_KEYS, METRICS, RATE_LIMITER, SETTINGS, SIGNER
+from gateway.security.ratelimit import client_ip
 
 # Reachable without a frontend API key: coarse health, the demo page and its assets, the
 # WebSocket (it checks its own credentials: a browser can't send headers on it), and the
@@ -64,3 +65,28 @@ async def demo_token(request: web.Request) -> web.Response:
         return error_response(404, "demo tokens are off (auth.demo_tokens)", "not_found")
     token = request.app[SIGNER].issue("demo-page", settings.auth.ws_token_ttl_s)
     return web.json_response({"token": token, "expires_in": int(settings.auth.ws_token_ttl_s)})
+
+
+LIMITED_PATHS = frozenset({"/v1/chat/completions", "/api/chat"})
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request,
+                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                                ) -> web.StreamResponse:
+    """Requests per minute and streams at once, per key and per client address: 429 past them."""
+    if request.method != "POST" or request.path not in LIMITED_PATHS:
+        return await handler(request)
+    limiter = request.app[RATE_LIMITER]
+    label = request.get(KEY_LABEL, "anonymous")
+    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+    refusal = await limiter.check(label, ip)
+    if refusal is not None:
+        request.app[METRICS].rate_limited.labels(refusal.scope).inc()
+        return error_response(429, refusal.message, "rate_limit_exceeded",
+                              headers={"Retry-After": str(refusal.retry_after_s)})
+    limiter.open(label, ip)
+    try:
+        return await handler(request)
+    finally:
+        limiter.close(label, ip)

@@ -15,6 +15,7 @@ from gateway.appkeys import (
     CHAT,
     HEALTH,
     METRICS,
+    RATE_LIMITER,
     REDIS,
     SETTINGS,
     SOCKETS,
@@ -62,6 +63,7 @@ def health_picture(app: web.Application) -> dict[str, Any]:
     replicas = {n.split(".", 1)[1]: t for n, t in monitor.snapshot()["targets"].items()
                 if t["kind"] == "replica"}
     serving = sum(1 for r in replicas.values() if r["state"] in ("up", "busy"))
+    store["rate_limits"] = app[RATE_LIMITER].mode
     return {"status": status, "version": __version__, "tiers": tiers,
             "capacity": {"replicas_serving": serving, "replicas": len(replicas)},
             "targets": monitor.snapshot()["targets"], "monitor": monitor.role,

@@ -29,8 +29,19 @@ from gateway import __version__
 from gateway.api.auth import presented_key, unauthorized
 from gateway.api.chat_sse import MESSAGE_ID, event_payload, parse_chat_body, session_turn
 from gateway.api.errors import error_response
-from gateway.appkeys import API_KEYS, DRAINING, SESSIONS, SETTINGS, SIGNER, SOCKETS, TURNS
+from gateway.appkeys import (
+    API_KEYS,
+    DRAINING,
+    METRICS,
+    RATE_LIMITER,
+    SESSIONS,
+    SETTINGS,
+    SIGNER,
+    SOCKETS,
+    TURNS,
+)
 from gateway.errors import RequestRejected
+from gateway.security.ratelimit import client_ip
 from gateway.turns import Listener, LiveTurn, Overflow, TurnEnd
 
 log = logging.getLogger("scout.ws")
@@ -74,7 +85,8 @@ async def ws_chat(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=settings.ws.heartbeat_s,
                                max_msg_size=settings.ws.max_frame_bytes)
     await ws.prepare(request)
-    conn = Connection(request.app, ws, label)
+    conn = Connection(request.app, ws, label,
+                      client_ip(request.remote, request.headers.get("X-Forwarded-For")))
     request.app[SOCKETS].add(conn)
     try:
         await conn.serve()
@@ -100,10 +112,12 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse, label: str) -> None:
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, label: str,
+                 ip: str = "unknown") -> None:
         self.app = app
         self.ws = ws
         self.label = label
+        self.ip = ip
         self.cfg = app[SETTINGS].ws
         self.bucket = TokenBucket(self.cfg.messages_per_s, self.cfg.burst)
         self.strikes = 0
@@ -197,6 +211,10 @@ class Connection:
         parsed = parse_chat_body({k: v for k, v in body.items() if k != "type"}, self.app)
         chat_id = parsed.msg_id or body["id"]
         self._admit(chat_id)
+        refusal = await self.app[RATE_LIMITER].check(self.label, self.ip)
+        if refusal is not None:
+            self.app[METRICS].rate_limited.labels(refusal.scope).inc()
+            raise RequestRejected(refusal.message, code="rate_limited")
         sid, turn, user = await session_turn(self.app, parsed)
         live, listener = self.app[TURNS].start(turn, sid, user, self.cfg.max_buffered_bytes)
         self.turns[chat_id] = live

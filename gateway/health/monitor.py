@@ -256,7 +256,10 @@ class HealthMonitor:
 
     async def _probe_due(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
         started = now = self.clock()
-        due = [t for t in self.targets.values() if t.next_at <= now]
+        # A tier's targets are probed together, so one round tells "the GPU box is
+        # unreachable" (path) apart from "replica 2 is down" (replicas) at once.
+        due_tiers = {t.tier for t in self.targets.values() if t.next_at <= now}
+        due = [t for t in self.targets.values() if t.tier in due_tiers]
         if not due:
             return
         verdicts = await asyncio.gather(*(self._probe(t, session, list_openai_models)
