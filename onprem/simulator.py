@@ -54,6 +54,7 @@ class Knobs:
     fault: str = "none"
     fault_after: int = 3
     waiting: int = 0   # reported as vllm:num_requests_waiting
+    echo: bool = False  # answer with the last user message's words (tests what was sent)
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name: f.type for f in fields(self)}
@@ -206,6 +207,10 @@ class ReplicaSimulator:
             if k.fault == "hang_before_headers":
                 await self._hang()
             words = _answer(messages, k.tokens)
+            if k.echo:
+                last_user = next((m.get("content") for m in reversed(messages)
+                                  if isinstance(m, dict) and m.get("role") == "user"), "")
+                words = str(last_user).split(" ")
             if body.get("stream"):
                 resp = await self._stream(request, body, words)
             else:

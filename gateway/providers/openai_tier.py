@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,9 @@ import openai
 from gateway.config import OpenAIConfig
 from gateway.errors import TierMisconfigured, TierRejectedInput, TierUnavailable
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
+from gateway.security.pii import Redactor, Restorer, redact_messages
+
+log = logging.getLogger("scout.openai")
 
 
 def classify_openai_error(exc: Exception) -> Exception:
@@ -49,10 +53,18 @@ class OpenAIProvider:
             kwargs["tools"] = request.tools
             if request.tool_choice is not None:
                 kwargs["tool_choice"] = request.tool_choice
+        # Personal data never leaves the building: typed placeholders go out, and the
+        # values are put back into the answer where it quotes them.
+        redactor = Redactor()
+        messages = redact_messages(request.upstream_messages(), redactor)
+        if redactor.values:
+            log.info("event=pii_redacted count=%d kinds=%s", len(redactor.values),
+                     ",".join(sorted({p[1:].split("_")[0] for p in redactor.values})))
+        restorer = Restorer(redactor.values)
         try:
             stream = await self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.model,
-                messages=request.upstream_messages(),
+                messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 **kwargs,
@@ -67,8 +79,11 @@ class OpenAIProvider:
                     d = choice.delta
                     tool_calls = ([tc.model_dump(exclude_none=True) for tc in d.tool_calls]
                                   if d.tool_calls else None)
-                    if d.content or tool_calls or choice.finish_reason:
-                        yield Delta(d.content or "", model, tool_calls, choice.finish_reason)
+                    text = restorer.feed(d.content) if d.content else ""
+                    if choice.finish_reason:
+                        text += restorer.flush()
+                    if text or tool_calls or choice.finish_reason:
+                        yield Delta(text, model, tool_calls, choice.finish_reason)
                 if chunk.usage is not None:
                     yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
         except openai.OpenAIError as exc:

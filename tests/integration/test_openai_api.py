@@ -142,3 +142,17 @@ async def test_secrets_never_appear_in_responses(client, server, onprem_sim):
         health = await (await s.get(server.make_url("/health"))).text()
     for blob in (r.model_dump_json(), health):
         assert ONPREM_KEY not in blob and OPENAI_KEY not in blob
+
+
+async def test_personal_data_is_redacted_before_openai_and_restored_in_the_answer(
+        client, onprem_sim, openai_sim):
+    openai_sim.knobs.echo = True  # OpenAI answers with what it was sent
+    said = "Please call me at (555) 201-3344 or write to jane.doe@example.com about the SUV"
+    r = await client.chat.completions.create(
+        model="scout/openai", messages=[{"role": "user", "content": said}])
+    assert r.model_extra["served_by"] == ["openai"]
+    sent = openai_sim.stats.last_messages[-1]["content"]
+    assert "555" not in sent and "jane.doe" not in sent
+    assert "[PHONE_1]" in sent and "[EMAIL_1]" in sent
+    assert r.choices[0].message.content == said, "the customer sees their own details back"
+    assert onprem_sim.stats.requests == 0
