@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,38 @@ def redis_server(tmp_path: Path):
 @pytest.fixture
 def settings(onprem_sim: ReplicaSimulator, openai_sim: ReplicaSimulator) -> Settings:
     return make_settings([onprem_sim.url], f"{openai_sim.url}/v1")
+
+
+# Every log line of the whole run, at DEBUG, is checked for the test secrets at the end:
+# a key that ever reaches a log fails the run (issue: secrets never in logs).
+class _AllLogs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a broken record is not this check's business
+            pass
+
+
+_ALL_LOGS = _AllLogs()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    logging.getLogger().addHandler(_ALL_LOGS)
+    logging.getLogger("scout").setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    secrets = {"ONPREM_KEY": ONPREM_KEY, "OPENAI_KEY": OPENAI_KEY, "API_KEY": API_KEY,
+               "STAFF_KEY": STAFF_KEY, "SIGNING_SECRET": SIGNING_SECRET}
+    leaks = [(name, line[:200]) for line in _ALL_LOGS.lines
+             for name, value in secrets.items() if value in line]
+    print(f"\nsecrets check: {len(_ALL_LOGS.lines)} log lines searched for "
+          f"{len(secrets)} secret values: {len(leaks)} found")
+    if leaks:
+        for name, line in leaks[:10]:
+            print(f"  {name} leaked: {line}")
+        session.exitstatus = 1

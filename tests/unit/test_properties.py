@@ -1,0 +1,68 @@
+"""Property-based tests (hypothesis): no input crashes a parser or collides two questions."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.api.requests import parse_completion_request
+from gateway.cache.keys import cache_key, normalize_question
+from gateway.config import ServerConfig
+from gateway.errors import RequestRejected
+from gateway.security.pii import Redactor, Restorer, find
+from gateway.sse import SSEDecoder
+
+ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=300)
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
+
+
+@given(ANY_TEXT)
+def test_normalizing_any_text_never_crashes_and_is_idempotent(text):
+    once = normalize_question(text)
+    assert normalize_question(once) == once
+    assert cache_key("i", [{"role": "user", "content": text}], "")
+
+
+@given(ANY_TEXT, ANY_TEXT)
+def test_different_normalized_questions_never_share_a_key(a, b):
+    ka = cache_key("i", [{"role": "user", "content": a}], "")
+    kb = cache_key("i", [{"role": "user", "content": b}], "")
+    assert (ka == kb) == (normalize_question(a) == normalize_question(b))
+
+
+@given(ANY_TEXT, st.lists(st.integers(min_value=1, max_value=40), max_size=10))
+def test_redact_then_restore_gives_the_text_back_however_it_is_chunked(text, cuts):
+    r = Redactor()
+    redacted = r.redact(text)
+    assert not find(redacted), f"personal data left in {redacted!r}"
+    rs = Restorer(r.values)
+    out, pos = [], 0
+    for n in cuts:
+        out.append(rs.feed(redacted[pos:pos + n]))
+        pos += n
+    out.append(rs.feed(redacted[pos:]))
+    out.append(rs.flush())
+    assert "".join(out) == text
+
+
+@given(st.binary(max_size=400), st.lists(st.integers(min_value=1, max_value=50), max_size=12))
+def test_sse_decoding_does_not_depend_on_chunking(raw, cuts):
+    whole = SSEDecoder().feed(raw)
+    d, got, pos = SSEDecoder(), [], 0
+    for n in cuts:
+        got += d.feed(raw[pos:pos + n])
+        pos += n
+    got += d.feed(raw[pos:])
+    assert got == whole
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(JSON)
+def test_any_json_body_is_accepted_or_rejected_with_a_reason(body):
+    try:
+        parse_completion_request(body, ServerConfig(), frozenset({"scout"}))
+    except RequestRejected as exc:
+        assert 400 <= exc.status < 500 and exc.message
