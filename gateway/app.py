@@ -96,6 +96,14 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     return app
 
 
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait for it to finish (cleanup contexts, on exit)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _security(app: web.Application) -> AsyncIterator[None]:
     auth_cfg = app[SETTINGS].auth
     app[API_KEYS] = ApiKeys(auth_cfg.api_keys.get() if auth_cfg.api_keys else None,
@@ -116,10 +124,7 @@ async def _security(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await _stop(watcher)
 
 
 async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator[None]:
@@ -146,10 +151,7 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
     try:
         yield
     finally:
-        if monitor is not None:
-            monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await monitor
+        await _stop(monitor)
         if link is not None:
             await link.close()
 
@@ -192,9 +194,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        probes.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await probes
+        await _stop(probes)
         await app[TURNS].close()
         if webhook is not None:
             await webhook.close()

@@ -90,6 +90,23 @@ def redis_server(tmp_path: Path):
 
 
 @pytest.fixture
+async def make_replicas():
+    """Start n replica simulators (fast, with the on-prem key); all stopped after the test."""
+    started: list[ReplicaSimulator] = []
+
+    async def make(n: int, **knobs: Any) -> list[ReplicaSimulator]:
+        opts = {"api_key": ONPREM_KEY, "ttft_s": 0.01, "token_interval_s": 0.002, "tokens": 8,
+                **knobs}
+        sims = [await ReplicaSimulator(Knobs(**opts)).start() for _ in range(n)]
+        started.extend(sims)
+        return sims
+
+    yield make
+    for sim in started:
+        await sim.stop()
+
+
+@pytest.fixture
 def settings(onprem_sim: ReplicaSimulator, openai_sim: ReplicaSimulator) -> Settings:
     return make_settings([onprem_sim.url], f"{openai_sim.url}/v1")
 

@@ -14,18 +14,13 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.appkeys import UPSTREAM_SESSION
 from gateway.health.probes import probe_replica
-from onprem.simulator import Knobs, ReplicaSimulator
-from tests.conftest import ONPREM_KEY, STAFF, make_settings
+from tests.conftest import STAFF, make_settings
 from tests.sse_client import read_events
 
 
 @pytest.fixture
-async def replicas():
-    sims = [await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.01, token_interval_s=0.002,
-                                         tokens=8)).start() for _ in range(2)]
-    yield sims
-    for s in sims:
-        await s.stop()
+async def replicas(make_replicas):
+    return await make_replicas(2)
 
 
 async def health(client) -> dict:

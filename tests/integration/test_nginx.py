@@ -11,19 +11,14 @@ import pytest
 
 from gateway.app import create_app
 from onprem.nginx_conf import render_edge, render_onprem
-from onprem.simulator import Knobs, ReplicaSimulator
-from tests.conftest import AUTH, ONPREM_KEY, STAFF, make_settings
+from tests.conftest import AUTH, STAFF, make_settings
 from tests.servers import Nginx, free_port, self_signed_cert
 from tests.sse_client import read_events
 
 
 @pytest.fixture
-async def three_replicas():
-    sims = [await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.01, token_interval_s=0.01,
-                                         tokens=30)).start() for _ in range(3)]
-    yield sims
-    for s in sims:
-        await s.stop()
+async def three_replicas(make_replicas):
+    return await make_replicas(3, token_interval_s=0.01, tokens=30)
 
 
 @pytest.fixture
