@@ -23,11 +23,12 @@ QUESTION = "Which hybrid SUV would you recommend for a family of five?"
 async def measure(url: str, model: str, n: int) -> list[float]:
     body = {"model": model, "messages": [{"role": "user", "content": QUESTION}]}
     out: list[float] = []
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=procs.API_HEADERS) as s:
         for i in range(n + 50):
             t0 = time.perf_counter()
             async with s.post(f"{url}/v1/chat/completions", json=body) as r:
                 data = await r.json()
+                assert r.status == 200, data
             if i >= 50:  # warm-up excluded
                 out.append(time.perf_counter() - t0)
             if i == 0:
@@ -41,7 +42,7 @@ async def run(n: int) -> None:
     sim = procs.simulator(core=1, api_key=procs.KEYS["ONPREM_API_KEY"])
     gw = procs.gateway([sim.url], None, redis_url=f"redis://127.0.0.1:{red.port}/0", core=0)
     try:
-        async with aiohttp.ClientSession() as s:  # first ask: on-prem answers and it is cached
+        async with aiohttp.ClientSession(headers=procs.API_HEADERS) as s:  # first ask: cached
             await (await s.post(f"{gw.url}/v1/chat/completions", json={
                 "model": "scout", "messages": [{"role": "user", "content": QUESTION}]})).read()
         hit = await measure(gw.url, "scout", n)

@@ -118,6 +118,10 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
     data = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
     data["onprem"]["url"] = onprem_urls
     data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
+    # One load-generating address: limits high enough never to refuse it (the limiter still
+    # runs on every request, so its cost is in the figures).
+    data["rate_limits"] = {"per_key": "10000000/minute", "per_ip": "10000000/minute",
+                           "streams_per_key": 100000, "streams_per_ip": 100000}
     if openai_url is None:  # a benchmark never talks to the real OpenAI
         data["openai"]["enabled"] = False
     data["openai"]["base_url"] = openai_url
