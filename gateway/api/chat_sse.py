@@ -36,6 +36,22 @@ def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
                      "message": f"no tier could answer: {ev.error}"}
 
 
+def checked_message_id(value: Any) -> str:
+    if not isinstance(value, str) or not MESSAGE_ID.match(value):
+        raise RequestRejected("id must be 1-64 letters, digits or _.:-", param="id",
+                              code="invalid_value")
+    return value
+
+
+def checked_session(app: web.Application, value: Any) -> str:
+    """A session id this gateway issued (signed), or a 400 that says so."""
+    if not app[SESSIONS].ids.valid(value):
+        raise RequestRejected("session is not a session id this gateway issued; omit it to "
+                              "start a new conversation", param="session", code="invalid_session")
+    assert isinstance(value, str)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ChatBody:
     message: str
@@ -53,13 +69,11 @@ def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
     if not isinstance(message, str):
         raise RequestRejected("message must be a string", param="message", code="invalid_value")
     msg_id = body.get("id")
-    if msg_id is not None and (not isinstance(msg_id, str) or not MESSAGE_ID.match(msg_id)):
-        raise RequestRejected("id must be 1-64 letters, digits or _.:-", param="id",
-                              code="invalid_value")
+    if msg_id is not None:
+        checked_message_id(msg_id)
     session = body.get("session")
-    if session is not None and not app[SESSIONS].ids.valid(session):
-        raise RequestRejected("session is not a session id this gateway issued; omit it to "
-                              "start a new conversation", param="session", code="invalid_session")
+    if session is not None:
+        checked_session(app, session)
     history = body.get("history") or []
     if not isinstance(history, list):
         raise RequestRejected("history must be an array of messages", param="history",
@@ -117,15 +131,11 @@ async def fetch_answer(request: web.Request) -> web.Response:
     """A finished answer by session and message id, for a client that went away mid-answer."""
     settings = request.app[SETTINGS]
     body = await read_json_body(request, settings.server.max_body_bytes)
-    sessions = request.app[SESSIONS]
-    if not isinstance(body, dict) or not sessions.ids.valid(body.get("session")):
-        raise RequestRejected("session must be a session id this gateway issued",
-                              param="session", code="invalid_session")
-    msg_id = body.get("id")
-    if not isinstance(msg_id, str) or not MESSAGE_ID.match(msg_id):
-        raise RequestRejected("id must be 1-64 letters, digits or _.:-", param="id",
-                              code="invalid_value")
-    record = await sessions.answer(body["session"], msg_id)
+    if not isinstance(body, dict):
+        raise RequestRejected("request body must be a JSON object", code="invalid_json")
+    sid = checked_session(request.app, body.get("session"))
+    msg_id = checked_message_id(body.get("id"))
+    record = await request.app[SESSIONS].answer(sid, msg_id)
     if record is None:
         raise RequestRejected(f"no stored answer for message {msg_id} in this session",
                               status=404, code="answer_not_found")

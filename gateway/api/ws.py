@@ -27,7 +27,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import __version__
 from gateway.api.auth import presented_key, unauthorized
-from gateway.api.chat_sse import MESSAGE_ID, event_payload, parse_chat_body, session_turn
+from gateway.api.chat_sse import (
+    MESSAGE_ID,
+    checked_message_id,
+    checked_session,
+    event_payload,
+    parse_chat_body,
+    session_turn,
+)
 from gateway.api.errors import error_response
 from gateway.appkeys import (
     API_KEYS,
@@ -221,13 +228,8 @@ class Connection:
         self._pump(chat_id, listener, sid)
 
     async def on_resume(self, body: dict[str, Any]) -> None:
-        sid, chat_id = body.get("session"), body.get("id")
-        if not self.app[SESSIONS].ids.valid(sid):
-            raise RequestRejected("session must be a session id this gateway issued",
-                                  code="invalid_session")
-        if not isinstance(chat_id, str) or not MESSAGE_ID.match(chat_id):
-            raise RequestRejected("id must be 1-64 letters, digits or _.:-", code="invalid_value")
-        assert isinstance(sid, str)
+        sid = checked_session(self.app, body.get("session"))
+        chat_id = checked_message_id(body.get("id"))
         self._admit(chat_id)
         attached = self.app[TURNS].attach(sid, chat_id, self.cfg.max_buffered_bytes)
         if attached is not None:  # still streaming in this process

@@ -14,7 +14,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway.errors import TierError, TierUnavailable
@@ -69,7 +69,6 @@ class RaceResult:
     stats: RaceStats
     error: str = ""
     tool_calls: bool = False
-    attempts: dict[str, int] = field(default_factory=dict)
 
 
 class _Finished:
@@ -130,7 +129,6 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
             stats=race.stats,
             error=error,
             tool_calls=saw_tool_calls,
-            attempts={t: sum(1 for x in tier_of.values() if x == t) for t in set(tier_of.values())},
         )
 
     try:

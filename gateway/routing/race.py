@@ -85,7 +85,6 @@ class RaceStats:
     hedges: list[tuple[str, str]] = field(default_factory=list)   # (slow tier, started tier)
     hedge_winner: str | None = None
     resumes: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (tier, reason)
 
 
 class Race:
@@ -160,7 +159,6 @@ class Race:
         if a is None:
             return []
         a.active = False
-        self.stats.failures.append((a.tier, reason))
         if self.winner is a:
             self.winner = None
             self.stats.resumes += 1
@@ -211,9 +209,6 @@ class Race:
             if a is self.winner and a.last_token_at is not None:
                 due.append(a.last_token_at + d.gap_s)
         return min(due) if due else None
-
-    def active(self) -> list[Attempt]:
-        return [a for a in self.attempts.values() if a.active]
 
     # -- internals ----------------------------------------------------------
 
