@@ -73,6 +73,7 @@ class Stats:
     completed: int = 0
     disconnects: int = 0    # the client went away before the answer was finished
     running: int = 0
+    probes: int = 0          # GETs of /health, /v1/models and /metrics
     last_messages: list[Any] = field(default_factory=list)
 
 
@@ -151,11 +152,13 @@ class ReplicaSimulator:
         return None
 
     async def _health(self, request: web.Request) -> web.Response:
+        self.stats.probes += 1
         if self.knobs.fault == "loading":
             return _error(503, "Loading model", "unavailable_error")
         return web.Response(text="")  # vLLM: 200 even when overloaded
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.stats.probes += 1
         if (err := self._auth_error(request)) is not None:
             return err
         if self.knobs.fault == "loading":
@@ -165,6 +168,7 @@ class ReplicaSimulator:
              "max_model_len": 8192}]})
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        self.stats.probes += 1
         m = self.knobs.model
         text = (
             "# HELP vllm:num_requests_running Number of requests currently running on GPU.\n"

@@ -163,13 +163,23 @@ class HealthMonitor:
     # -- what the router asks ---------------------------------------------------
 
     def state(self, tier: str) -> TierHealth:
+        """Asked for every tier of every chat turn: the verdict stored at the last change.
+
+        Targets and live-traffic verdicts change only in `tick` and `observe_*`, which
+        refresh the stored verdicts; the one thing that changes with time alone, a
+        live-traffic verdict lapsing, is noticed here.
+        """
+        p = self.passive.get(tier)
+        if p is not None and p.state and p.until is not None and self.clock() >= p.until:
+            p.state = ""
+            self._refresh()
+        known = self.tier_states.get(tier)
+        return known if known is not None else self._compute(tier)
+
+    def _compute(self, tier: str) -> TierHealth:
         p = self.passive.get(tier)
         if p is not None and p.state:
-            if p.until is not None and self.clock() >= p.until:
-                p.state = ""
-                self._refresh()
-            else:
-                return TierHealth(p.state, p.reason)
+            return TierHealth(p.state, p.reason)
         return tier_verdict(tier, [t for t in self.targets.values() if t.tier == tier])
 
     def observe_failure(self, tier: str, kind: str, reason: str) -> None:
@@ -296,7 +306,7 @@ class HealthMonitor:
 
     def _refresh(self) -> None:
         for tier in {t.tier for t in self.targets.values()} | set(self.passive):
-            now_state = self.state(tier)
+            now_state = self._compute(tier)
             before = self.tier_states.get(tier)
             self.tier_states[tier] = now_state
             if before is None and now_state.state == "unknown":
