@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import aiohttp_cors
 from aiohttp import web
 
 from gateway.accounting import recorder
@@ -93,7 +94,26 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_get("/dashboard/logout", dashboard.logout)
     app.router.add_get("/dashboard/data", dashboard.data)
     app.router.add_get("/dashboard/stream", dashboard.stream)
+    _cors(app, settings.auth.allowed_origins)
     return app
+
+
+# Endpoints a browser on a configured origin may call directly, and what it may send and read.
+CORS_ROUTES = ("/v1/chat/completions", "/v1/models", "/api/chat", "/api/chat/answer",
+               "/api/ws-token")
+CORS_OPTIONS = aiohttp_cors.ResourceOptions(
+    allow_credentials=False,  # keys travel in headers, never in cookies
+    allow_headers=("Authorization", "Content-Type", "X-API-Key"),
+    expose_headers=("Retry-After", "X-Scout-Intent", "X-Scout-Turn"),
+    allow_methods=("GET", "POST"), max_age=600)
+
+
+def _cors(app: web.Application, origins: tuple[str, ...]) -> None:
+    """CORS for the configured origins only; any other origin gets no CORS headers."""
+    cors = aiohttp_cors.setup(app, defaults={origin: CORS_OPTIONS for origin in origins})
+    for resource in app.router.resources():
+        if resource.canonical in CORS_ROUTES:
+            cors.add(resource)
 
 
 async def _stop(task: asyncio.Task[None] | None) -> None:

@@ -35,7 +35,8 @@ async def auth_middleware(request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
     path = request.path
-    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+    # A CORS preflight never carries credentials; its handler checks only the origin.
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS":
         return await handler(request)
     if request.app[SETTINGS].auth.allow_anonymous:
         request[KEY_LABEL] = "anonymous"

@@ -41,9 +41,11 @@ async def error_middleware(request: web.Request,
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        # A reason the raiser wrote (e.g. a refused CORS preflight) beats the bare status.
+        said = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
         message = {404: f"no route for {request.method} {request.path}",
                    405: f"{request.method} is not allowed on {request.path}"}.get(
-                       exc.status, exc.reason)
+                       exc.status, said or exc.reason)
         return error_response(exc.status, message, code=exc.reason.lower().replace(" ", "_"),
                               headers={k: v for k, v in exc.headers.items()
                                        if k.lower() == "allow"})

@@ -76,3 +76,47 @@ async def test_ws_token_for_a_key_and_demo_tokens_off_by_default(gw_client, sett
     assert data["expires_in"] == 60 and data["subprotocols"] == ["scout.v1", f"bearer.{data['token']}"]
     resp = await client.get("/api/demo-token")
     assert resp.status == 404
+
+
+def _with_origin(onprem_sim, openai_sim):
+    def mutate(data):
+        data["auth"]["allowed_origins"] = ["https://scout.example"]
+    return make_settings([onprem_sim.url], f"{openai_sim.url}/v1", mutate=mutate)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat", "/api/chat/answer"])
+async def test_cors_preflight_only_for_the_configured_origin(aiohttp_client, onprem_sim, openai_sim,
+                                                             path):
+    client = await aiohttp_client(create_app(_with_origin(onprem_sim, openai_sim)))
+    ask = {"Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization, content-type"}
+    ok = await client.options(path, headers={"Origin": "https://scout.example", **ask})
+    assert ok.status == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://scout.example"
+    assert "AUTHORIZATION" in ok.headers["Access-Control-Allow-Headers"].upper()
+    assert "Access-Control-Allow-Credentials" not in ok.headers
+    bad = await client.options(path, headers={"Origin": "https://evil.example", **ask})
+    assert bad.status == 403
+    assert "Access-Control-Allow-Origin" not in bad.headers
+    assert "evil.example" in (await bad.json())["error"]["message"]
+
+
+async def test_cors_headers_on_real_responses_for_the_allowed_origin_only(aiohttp_client, onprem_sim,
+                                                                          openai_sim):
+    client = await aiohttp_client(create_app(_with_origin(onprem_sim, openai_sim)))
+    key = {"Authorization": f"Bearer {API_KEY}"}
+    ok = await client.post("/v1/chat/completions", json=CHAT,
+                           headers={**key, "Origin": "https://scout.example"})
+    assert ok.status == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://scout.example"
+    assert "X-SCOUT-TURN" in ok.headers["Access-Control-Expose-Headers"].upper()
+    # A refusal carries the header too, so the page can read why it was refused.
+    refused = await client.post("/v1/chat/completions", json=CHAT,
+                                headers={"Origin": "https://scout.example"})
+    assert refused.status == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://scout.example"
+    other = await client.post("/v1/chat/completions", json=CHAT,
+                              headers={**key, "Origin": "https://evil.example"})
+    assert other.status == 200 and "Access-Control-Allow-Origin" not in other.headers
+    health = await client.get("/health", headers={"Origin": "https://scout.example"})
+    assert "Access-Control-Allow-Origin" not in health.headers
