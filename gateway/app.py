@@ -88,6 +88,7 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_post("/api/ws-token", auth.ws_token)
     app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)
+    app.router.add_get("/openapi.json", ops.openapi)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/dashboard", dashboard.page)
     app.router.add_post("/dashboard/login", dashboard.login)

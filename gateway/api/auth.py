@@ -13,7 +13,8 @@ from gateway.security.ratelimit import client_ip
 # Reachable without a frontend API key: coarse health, the demo page and its assets, the
 # WebSocket (it checks its own credentials: a browser can't send headers on it), and the
 # staff endpoints, which check staff credentials instead.
-PUBLIC_PATHS = frozenset({"/health", "/chat", "/api/demo-token", "/ws/chat", "/metrics"})
+PUBLIC_PATHS = frozenset({"/health", "/chat", "/api/demo-token", "/ws/chat", "/metrics",
+                          "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/dashboard")
 KEY_LABEL = web.RequestKey("key_label", str)
 

@@ -74,8 +74,10 @@ def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
     session = body.get("session")
     if session is not None:
         checked_session(app, session)
-    history = body.get("history") or []
-    if not isinstance(history, list):
+    history = body.get("history")
+    if history is None:
+        history = []
+    elif not isinstance(history, list):
         raise RequestRejected("history must be an array of messages", param="history",
                               code="invalid_value")
     messages = validate_messages([*history, {"role": "user", "content": message}], server,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
+import orjson
+import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,6 +29,17 @@ from gateway.appkeys import (
 from gateway.routing.plan import SKIP_STATES
 
 CHAT_PAGE = Path(__file__).resolve().parents[1] / "static" / "chat.html"
+OPENAPI = Path(__file__).resolve().parents[1] / "data" / "openapi.yaml"
+
+
+@functools.cache
+def openapi_json() -> bytes:
+    return orjson.dumps(yaml.safe_load(OPENAPI.read_text()))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json: the HTTP API's OpenAPI description (what the fuzzer reads)."""
+    return web.Response(body=openapi_json(), content_type="application/json")
 
 
 async def chat_page(request: web.Request) -> web.FileResponse:

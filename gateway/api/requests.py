@@ -19,6 +19,7 @@ _PARAMS: dict[str, tuple[type, ...]] = {
     "seed": (int,), "stop": (str, list),
 }
 ROUTED_MODEL = "scout"
+_KIND = {str: "string", list: "list"}
 
 
 def tier_model_id(tier: str) -> str:
@@ -76,9 +77,9 @@ def validate_messages(raw: Any, server: ServerConfig, param: str = "messages"
         if not isinstance(m, dict):
             raise _reject(f"{where} must be an object with role and content", where)
         role = m.get("role")
-        if role not in ROLES:
-            raise _reject(f"{where}.role must be one of {', '.join(sorted(ROLES))}; got {role!r}",
-                          f"{where}.role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise _reject(f"{where}.role must be one of {', '.join(sorted(ROLES))}; "
+                          f"got {str(role)[:40]!r}", f"{where}.role")
         content = m.get("content")
         if content is None and role == "assistant" and m.get("tool_calls"):
             text = ""
@@ -91,8 +92,10 @@ def validate_messages(raw: Any, server: ServerConfig, param: str = "messages"
         if role == "user" and not text.strip():
             raise _reject(f"{where} is an empty user message", f"{where}.content")
         msg: dict[str, Any] = {"role": role, "content": content}
-        for extra in ("name", "tool_calls", "tool_call_id"):
+        for extra, kind in (("name", str), ("tool_calls", list), ("tool_call_id", str)):
             if extra in m:
+                if not isinstance(m[extra], kind):
+                    raise _reject(f"{where}.{extra} must be a {_KIND[kind]}", f"{where}.{extra}")
                 msg[extra] = m[extra]
         out.append(msg)
     if not any(m["role"] == "user" for m in out):
@@ -130,9 +133,12 @@ def parse_completion_request(body: Any, server: ServerConfig,
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
         raise _reject("stream_options must be an object", "stream_options")
-    include_usage = bool((opts or {}).get("include_usage", False))
-    n = body.get("n", 1)
-    if n != 1:
+    include_usage = (opts or {}).get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise _reject("stream_options.include_usage must be true or false",
+                      "stream_options.include_usage")
+    n = body.get("n")
+    if n is not None and (type(n) is not int or n != 1):
         raise _reject("only n=1 is supported", "n")
     params: dict[str, Any] = {}
     for name, types in _PARAMS.items():
