@@ -44,6 +44,7 @@ from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.monitor import HealthMonitor, Webhook
+from gateway.logs import install_filters
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.providers.cache_tier import CacheProvider
@@ -65,6 +66,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def create_app(settings: Settings, *, store: KV | None = None) -> web.Application:
     """Build the app; `store` replaces the configured shared state (tests)."""
+    install_filters()
     # Bodies are read by the handlers themselves, up to the configured cap, so an
     # oversized body gets an error naming the limit instead of aiohttp's plain 413.
     app = web.Application(middlewares=[error_middleware, auth_middleware, rate_limit_middleware],

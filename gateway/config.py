@@ -178,6 +178,7 @@ class ServerConfig:
     max_body_bytes: int = 256 * 1024
     max_message_bytes: int = 32 * 1024
     max_messages: int = 200
+    body_timeout_s: float = 10.0  # the whole body must arrive within this (slow-loris)
     system_prompt: str = ""
     # How long a tier that failed on live traffic is skipped before traffic tries it again.
     passive_health_ttl_s: float = 10.0
@@ -378,6 +379,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         max_body_bytes=_num(s, "max_body_bytes", 256 * 1024, "server", p, integer=True),
         max_message_bytes=_num(s, "max_message_bytes", 32 * 1024, "server", p, integer=True),
         max_messages=_num(s, "max_messages", 200, "server", p, integer=True),
+        body_timeout_s=_num(s, "body_timeout_s", 10.0, "server", p),
         system_prompt=str(s.get("system_prompt") or ""),
         passive_health_ttl_s=_num(s, "passive_health_ttl_s", 10.0, "server", p),
     )

@@ -14,7 +14,8 @@ from gateway.errors import RequestRejected
 log = logging.getLogger("scout.http")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
+          413: "invalid_request_error",
           415: "invalid_request_error", 429: "rate_limit_error"}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.appkeys import SETTINGS
 from gateway.config import ServerConfig
 from gateway.errors import PayloadTooLarge, RequestRejected
 
@@ -27,14 +29,25 @@ def tier_model_id(tier: str) -> str:
     return f"{ROUTED_MODEL}/{tier}"
 
 
-async def read_json_body(request: web.Request, max_bytes: int) -> Any:
-    """Read at most `max_bytes` and parse JSON, or reject with a reason."""
+async def read_json_body(request: web.Request, max_bytes: int,
+                         timeout_s: float | None = None) -> Any:
+    """Read at most `max_bytes` within `timeout_s` and parse JSON, or reject with a reason."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
-    data = await request.content.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"request body is over the {max_bytes}-byte limit")
+    if timeout_s is None:
+        timeout_s = request.app[SETTINGS].server.body_timeout_s
+    data = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            # The body may arrive in many segments: read until its end, not just what's here.
+            while chunk := await request.content.readany():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise PayloadTooLarge(f"request body is over the {max_bytes}-byte limit")
+    except TimeoutError:
+        raise RequestRejected(f"request body not received within {timeout_s:g} s", status=408,
+                              code="body_timeout") from None
     if not data.strip():
         raise RequestRejected("request body is empty; send a JSON object", code="invalid_json")
     try:

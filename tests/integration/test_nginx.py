@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 
@@ -144,5 +145,27 @@ async def test_edge_nginx_tls_sse_unbuffered_websocket_headers_and_body_cap(
             assert big.status == 413
             plain = await s.get(f"http://127.0.0.1:{http_port}/health", allow_redirects=False)
             assert plain.status == 301 and plain.headers["Location"].startswith("https://")
+    finally:
+        edge.stop()
+
+
+def test_edge_nginx_cuts_slow_loris_headers(tmp_path):
+    """The rendered edge config's header timeout, shortened to 1 s, really closes a client
+    that never finishes its headers (the gateway itself is never reached)."""
+    cert, key = self_signed_cert(tmp_path)
+    http_port, https_port = free_port(), free_port()
+    conf = render_edge("127.0.0.1:9", "_", str(cert), str(key), f"127.0.0.1:{http_port}",
+                       f"127.0.0.1:{https_port}")
+    assert "client_header_timeout 10s;" in conf
+    edge = Nginx(tmp_path, conf.replace("client_header_timeout 10s;", "client_header_timeout 1s;"))
+    edge.start(http_port)
+    try:
+        with socket.create_connection(("127.0.0.1", http_port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            t0 = time.monotonic()
+            got = s.recv(4096)  # blocks until nginx gives up on us
+            waited = time.monotonic() - t0
+        assert got == b"" or got.startswith(b"HTTP/1.1 408"), got[:100]
+        assert waited < 9, "closed by the 1 s header timeout, not the socket's own timeout"
     finally:
         edge.stop()
