@@ -194,10 +194,14 @@ class ChatService:
         self._tell(turn, outcome)
         if self._should_store(turn, result):
             await self._store(turn, result, outcome)
-        log.info("event=turn id=%s intent=%s served_by=%s ttft_ms=%s tokens=%d cost_usd=%.6f",
+        # INFO carries ids, sizes, intents and timings; the words themselves only at DEBUG.
+        question = prompt_text([m for m in turn.request.messages if m.get("role") == "user"][-1:])
+        log.info("event=turn id=%s intent=%s served_by=%s ttft_ms=%s question_chars=%d "
+                 "answer_chars=%d tokens=%d cost_usd=%.6f",
                  turn.id, outcome.intent, "+".join(outcome.served_by) or "-",
-                 outcome.ttft_ms and round(outcome.ttft_ms, 1),
+                 outcome.ttft_ms and round(outcome.ttft_ms, 1), len(question), len(result.text),
                  outcome.completion_tokens, outcome.cost_usd)
+        log.debug("event=turn_text id=%s question=%r answer=%r", turn.id, question, result.text)
         yield outcome
 
     def _outcome(self, turn: Turn, r: RaceResult, ttft_ms: float | None,
