@@ -45,7 +45,7 @@ from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.monitor import HealthMonitor, Webhook
 from gateway.logs import install_filters
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, multiprocess_dir
 from gateway.providers.base import Provider
 from gateway.providers.cache_tier import CacheProvider
 from gateway.providers.onprem import OnpremProvider
@@ -117,6 +117,12 @@ def _cors(app: web.Application, origins: tuple[str, ...]) -> None:
     for resource in app.router.resources():
         if resource.canonical in CORS_ROUTES:
             cors.add(resource)
+
+
+async def _refresh_gauges(app: web.Application) -> None:
+    while True:
+        ops.refresh_gauges(app)
+        await asyncio.sleep(2)
 
 
 async def _stop(task: asyncio.Task[None] | None) -> None:
@@ -214,9 +220,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     list_models = openai_tier.list_models if isinstance(openai_tier, OpenAIProvider) else None
     probes = asyncio.get_running_loop().create_task(
         monitor.run(app[UPSTREAM_SESSION], list_models))
+    # With several workers a scrape reaches one of them: the others keep their gauges fresh.
+    gauges = asyncio.get_running_loop().create_task(_refresh_gauges(app)) \
+        if multiprocess_dir() else None
     try:
         yield
     finally:
+        await _stop(gauges)
         await _stop(probes)
         await app[TURNS].close()
         if webhook is not None:

@@ -8,17 +8,20 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
 from aiohttp import web
+from prometheus_client import multiprocess
 
 from gateway.app import create_app
 from gateway.appkeys import API_KEYS, SETTINGS
@@ -66,13 +69,77 @@ def _load(path: str) -> Settings:
     return settings
 
 
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (faster sockets, less CPU), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _load(args.config)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
+    if args.workers > 1:
+        raise SystemExit(supervise(args.workers, port, args.argv))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(create_app(settings), host, port, lambda: print(
-            f"scout-gateway serving on http://{host}:{port}", flush=True)))
+        run(run_server(create_app(settings), host, port, lambda: print(
+            f"scout-gateway serving on http://{host}:{port} (pid {os.getpid()})", flush=True)))
+
+
+def supervise(workers: int, port: int, cli_args: list[str]) -> int:
+    """Run `workers` copies of this command on one port (SO_REUSEPORT: the kernel spreads
+    connections); forward SIGTERM/SIGINT/SIGHUP, restart a worker that dies on its own, and
+    sum their Prometheus metrics through a shared directory."""
+    metrics_dir = tempfile.mkdtemp(prefix="scout-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    argv = [sys.executable, "-m", "gateway", *_without_workers(cli_args), "--port", str(port)]
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def start() -> None:
+        p = subprocess.Popen(argv, env=env)
+        procs[p.pid] = p
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or sig != signal.SIGHUP
+        for p in procs.values():
+            p.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for _ in range(workers):
+        start()
+    log = logging.getLogger("scout")
+    log.warning("event=workers count=%d port=%d", workers, port)
+    try:
+        while procs:
+            pid, status = os.wait()
+            if procs.pop(pid, None) is None:
+                continue
+            multiprocess.mark_process_dead(pid, metrics_dir)
+            if not stopping:
+                log.error("event=worker_died pid=%d status=%d (restarting)", pid, status)
+                start()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _without_workers(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            out.append(a)
+    return [*out, "--workers", "1"]
 
 
 def demo_settings(onprem_urls: list[str], openai_url: str | None,
@@ -177,7 +244,7 @@ Press Ctrl-C to stop."""
 
 def cmd_demo(args: argparse.Namespace) -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(args.port, args.host, args.real_model))
+        run(_demo(args.port, args.host, args.real_model))
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -197,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--config", required=True)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, default=int(os.environ.get("SCOUT_WORKERS", "1")),
+                   help="processes sharing the port (SO_REUSEPORT); one per core is typical")
     s.set_defaults(func=cmd_serve)
     d = sub.add_parser("demo", help="gateway + simulated replicas, nothing else needed")
     d.add_argument("--host", default="127.0.0.1")
@@ -208,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--config", default="config/scout.yaml")
     c.set_defaults(func=cmd_check)
     args = ap.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
     setup_logging(args.log_level)
     args.func(args)
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from gateway.health.probes import STATES
 
@@ -10,7 +20,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+def multiprocess_dir() -> str | None:
+    """Set by `serve --workers N`: every worker writes its values there; a scrape sums them."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("scout_requests", "Answers by intent, first serving tier and outcome",
@@ -39,16 +56,25 @@ class Metrics:
         self.overhead = Histogram("scout_gateway_overhead_seconds",
                                   "Latency the gateway itself adds before the first token",
                                   buckets=OVERHEAD_BUCKETS, registry=r)
-        self.websockets = Gauge("scout_active_websockets", "Open /ws/chat sockets (this process)",
-                                registry=r)
+        # With several workers: live counts add up; a state is 1 if any live worker sees it.
+        self.websockets = Gauge("scout_active_websockets", "Open /ws/chat sockets",
+                                registry=r, multiprocess_mode="livesum")
         self.sessions = Gauge("scout_active_sessions",
-                              "Sessions with a turn in the last 10 minutes (this process)",
-                              registry=r)
+                              "Sessions with a turn in the last 10 minutes",
+                              registry=r, multiprocess_mode="livesum")
         self.tier_state = Gauge("scout_tier_state", "1 for each tier's current state",
-                                ["tier", "state"], registry=r)
+                                ["tier", "state"], registry=r, multiprocess_mode="livemax")
         self.target_state = Gauge("scout_target_state",
                                   "1 for each probed target's state (path, replicas, OpenAI)",
-                                  ["target", "state"], registry=r)
+                                  ["target", "state"], registry=r, multiprocess_mode="livemax")
+
+    def exposition(self) -> bytes:
+        """Prometheus text: this process's registry, or every worker's values summed."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
 
     def set_state(self, gauge: Gauge, label: str, state: str) -> None:
         for s in STATES:

@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 import yaml
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
 from gateway.api.auth import presented_key
@@ -89,7 +88,13 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text, for staff (a scraper sends the staff token as a bearer token)."""
     if not is_staff(request):
         return staff_only()
-    app = request.app
+    refresh_gauges(request.app)
+    m = request.app[METRICS]
+    return web.Response(body=m.exposition(), headers={"Content-Type": m.content_type})
+
+
+def refresh_gauges(app: web.Application) -> None:
+    """Gauges read from live state: at each scrape, and every few seconds with workers."""
     m = app[METRICS]
     m.websockets.set(len(app[SOCKETS]))
     m.sessions.set(app[TURNS].active_sessions())
@@ -98,8 +103,6 @@ async def metrics(request: web.Request) -> web.Response:
             m.set_state(m.tier_state, tier, app[CHAT].tier_health(tier).state)
     for name, t in app[HEALTH].snapshot()["targets"].items():
         m.set_state(m.target_state, name, t["state"])
-    return web.Response(body=generate_latest(m.registry),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def staff_only() -> web.Response:
