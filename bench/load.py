@@ -31,6 +31,9 @@ class Result:
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    # Per request, for timelines: (start s since the run began, TTFT s or None, first model).
+    records: list[tuple[float, float | None, str]] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
 
     def summary(self) -> dict[str, Any]:
         n = len(self.total)
@@ -44,6 +47,7 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, res: Result
     t0 = time.perf_counter()
     first = None
     chunks = 0
+    model = ""
     try:
         async with session.post(url, data=body) as resp:
             if resp.status != 200:
@@ -57,12 +61,15 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, res: Result
                         chunks += 1
                         if first is None and b'"content":""' not in event:
                             first = time.perf_counter()
+                            model = orjson.loads(event[6:]).get("model", "")
         if first is None:
             raise RuntimeError("no token")
+        res.records.append((t0 - res.t0, first - t0, model))
         res.ttft.append(first - t0)
         res.total.append(time.perf_counter() - t0)
         res.chunks += chunks
     except Exception as exc:  # counted, not raised: a load run reports its errors
+        res.records.append((t0 - res.t0, None, ""))
         res.errors += 1
         kind = str(exc)[:60] or exc.__class__.__name__
         res.error_kinds[kind] = res.error_kinds.get(kind, 0) + 1
@@ -70,7 +77,9 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, res: Result
 
 async def run_load(url: str, concurrency: int, requests: int, model: str = "scout",
                    headers: dict[str, str] | None = None, question: str = QUESTION,
-                   vary: bool = False) -> Result:
+                   vary: bool = False, seconds: float | None = None) -> Result:
+    """`requests` requests by `concurrency` clients; with `seconds`, stop starting new ones
+    after that long (for timelines, where a fault is injected mid-run)."""
     res = Result()
     nonce = uuid.uuid4().hex[:8]  # unique questions per run: never a cache hit
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -81,6 +90,8 @@ async def run_load(url: str, concurrency: int, requests: int, model: str = "scou
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while True:
+            if seconds is not None and time.perf_counter() - res.t0 > seconds:
+                return
             try:
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -93,7 +104,7 @@ async def run_load(url: str, concurrency: int, requests: int, model: str = "scou
     async with aiohttp.ClientSession(connector=conn, timeout=timeout,
                                      headers={"Content-Type": "application/json",
                                               **(headers or {})}) as session:
-        t0 = time.perf_counter()
+        res.t0 = t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         res.wall_s = time.perf_counter() - t0
     return res

@@ -10,7 +10,9 @@ of the route within one interval) but is trusted again only after `rise`
 good probes in a row, so a flapping target does not flip the route each time.
 
 Live traffic counts too: one 401/403 turns a tier misconfigured, `eject_after`
-failures in a row eject it, until a probe (or a live success) sees it work.
+failures in a row eject it, until a probe (or a live success) sees it work. A tier that
+keeps losing hedges because its first token never comes (hung generation: probes still
+pass) is ejected for `passive_health_ttl_s` instead, then live traffic tries it again.
 
 With Redis, one process is elected to probe and publishes what it sees under a
 key that expires after 2 × interval: the others read it, and a dead monitor
@@ -130,6 +132,9 @@ class Passive:
     failures: int = 0
     until: float | None = None  # lapses (no probe covers this tier) or None (a probe clears it)
     at: float = 0.0             # when the verdict was given
+    # A tier that answers probes but not chats in time (hung generation) is ejected for
+    # passive_health_ttl_s: a probe that never generates can't clear it.
+    probe_clears: bool = True
 
 
 class HealthMonitor:
@@ -190,8 +195,10 @@ class HealthMonitor:
         if kind == "misconfigured":
             p.state, p.reason, p.until = "misconfigured", f"live traffic: {reason}", until
             p.at = self.clock()
-        elif kind == "unavailable" and p.failures >= self.cfg.eject_after:
-            p.state, p.until, p.at = "down", until, self.clock()
+        elif kind in ("unavailable", "stalled") and p.failures >= self.cfg.eject_after:
+            p.state, p.at, p.probe_clears = "down", self.clock(), kind == "unavailable"
+            p.until = until if kind == "unavailable" else \
+                self.clock() + self.settings.server.passive_health_ttl_s
             p.reason = f"ejected after {p.failures} failures in a row: {reason}"
         self._refresh()
 
@@ -281,7 +288,8 @@ class HealthMonitor:
                 self._incident({"kind": "target", "target": t.name, "tier": t.tier,
                                 "from": before, "to": t.state, "reason": t.reason})
             p = self.passive.get(t.tier)
-            if p and p.state and t.kind != "path" and t.state in GOOD and started >= p.at:
+            if p and p.state and p.probe_clears and t.kind != "path" and t.state in GOOD \
+                    and started >= p.at:
                 # A probe sent after the live-traffic verdict saw the model answer: lift it.
                 # (nginx answering on the path says nothing about keys or models.)
                 p.state, p.failures = "", 0

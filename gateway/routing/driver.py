@@ -154,6 +154,9 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     tasks[act.attempt] = loop.create_task(
                         _pump(act.attempt, providers[act.tier], req, queue))
                 elif isinstance(act, CancelTier):
+                    if act.missed_first_token and act.tier in GENERATIVE:
+                        health.observe_failure(act.tier, "stalled", "no first token before the "
+                                               "deadline; another tier answered first")
                     task = tasks.pop(act.attempt, None)
                     if task is not None:
                         task.cancel()

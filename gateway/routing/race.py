@@ -50,6 +50,8 @@ class CancelTier:
     attempt: int
     tier: str
     reason: str
+    # It missed its first-token deadline and lost the hedge: for health, that's a failure.
+    missed_first_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,8 @@ class Race:
         for other in self.attempts.values():
             if other.active and other is not a:
                 other.active = False
-                actions.append(CancelTier(other.id, other.tier, f"{a.tier} answered first"))
+                actions.append(CancelTier(other.id, other.tier, f"{a.tier} answered first",
+                                          other.handed_over and other.first_token_at is None))
         self.text.append(text)
         actions.append(EmitText(a.id, a.tier, text, payload))
         return actions

@@ -80,6 +80,29 @@ async def test_hang_after_headers_is_hedged_and_the_onprem_request_cancelled(
     assert onprem_sim.stats.disconnects == 1 and onprem_sim.stats.running == 0
 
 
+async def test_a_tier_that_keeps_losing_hedges_is_ejected_and_probes_do_not_bring_it_back(
+        gw_client, settings, onprem_sim, openai_sim):
+    """Hung generation (headers, then nothing) while /health and /v1/models still answer:
+    after eject_after lost hedges, turns skip on-prem instead of each waiting a deadline,
+    and the passing probes don't undo that before passive_health_ttl_s."""
+    await onprem_sim.set_fault("hang_after_headers")
+    client = await gw_client(create_app(settings))
+    eject_after = settings.health.eject_after
+    for i in range(eject_after):
+        assert done(await chat(client, f"which SUV for a family, take {i}?"))["served_by"] == \
+            ["openai"]
+    waited = onprem_sim.stats.requests
+    assert waited == eject_after
+    await asyncio.sleep(3 * settings.health.interval_s)  # several probes pass meanwhile
+    for i in range(3):
+        d = done(await chat(client, f"which truck tows a boat, take {i}?"))
+        assert d["served_by"] == ["openai"]
+    assert onprem_sim.stats.requests == waited, "an ejected tier was sent more chats"
+    health = await (await client.get("/health", headers=STAFF)).json()
+    assert health["tiers"]["onprem"]["state"] == "down"
+    assert "no first token" in health["tiers"]["onprem"]["reason"]
+
+
 async def test_hang_before_headers_fails_at_the_headers_deadline(gw_client, settings,
                                                                   onprem_sim, openai_sim):
     await onprem_sim.set_fault("hang_before_headers")
