@@ -46,14 +46,17 @@ async def measure(url: str, proxy: procs.Proc | None, conc: int, n: int, model: 
     return out
 
 
-async def run(levels: list[int], scale: float) -> None:
+async def run(levels: list[int], scale: float, workers: int = 1) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the load tool shares core 1 with the simulator
     key = procs.KEYS["ONPREM_API_KEY"]
     sim = procs.simulator(core=1, api_key=key, ttft=0.05, interval=0.005, tokens=20)
     nginx = nginx_proc(sim.port)
-    gw = procs.gateway([sim.url], None, core=0,
-                       deadlines={"headers_s": 10, "first_token_s": 20, "gap_s": 10})
+    # --workers N: the gateway's N processes may use every core (so they share core 1
+    # with the simulator and the load tool): compare its throughput, not its latency.
+    gw = procs.gateway([sim.url], None, core=0 if workers == 1 else None,
+                       deadlines={"headers_s": 10, "first_token_s": 20, "gap_s": 10},
+                       extra_args=["--workers", str(workers)])
     direct_h = {"Authorization": f"Bearer {key}"}
     results: dict[str, dict] = {}
     rows = []
@@ -80,7 +83,8 @@ async def run(levels: list[int], scale: float) -> None:
     finally:
         for p in (gw, nginx, sim):
             p.stop()
-    report.write("overhead", {"levels": results, "scale": scale}, rows,
+    name = "overhead" if workers == 1 else f"overhead_workers{workers}"
+    report.write(name, {"levels": results, "scale": scale, "workers": workers}, rows,
                  ["concurrency", "path", "TTFT p50 ms", "TTFT p99 ms", "added p50 ms",
                   "added p99 ms", "req/s", "req/s ÷ direct", "proxy CPU ms/req", "errors"],
                  note="Simulator: 50 ms to first token, 20 chunks 5 ms apart. Proxy alone on "
@@ -92,8 +96,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--levels", default="1,32,128,512")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full request count")
+    ap.add_argument("--workers", type=int, default=1, help="gateway processes (serve --workers)")
     args = ap.parse_args()
-    asyncio.run(run([int(x) for x in args.levels.split(",")], args.scale))
+    asyncio.run(run([int(x) for x in args.levels.split(",")], args.scale, args.workers))
 
 
 if __name__ == "__main__":

@@ -47,15 +47,17 @@ def pinned(cmd: list[str], core: int | None) -> list[str]:
 
 class Proc:
     def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None,
-                 core: int | None = None) -> None:
+                 core: int | None = None, timeout: float = 30.0) -> None:
         self.port = port
+        # stderr to a file, never a pipe nobody drains: a chatty process (llama.cpp) would block.
+        self.log = tempfile.NamedTemporaryFile(prefix="scout-bench-", suffix=".log", delete=False)
         self.popen = subprocess.Popen(pinned(cmd, core), env={**os.environ, **(env or {})},
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      stdout=subprocess.DEVNULL, stderr=self.log)
         try:
-            wait_port(port)
+            wait_port(port, timeout)
         except RuntimeError:
             self.stop()
-            err = self.popen.stderr.read().decode() if self.popen.stderr else ""
+            err = Path(self.log.name).read_text(errors="replace")
             raise RuntimeError(f"{cmd[:3]} did not start:\n{err[-2000:]}") from None
 
     @property
