@@ -70,10 +70,14 @@ def _load(path: str) -> Settings:
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop when it is installed (faster sockets, less CPU), else asyncio's loop."""
+    """Run on uvloop when it is installed, else asyncio's loop (SCOUT_EVENT_LOOP=asyncio
+    chooses asyncio's: for comparing the two)."""
     try:
         import uvloop
     except ImportError:
+        asyncio.run(main)
+        return
+    if os.environ.get("SCOUT_EVENT_LOOP") == "asyncio":
         asyncio.run(main)
     else:
         uvloop.run(main)
