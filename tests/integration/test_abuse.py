@@ -191,7 +191,7 @@ def _invalid_utf8(data: bytes) -> bool:
 
 
 def test_a_malformed_header_is_logged_without_its_bytes(gateway, caplog):
-    marker = b"Bearer sk-looks-like-a-key-1f2e3d"
+    marker = b"Bearer credential-lookalike-1f2e3d"
     raw = raw_request(gateway.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                       b"Authorization: " + marker + b"\x01\r\n\r\n")
     assert parse_response(raw)[0] == 400
