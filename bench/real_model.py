@@ -79,17 +79,8 @@ async def run(n: int, max_tokens: int) -> None:
     replica = procs.Proc(llamacpp.command(port, key, ALIAS), port, core=1, timeout=180)
     gw = None
     try:
-        # The replica answers its port before the model is loaded: wait for /v1/models.
-        async with aiohttp.ClientSession() as s:
-            for _ in range(240):
-                try:
-                    async with s.get(f"{replica.url}/v1/models",
-                                     headers={"Authorization": f"Bearer {key}"}) as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.5)
+        if not await llamacpp.wait_ready(replica.url, key, lambda: replica.popen.poll() is None):
+            raise SystemExit(f"bench.real_model: the replica did not load; see {replica.log.name}")
         gw = procs.gateway([replica.url], None, core=0,
                            deadlines={"headers_s": 60, "first_token_s": 120, "gap_s": 60})
         direct = await measure(f"{replica.url}/v1/chat/completions", ALIAS,

@@ -18,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 from aiohttp import web
 from prometheus_client import multiprocess
@@ -175,18 +174,8 @@ async def _real_replica(api_key: str, alias: str) -> tuple[asyncio.subprocess.Pr
                                                 stdout=log.open("wb"),
                                                 stderr=asyncio.subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(240):
-            try:
-                async with session.get(f"{url}/v1/models",
-                                       headers={"Authorization": f"Bearer {api_key}"}) as r:
-                    if r.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                pass
-            if proc.returncode is not None:
-                break
-            await asyncio.sleep(0.5)
+    if await llamacpp.wait_ready(url, api_key, lambda: proc.returncode is None):
+        return proc, url
     proc.kill()
     raise SystemExit(f"the llama.cpp replica did not start; see {log}")
 

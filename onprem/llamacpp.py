@@ -15,9 +15,11 @@ so the monitor can show this stand-in "down" while it is busy answering.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,6 +59,27 @@ def command(port: int, api_key: str | None, alias: str, host: str = "127.0.0.1",
     if api_key:
         cmd += ["--api_key", api_key]
     return cmd
+
+
+async def wait_ready(url: str, api_key: str | None, alive: Callable[[], bool],
+                     timeout_s: float = 120.0) -> bool:
+    """True once the server lists its model (its port opens before the model is loaded);
+    False if it died or the time ran out."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(timeout_s / 0.5)):
+            try:
+                async with session.get(f"{url}/v1/models", headers=headers) as r:
+                    if r.status == 200:
+                        return True
+            except aiohttp.ClientError:
+                pass
+            if not alive():
+                return False
+            await asyncio.sleep(0.5)
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:
