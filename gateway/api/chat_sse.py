@@ -99,7 +99,7 @@ async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn,
 
 async def chat_sse(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    body = parse_chat_body(await read_json_body(request, settings.server.max_body_bytes),
+    body = parse_chat_body(await read_json_body(request),
                            request.app)
     sid, turn, user = await session_turn(request.app, body)
     _, listener = request.app[TURNS].start(turn, sid, user, settings.ws.max_buffered_bytes)
@@ -131,8 +131,7 @@ def slow_consumer(turn_id: str, limit: int) -> dict[str, Any]:
 
 async def fetch_answer(request: web.Request) -> web.Response:
     """A finished answer by session and message id, for a client that went away mid-answer."""
-    settings = request.app[SETTINGS]
-    body = await read_json_body(request, settings.server.max_body_bytes)
+    body = await read_json_body(request)
     if not isinstance(body, dict):
         raise RequestRejected("request body must be a JSON object", code="invalid_json")
     sid = checked_session(request.app, body.get("session"))

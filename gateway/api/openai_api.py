@@ -46,7 +46,7 @@ def _dumps(obj: Any) -> str:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    body = await read_json_body(request, settings.server.max_body_bytes)
+    body = await read_json_body(request)
     req = parse_completion_request(body, settings.server, model_ids(settings))
     pin = None if req.model == ROUTED_MODEL else req.model.split("/", 1)[1]
     turn = request.app[CHAT].prepare(req.messages, pin=pin, params=req.params, tools=req.tools,

@@ -29,14 +29,14 @@ def tier_model_id(tier: str) -> str:
     return f"{ROUTED_MODEL}/{tier}"
 
 
-async def read_json_body(request: web.Request, max_bytes: int,
-                         timeout_s: float | None = None) -> Any:
-    """Read at most `max_bytes` within `timeout_s` and parse JSON, or reject with a reason."""
+async def read_json_body(request: web.Request) -> Any:
+    """Read the body (server.max_body_bytes, within server.body_timeout_s) and parse JSON,
+    or reject with a reason."""
+    server = request.app[SETTINGS].server
+    max_bytes, timeout_s = server.max_body_bytes, server.body_timeout_s
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
-    if timeout_s is None:
-        timeout_s = request.app[SETTINGS].server.body_timeout_s
     data = bytearray()
     try:
         async with asyncio.timeout(timeout_s):

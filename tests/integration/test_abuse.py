@@ -213,6 +213,23 @@ def test_after_the_floods_a_calm_client_is_answered(gateway):
     assert asyncio.run(ask())[0]["choices"][0]["message"]["content"]
 
 
+def test_a_body_arriving_in_pieces_is_read_to_its_end(gateway):
+    """A body split across TCP segments with a pause between them is one request (it used
+    to be cut at the first segment and rejected as invalid JSON)."""
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Type: application/json"
+            b"\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(head + BODY[:20])
+        time.sleep(0.3)
+        s.sendall(BODY[20:])
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    status, _, body = parse_response(b"".join(chunks))
+    assert status == 200, body
+
+
 def test_slow_loris_clients_hold_no_one_else_up_and_slow_bodies_get_408(gateway):
     """200 connections dribbling headers, 20 dribbling bodies: everyone else is still served;
     a body that doesn't arrive within server.body_timeout_s gets a 408 naming the limit."""
