@@ -216,10 +216,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.health.webhook_url is not None:
         webhook = Webhook(settings.health.webhook_url.get(), app[UPSTREAM_SESSION])
         monitor.on_change.append(webhook)
-    openai_tier = providers.get("openai")
-    list_models = openai_tier.list_models if isinstance(openai_tier, OpenAIProvider) else None
-    probes = asyncio.get_running_loop().create_task(
-        monitor.run(app[UPSTREAM_SESSION], list_models))
+    probes = asyncio.get_running_loop().create_task(monitor.run(app[UPSTREAM_SESSION]))
     # With several workers a scrape reaches one of them: the others keep their gauges fresh.
     gauges = asyncio.get_running_loop().create_task(_refresh_gauges(app)) \
         if multiprocess_dir() else None

@@ -40,6 +40,9 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
     # Probe timeouts long enough for a loaded 2-core CI machine (production: 2 s / 1 s).
     data["health"] = {"interval_s": 0.5, "timeout_s": 0.4, "backoff_max_s": 1.5, "rise": 2}
+    # Likewise Redis (production: 50 ms): one slow reply under a 16-turn burst on 2 busy
+    # cores marks the link down for a second, and the tests of sharing would test fallback.
+    data["redis"]["timeout_ms"] = 500
     # Tests send bursts from one address; the tests of the limits themselves set tight ones.
     data["rate_limits"] = {"per_key": "100000/minute", "per_ip": "100000/minute",
                            "streams_per_key": 10000, "streams_per_ip": 10000}

@@ -41,6 +41,7 @@ import orjson
 
 from gateway.config import Settings
 from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_replica
+from gateway.providers.openai_tier import base_url
 from gateway.routing.plan import TierHealth
 from gateway.state import keys
 from gateway.state.kv import KV
@@ -210,10 +211,10 @@ class HealthMonitor:
 
     # -- the loop -----------------------------------------------------------------
 
-    async def run(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
+    async def run(self, session: aiohttp.ClientSession) -> None:
         """Probe forever; cancelled by the app's cleanup context."""
         while True:
-            await self.tick(session, list_openai_models)
+            await self.tick(session)
             await asyncio.sleep(self._sleep_for())
 
     def _sleep_for(self) -> float:
@@ -223,12 +224,12 @@ class HealthMonitor:
         due = min((t.next_at for t in self.targets.values()), default=now + self.cfg.interval_s)
         return max(0.05, min(due - now, self.cfg.interval_s))
 
-    async def tick(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
+    async def tick(self, session: aiohttp.ClientSession) -> None:
         await self._elect()
         if self.role == "follower":
             await self._adopt_snapshot()
         else:
-            await self._probe_due(session, list_openai_models)
+            await self._probe_due(session)
             if self.role == "leader":
                 await self.kv.set(SNAPSHOT, orjson.dumps(
                     {"by": self.me, "targets": [asdict(t) for t in self.targets.values()]}),
@@ -271,7 +272,7 @@ class HealthMonitor:
                 t.state, t.reason = rec["state"], rec["reason"]
                 t.latency_ms, t.since = rec["latency_ms"], rec["since"]
 
-    async def _probe_due(self, session: aiohttp.ClientSession, list_openai_models: Any) -> None:
+    async def _probe_due(self, session: aiohttp.ClientSession) -> None:
         started = now = self.clock()
         # A tier's targets are probed together, so one round tells "the GPU box is
         # unreachable" (path) apart from "replica 2 is down" (replicas) at once.
@@ -279,8 +280,7 @@ class HealthMonitor:
         due = [t for t in self.targets.values() if t.tier in due_tiers]
         if not due:
             return
-        verdicts = await asyncio.gather(*(self._probe(t, session, list_openai_models)
-                                          for t in due))
+        verdicts = await asyncio.gather(*(self._probe(t, session) for t in due))
         now = self.clock()
         for t, v in zip(due, verdicts, strict=True):
             before = t.state
@@ -296,8 +296,7 @@ class HealthMonitor:
             t.next_at = now + next_probe_in(t, self.cfg.interval_s, self.cfg.jitter,
                                             self.cfg.backoff_max_s)
 
-    async def _probe(self, t: Target, session: aiohttp.ClientSession,
-                     list_openai_models: Any) -> Verdict:
+    async def _probe(self, t: Target, session: aiohttp.ClientSession) -> Verdict:
         o, timeout = self.settings.onprem, self.cfg.timeout_s
         if t.kind == "path":
             results = await asyncio.gather(*(probe_path(session, f"{u}{o.path_health}", timeout)
@@ -308,7 +307,9 @@ class HealthMonitor:
             return await probe_replica(session, replica.base_url, o.model,
                                        o.api_key.get() if o.api_key else None, timeout,
                                        self.cfg.busy_waiting)
-        return await probe_openai(list_openai_models, self.settings.openai.model, timeout)
+        a = self.settings.openai
+        return await probe_openai(session, base_url(a), a.model,
+                                  a.api_key.get() if a.api_key else None, timeout)
 
     # -- telling people ---------------------------------------------------------------
 

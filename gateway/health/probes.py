@@ -103,8 +103,11 @@ async def get(session: aiohttp.ClientSession, url: str, timeout_s: float,
     try:
         async with asyncio.timeout(timeout_s):
             async with session.get(url, headers=headers, allow_redirects=False) as resp:
-                body = (await resp.content.read(limit)).decode("utf-8", "replace")
-                return HttpResult(resp.status, body)
+                # read(n) returns what has arrived so far: gather pieces up to the limit.
+                body = b""
+                while len(body) < limit and (piece := await resp.content.read(limit - len(body))):
+                    body += piece
+                return HttpResult(resp.status, body.decode("utf-8", "replace"))
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return HttpResult(None, error=describe_error(exc, timeout_s))
 
@@ -127,22 +130,27 @@ async def probe_path(session: aiohttp.ClientSession, url: str, timeout_s: float)
     return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)
 
 
-async def probe_openai(list_models: object, model: str, timeout_s: float) -> Verdict:
-    """OpenAI without spending tokens: list the models the key can use."""
-    import openai
+def judge_openai(models: HttpResult, model: str) -> Verdict:
+    """OpenAI from its model list: the key works and can use the configured model. Pure."""
+    if models.status is None:
+        return Verdict("down", f"OpenAI unreachable: {models.error}")
+    if models.status in (401, 403):
+        return Verdict("misconfigured", f"OpenAI refused the API key ({models.status})")
+    if models.status != 200:
+        return Verdict("down", f"OpenAI answered {models.status}")
+    listed = models_listed(models.body)
+    if listed is None:
+        return Verdict("down", "OpenAI sent a model list that is not JSON")
+    if model not in listed:
+        return Verdict("misconfigured", f"model {model} is not available to this key")
+    return Verdict("up", f"{model} available")
 
+
+async def probe_openai(session: aiohttp.ClientSession, base_url: str, model: str,
+                       api_key: str | None, timeout_s: float) -> Verdict:
+    """OpenAI without spending tokens: list the models the key can use."""
     started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout_s):
-            ids = await list_models()  # type: ignore[operator]
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-        return Verdict("misconfigured", f"OpenAI refused the API key ({exc.status_code})")
-    except openai.APIStatusError as exc:
-        return Verdict("down", f"OpenAI answered {exc.status_code}")
-    except (openai.APIConnectionError, TimeoutError, openai.APITimeoutError) as exc:
-        return Verdict("down", describe_error(exc, timeout_s) if isinstance(exc, TimeoutError)
-                       else "OpenAI unreachable")
-    ms = (time.perf_counter() - started) * 1000
-    if model not in ids:
-        return Verdict("misconfigured", f"model {model} is not available to this key", ms)
-    return Verdict("up", f"{model} available", ms)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    v = judge_openai(await get(session, f"{base_url}/models", timeout_s, headers, limit=1 << 20),
+                     model)
+    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)

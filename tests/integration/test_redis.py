@@ -183,8 +183,10 @@ async def test_redis_down_at_start(gw_client, onprem_sim, openai_sim, redis_serv
 
 
 async def test_a_slow_redis_costs_one_short_timeout_and_the_chat_answers(
-        gw_client, rsettings, onprem_sim, redis_server):
-    client = await gw_client(create_app(rsettings))
+        gw_client, onprem_sim, openai_sim, redis_server):
+    shipped = make_settings([onprem_sim.url], f"{openai_sim.url}/v1", redis_url=redis_server.url,
+                            mutate=lambda d: d["redis"].update(timeout_ms=50))  # the default
+    client = await gw_client(create_app(shipped))
     await chat(client, "warm up the connection pool, recommend a car")
     sleeper = asyncio.get_running_loop().run_in_executor(
         None, redis_server.command, "DEBUG", "SLEEP", "1.5")

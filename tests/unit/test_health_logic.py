@@ -6,7 +6,14 @@ import orjson
 import pytest
 
 from gateway.health.monitor import Target, apply_verdict, next_probe_in, tier_verdict
-from gateway.health.probes import HttpResult, Verdict, judge_path, judge_replica, queue_waiting
+from gateway.health.probes import (
+    HttpResult,
+    Verdict,
+    judge_openai,
+    judge_path,
+    judge_replica,
+    queue_waiting,
+)
 
 M = "llama-3.1-70b-instruct"
 MODELS_OK = HttpResult(200, orjson.dumps({"data": [{"id": M}]}).decode())
@@ -32,6 +39,21 @@ METRICS = 'vllm:num_requests_waiting{model_name="%s"} %s\n'
 ])
 def test_judge_replica(health, models, metrics, state, words):
     v = judge_replica(health, models, metrics, M, busy_waiting=8)
+    assert v.state == state and words in v.reason
+
+
+@pytest.mark.parametrize(("models", "state", "words"), [
+    (HttpResult(200, '{"object": "list", "data": [{"id": "gpt-4o"}, {"id": "gpt-4o-mini"}]}'),
+     "up", "gpt-4o-mini available"),
+    (HttpResult(200, '{"data": [{"id": "gpt-4o"}]}'), "misconfigured", "not available to this key"),
+    (HttpResult(401, '{"error": {}}'), "misconfigured", "refused the API key (401)"),
+    (HttpResult(403), "misconfigured", "(403)"),
+    (HttpResult(500), "down", "answered 500"),
+    (HttpResult(200, '{"data": [{"id": "gpt-4o-mi'), "down", "not JSON"),  # cut short
+    (HttpResult(None, error="no answer within 2 s"), "down", "unreachable: no answer within 2 s"),
+])
+def test_judge_openai(models, state, words):
+    v = judge_openai(models, "gpt-4o-mini")
     assert v.state == state and words in v.reason
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.api.requests import parse_completion_request
 from gateway.cache.keys import cache_key, normalize_question
 from gateway.config import ServerConfig
-from gateway.errors import RequestRejected
+from gateway.errors import RequestRejected, TierUnavailable
+from gateway.providers.base import Delta, Usage
+from gateway.providers.completions import parse_chunk
 from gateway.security.pii import Redactor, Restorer, find
 from gateway.sse import SSEDecoder
 
@@ -66,3 +70,37 @@ def test_any_json_body_is_accepted_or_rejected_with_a_reason(body):
         parse_completion_request(body, ServerConfig(), frozenset({"scout"}))
     except RequestRejected as exc:
         assert 400 <= exc.status < 500 and exc.message
+
+
+def _maybe(strategy):
+    return st.one_of(JSON, strategy)
+
+
+UPSTREAM_CHUNK = st.fixed_dictionaries({}, optional={
+    "model": JSON,
+    "usage": _maybe(st.fixed_dictionaries({}, optional={"prompt_tokens": JSON,
+                                                        "completion_tokens": JSON})),
+    "choices": _maybe(st.lists(_maybe(st.fixed_dictionaries({}, optional={
+        "delta": _maybe(st.fixed_dictionaries({}, optional={"content": JSON,
+                                                            "tool_calls": JSON})),
+        "finish_reason": JSON})), max_size=3)),
+})
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=400)
+@given(st.one_of(UPSTREAM_CHUNK, JSON))
+def test_any_upstream_chunk_is_parsed_or_fails_the_tier_with_a_reason(chunk):
+    """Whatever an upstream streams, the race gets events of the right types or a TierError."""
+    try:
+        events = parse_chunk(json.dumps(chunk), "fallback-model", "on-prem")
+    except TierUnavailable as exc:
+        assert exc.reason.startswith("on-prem ")
+        return
+    for ev in events:
+        if isinstance(ev, Delta):
+            assert isinstance(ev.text, str) and isinstance(ev.model, str) and ev.model
+            assert ev.tool_calls is None or isinstance(ev.tool_calls, list)
+            assert ev.finish_reason is None or isinstance(ev.finish_reason, str)
+        else:
+            assert isinstance(ev, Usage)
+            assert isinstance(ev.prompt_tokens, int) and isinstance(ev.completion_tokens, int)

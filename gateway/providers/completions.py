@@ -1,0 +1,176 @@
+"""One streaming client for every OpenAI-compatible upstream (vLLM, llama.cpp, OpenAI).
+
+Both generative tiers speak the same wire protocol: POST /chat/completions with
+`stream: true`, then server-sent events of JSON chunks ending in `[DONE]`. So both
+go through this one aiohttp path — pooled keep-alive connections, an incremental
+SSE decoder, orjson, and one vocabulary of tier errors — and a failover from one
+to the other costs the same as a request to either (bench.tiers measures it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import TierMisconfigured, TierRejectedInput, TierUnavailable
+from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
+from gateway.sse import SSEDecoder
+
+# How long [DONE] may wait for the body's end before the connection is closed instead.
+DRAIN_S = 0.5
+
+
+def classify_status(status: int, body: str, where: str) -> Exception:
+    """Map an upstream HTTP error status to the tier error the race acts on."""
+    detail = body.strip().replace("\n", " ")[:200]
+    if status in (401, 403):
+        return TierMisconfigured(f"{where} refused the API key ({status})")
+    if status == 404:
+        return TierMisconfigured(f"{where} does not serve the configured model (404: {detail})")
+    if status in (400, 413, 422):
+        return TierRejectedInput(f"{where} rejected the request ({status}: {detail})")
+    return TierUnavailable(f"{where} answered {status}")
+
+
+def request_body(request: TierRequest, model: str, messages: list[dict[str, Any]]) -> bytes:
+    body: dict[str, Any] = {
+        **request.params,
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.tools:
+        body["tools"] = request.tools
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+    return orjson.dumps(body)
+
+
+class CompletionsClient:
+    """Streams one chat completion from `url` and yields Headers, Deltas and Usage.
+
+    `where` names the upstream in error reasons ("on-prem", "OpenAI"). A stream read
+    to `[DONE]` returns its connection to the pool; any other end (error, deadline,
+    the race cancelling a loser) closes it, so the upstream stops generating.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, where: str, model: str,
+                 api_key: str | None, timeout: aiohttp.ClientTimeout) -> None:
+        self.where = where
+        self.model = model
+        self._session = session
+        self._timeout = timeout
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = headers
+
+    async def stream(self, url: str, body: bytes) -> AsyncGenerator[StreamEvent, None]:
+        where = self.where
+        resp: aiohttp.ClientResponse | None = None
+        complete = False
+        try:
+            try:
+                resp = await self._session.post(url, data=body, headers=self._headers,
+                                                timeout=self._timeout)
+            except TimeoutError:
+                raise TierUnavailable(f"{where} timed out before answering") from None
+            except aiohttp.ClientConnectionError as exc:
+                raise TierUnavailable(f"{where} unreachable: {exc.__class__.__name__}") from None
+            if resp.status != 200:
+                raise classify_status(resp.status, await _read_some(resp), where)
+            yield HEADERS
+            decoder = SSEDecoder()
+            try:
+                async for chunk in resp.content.iter_any():
+                    for ev in decoder.feed(chunk):
+                        if ev.data == "[DONE]":
+                            complete = await _drained(resp)
+                            return
+                        for out in parse_chunk(ev.data, self.model, where):
+                            yield out
+            except TimeoutError:  # aiohttp's sock_read, where one is set
+                raise TierUnavailable(f"{where} went silent mid-stream") from None
+            except aiohttp.ClientPayloadError as exc:
+                raise TierUnavailable(f"{where} stream broke: {exc.__class__.__name__}") from None
+            except aiohttp.ClientConnectionError as exc:
+                raise TierUnavailable(
+                    f"{where} connection lost: {exc.__class__.__name__}") from None
+            raise TierUnavailable(f"{where} stream ended without [DONE]")
+        finally:
+            if resp is not None:
+                if complete:
+                    resp.release()  # back to the keep-alive pool
+                else:
+                    resp.close()    # close the socket so the upstream stops generating
+
+
+async def _drained(resp: aiohttp.ClientResponse) -> bool:
+    """Read what follows [DONE] (the chunked terminator) so the connection can be reused.
+
+    A response released before its body's end is closed, not pooled: each request
+    would then pay a new TCP (over the tailnet, WireGuard) handshake.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while await resp.content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        return False
+    return True
+
+
+async def _read_some(resp: aiohttp.ClientResponse) -> str:
+    try:
+        return (await asyncio.wait_for(resp.content.read(2048), 1.0)).decode("utf-8", "replace")
+    except (TimeoutError, aiohttp.ClientError):
+        return ""
+
+
+def parse_chunk(data: str, default_model: str, where: str) -> list[StreamEvent]:
+    """One `data:` payload of an OpenAI stream as the events the race consumes."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise TierUnavailable(f"{where} sent a chunk that is not JSON") from None
+    if not isinstance(chunk, dict):
+        raise TierUnavailable(f"{where} sent a chunk that is not a JSON object")
+    if "error" in chunk:
+        err = chunk["error"]
+        msg = err.get("message", "") if isinstance(err, dict) else str(err)
+        raise TierUnavailable(f"{where} reported an error mid-stream: {str(msg)[:200]}")
+    out: list[StreamEvent] = []
+    model = chunk.get("model")
+    if not isinstance(model, str) or not model:
+        model = default_model
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise TierUnavailable(f"{where} sent choices that are not a list")
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise TierUnavailable(f"{where} sent a choice that is not a JSON object")
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise TierUnavailable(f"{where} sent a delta that is not a JSON object")
+        text = delta.get("content") or ""
+        if not isinstance(text, str):
+            raise TierUnavailable(f"{where} sent content that is not text")
+        tool_calls = delta.get("tool_calls") or None
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise TierUnavailable(f"{where} sent tool_calls that are not a list")
+        finish = choice.get("finish_reason") or None
+        if finish is not None and not isinstance(finish, str):
+            raise TierUnavailable(f"{where} sent a finish_reason that is not text")
+        if text or tool_calls or finish:
+            out.append(Delta(text, model, tool_calls, finish))
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        out.append(Usage(prompt if isinstance(prompt, int) else 0,
+                         completion if isinstance(completion, int) else 0))
+    return out
