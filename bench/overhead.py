@@ -4,8 +4,9 @@
 
 The replica simulator (50 ms to first token, 20 chunks 5 ms apart) and this load tool
 run on core 1; the proxy under test (nginx with one worker, or one gateway process)
-runs alone on core 0. Each level sends the same load three ways in one run: straight to
-the simulator, through the on-prem nginx config, and through the gateway (unique
+runs alone on core 0. Each level sends the same load four ways in one run: straight to
+the simulator, through the on-prem nginx config, through bench.relay (a bare aiohttp
+byte relay: the floor for any Python gateway), and through the gateway (unique
 questions, so no answer comes from the cache). Reported: TTFT p50/p99 and what each
 proxy adds to it, throughput, and the proxy's CPU per request read from /proc.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,12 @@ from bench.load import run_load
 from onprem.nginx_conf import render_onprem
 
 MODEL = "llama-3.1-70b-instruct"
+
+
+def relay_proc(sim_url: str) -> procs.Proc:
+    port = procs.free_port()
+    return procs.Proc([sys.executable, "-m", "bench.relay", "--upstream", sim_url,
+                       "--port", str(port)], port, core=0)
 
 
 def nginx_proc(sim_port: int) -> procs.Proc:
@@ -52,6 +60,7 @@ async def run(levels: list[int], scale: float, workers: int = 1) -> None:
     key = procs.KEYS["ONPREM_API_KEY"]
     sim = procs.simulator(core=1, api_key=key, ttft=0.05, interval=0.005, tokens=20)
     nginx = nginx_proc(sim.port)
+    relay = relay_proc(sim.url)
     # --workers N: the gateway's N processes may use every core (so they share core 1
     # with the simulator and the load tool): compare its throughput, not its latency.
     gw = procs.gateway([sim.url], None, core=0 if workers == 1 else None,
@@ -67,10 +76,12 @@ async def run(levels: list[int], scale: float, workers: int = 1) -> None:
                               False)
             x = await measure(f"{nginx.url}/v1/chat/completions", nginx, conc, n, MODEL,
                               direct_h, False)
+            b = await measure(f"{relay.url}/v1/chat/completions", relay, conc, n, MODEL,
+                              direct_h, False)
             g = await measure(f"{gw.url}/v1/chat/completions", gw, conc, n, "scout",
                               procs.API_HEADERS, True)
-            results[str(conc)] = {"direct": d, "nginx": x, "gateway": g}
-            for name, r in (("direct", d), ("nginx", x), ("gateway", g)):
+            results[str(conc)] = {"direct": d, "nginx": x, "relay": b, "gateway": g}
+            for name, r in (("direct", d), ("nginx", x), ("relay", b), ("gateway", g)):
                 added50 = r["ttft_ms"]["p50"] - d["ttft_ms"]["p50"]
                 added99 = r["ttft_ms"]["p99"] - d["ttft_ms"]["p99"]
                 rows.append([conc, name, r["ttft_ms"]["p50"], r["ttft_ms"]["p99"],
@@ -81,15 +92,17 @@ async def run(levels: list[int], scale: float, workers: int = 1) -> None:
                              r["errors"]])
                 print(rows[-1], flush=True)
     finally:
-        for p in (gw, nginx, sim):
+        for p in (gw, relay, nginx, sim):
             p.stop()
     name = "overhead" if workers == 1 else f"overhead_workers{workers}"
     report.write(name, {"levels": results, "scale": scale, "workers": workers}, rows,
                  ["concurrency", "path", "TTFT p50 ms", "TTFT p99 ms", "added p50 ms",
                   "added p99 ms", "req/s", "req/s ÷ direct", "proxy CPU ms/req", "errors"],
                  note="Simulator: 50 ms to first token, 20 chunks 5 ms apart. Proxy alone on "
-                      "core 0 (nginx: 1 worker; gateway: 1 process); simulator and load tool on "
-                      "core 1. Added = this path minus direct, same run.")
+                      "core 0 (nginx: 1 worker; relay and gateway: 1 process); simulator and load "
+                      "tool on core 1. relay = bench.relay, a bare aiohttp byte relay on uvloop "
+                      "(the floor for a Python gateway). Added = this path minus direct, same "
+                      "run.")
 
 
 def main() -> None:

@@ -47,12 +47,12 @@ def pinned(cmd: list[str], core: int | None) -> list[str]:
 
 class Proc:
     def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None,
-                 core: int | None = None, timeout: float = 30.0) -> None:
+                 core: int | None = None, timeout: float = 30.0, cwd: Path | None = None) -> None:
         self.port = port
         # stderr to a file, never a pipe nobody drains: a chatty process (llama.cpp) would block.
         self.log = tempfile.NamedTemporaryFile(prefix="scout-bench-", suffix=".log", delete=False)
         self.popen = subprocess.Popen(pinned(cmd, core), env={**os.environ, **(env or {})},
-                                      stdout=subprocess.DEVNULL, stderr=self.log)
+                                      stdout=subprocess.DEVNULL, stderr=self.log, cwd=cwd)
         try:
             wait_port(port, timeout)
         except RuntimeError:
@@ -116,7 +116,8 @@ def redis(core: int | None = None) -> Proc:
 
 def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | None = None,
             core: int | None = None, deadlines: dict[str, float] | None = None,
-            extra_args: list[str] | None = None) -> Proc:
+            extra_args: list[str] | None = None, source: Path | None = None) -> Proc:
+    """One gateway process; `source` runs another checkout's code (bench.ab's baseline)."""
     data = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
     data["onprem"]["url"] = onprem_urls
     data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
@@ -137,5 +138,8 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
     env = {**KEYS, "SCOUT_LOG_LEVEL": "WARNING"}
     if redis_url:
         env["REDIS_URL"] = redis_url
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return Proc([sys.executable, "-m", "gateway", "serve", "--config", str(path), "--host",
-                 "127.0.0.1", "--port", str(port), *(extra_args or [])], port, env=env, core=core)
+                 "127.0.0.1", "--port", str(port), *(extra_args or [])], port, env=env, core=core,
+                cwd=source)

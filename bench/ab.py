@@ -1,0 +1,89 @@
+"""A/B: this checkout's gateway against another commit's, same load, alternating, one run.
+
+    python -m bench.ab --base HEAD~1 [--concurrency 32] [--requests 1500] [--rounds 3]
+
+The baseline runs from a temporary `git worktree` of `--base`. Both gateways sit on
+core 0 (only the one under load is busy), the simulator (50 ms to first token, 20
+chunks 5 ms apart) and the load tool on core 1. Rounds alternate base, head, base,
+head… so drift on a noisy machine hits both. Reported: per round TTFT p50/p99, req/s
+and gateway CPU per request; then the medians and head ÷ base.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench import procs, report
+from bench.load import run_load
+
+FAST = {"ttft": 0.05, "interval": 0.005, "tokens": 20}
+
+
+def worktree(ref: str) -> Path:
+    where = Path(tempfile.mkdtemp(prefix="scout-ab-"))
+    subprocess.run(["git", "-C", str(procs.ROOT), "worktree", "add", "--detach", "-q",
+                    str(where), ref], check=True)
+    return where
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base", required=True, help="the commit to compare against")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    base_sha = subprocess.run(["git", "-C", str(procs.ROOT), "rev-parse", "--short", args.base],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    tree = worktree(args.base)
+    sim = procs.simulator(core=1, api_key=procs.KEYS["ONPREM_API_KEY"], **FAST)
+    deadlines: dict[str, float] = {"headers_s": 10, "first_token_s": 20, "gap_s": 10}
+    gws = {"base": procs.gateway([sim.url], None, core=0, deadlines=deadlines, source=tree),
+           "head": procs.gateway([sim.url], None, core=0, deadlines=deadlines)}
+    rows, runs = [], []
+    try:
+        for rnd in range(args.rounds):
+            for name, gw in gws.items():
+                url = f"{gw.url}/v1/chat/completions"
+                asyncio.run(run_load(url, 8, 80, "scout", procs.API_HEADERS, vary=True))
+                cpu0 = gw.cpu_seconds()
+                s = asyncio.run(run_load(url, args.concurrency, args.requests, "scout",
+                                         procs.API_HEADERS, vary=True)).summary()
+                cpu_ms = (gw.cpu_seconds() - cpu0) * 1000 / max(1, s["ok"])
+                runs.append({"round": rnd, "version": name, "cpu_ms_per_request": cpu_ms, **s})
+                rows.append([rnd, name, s["ttft_ms"]["p50"], s["ttft_ms"]["p99"], s["rps"],
+                             cpu_ms, s["errors"]])
+                print(rows[-1], flush=True)
+    finally:
+        for p in (*gws.values(), sim):
+            p.stop()
+        subprocess.run(["git", "-C", str(procs.ROOT), "worktree", "remove", "--force",
+                        str(tree)], check=False)
+
+    def med(version: str, key: str) -> float:
+        return statistics.median(r[key] if key == "cpu_ms_per_request" else r["ttft_ms"][key]
+                                 for r in runs if r["version"] == version)
+
+    summary = {k: {"base": med("base", k), "head": med("head", k),
+                   "ratio": med("head", k) / med("base", k)}
+               for k in ("cpu_ms_per_request", "p50", "p99")}
+    for k, v in summary.items():
+        rows.append(["median", k, v["base"], v["head"], f"head ÷ base {v['ratio']:.3f}", "", ""])
+    report.write("ab", {"base": base_sha, "concurrency": args.concurrency, "runs": runs,
+                        "summary": summary}, rows,
+                 ["round", "version", "TTFT p50 ms", "TTFT p99 ms", "req/s", "gateway CPU ms/req",
+                  "errors"],
+                 note=f"base = {base_sha}, head = this checkout; {args.concurrency} streams, "
+                      f"{args.requests} requests a round; median rows: base, head, ratio.")
+
+
+if __name__ == "__main__":
+    main()
