@@ -19,7 +19,7 @@ def overhead() -> None:
     data = json.loads((RESULTS / "overhead.json").read_text())
     levels = sorted(data["levels"], key=int)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for path, color in (("gateway", "tab:blue"), ("nginx", "tab:gray")):
+    for path, color in (("gateway", "tab:blue"), ("relay", "tab:orange"), ("nginx", "tab:gray")):
         for p, style in (("p50", "-o"), ("p99", "--s")):
             added = [data["levels"][c][path]["ttft_ms"][p] - data["levels"][c]["direct"]["ttft_ms"][p]
                      for c in levels]

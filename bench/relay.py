@@ -5,7 +5,8 @@
 No auth, no parsing, no routing, no fallbacks: it forwards the request body to the
 upstream over a pooled connection and writes each piece of the answer as it arrives.
 bench.overhead runs it next to the gateway, so the table says how much of the
-gateway's cost is aiohttp and the event loop, and how much is Scout's own work.
+gateway's cost is aiohttp and the event loop, and how much is Scout's own work;
+`POST /constant` answers a canned completion, bench.cache's floor for a static reply.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ import aiohttp
 from aiohttp import web
 
 from gateway.cli import run
+
+# The size and shape of a short non-streamed completion.
+CONSTANT = {"id": "chatcmpl-0", "object": "chat.completion", "created": 0, "model": "canned",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": "x" * 200}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "served_by": ["static"]}
 
 
 def make_app(upstream: str) -> web.Application:
@@ -35,6 +43,10 @@ def make_app(upstream: str) -> web.Application:
             await resp.write_eof()
             return resp
 
+    async def constant(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response(CONSTANT)
+
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         app["session"] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000),
@@ -45,6 +57,7 @@ def make_app(upstream: str) -> web.Application:
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
     app.router.add_post("/v1/chat/completions", relay)
+    app.router.add_post("/constant", constant)  # bench.cache's floor: a canned answer
     return app
 
 
