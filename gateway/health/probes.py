@@ -104,7 +104,7 @@ async def get(session: aiohttp.ClientSession, url: str, timeout_s: float,
         async with asyncio.timeout(timeout_s):
             async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 # read(n) returns what has arrived so far: gather pieces up to the limit.
-                body = b""
+                body = bytearray()
                 while len(body) < limit and (piece := await resp.content.read(limit - len(body))):
                     body += piece
                 return HttpResult(resp.status, body.decode("utf-8", "replace"))
