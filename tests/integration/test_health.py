@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import time
@@ -73,10 +74,19 @@ async def test_a_blackholed_probe_costs_one_timeout_and_never_blocks_the_loop(gw
         except BlockingIOError:
             pass
         fillers.append(s)
-    url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+    try:
+        await _blackholed_probe(gw_client, settings, f"http://127.0.0.1:{hole.getsockname()[1]}")
+    finally:  # even when it fails: a leaked socket would fail a later test instead
+        for s in [*fillers, hole]:
+            s.close()
+
+
+async def _blackholed_probe(gw_client, settings, url: str) -> None:
     client = await gw_client(create_app(settings))
     session = client.app[UPSTREAM_SESSION]
     lags: list[float] = []
+    # Earlier tests leave a big heap: collect it now, not as a pause inside the window.
+    gc.collect()
 
     async def ticker() -> None:
         while True:
@@ -97,9 +107,9 @@ async def test_a_blackholed_probe_costs_one_timeout_and_never_blocks_the_loop(gw
     assert verdict.state == "down" and "no answer within 0.5 s" in verdict.reason
     assert 0.5 <= elapsed < 0.9, f"one attempt of one timeout, not retries: {elapsed:.2f} s"
     print(f"event loop lag during the blackholed probe: max {max(lags) * 1000:.1f} ms")
-    assert max(lags) < 0.1, "the probe never blocked the event loop"
-    for s in [*fillers, hole]:
-        s.close()
+    # A probe that blocked would stall the loop for its whole 0.5 s timeout; a busy CI
+    # machine stalls it for tens of milliseconds now and then.
+    assert max(lags) < 0.25, "the probe never blocked the event loop"
 
 
 async def test_a_killed_replica_is_marked_down_within_one_interval_and_its_recovery_seen(
