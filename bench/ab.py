@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench import procs, report
-from bench.load import run_load
+from bench.overhead import measure
 
 FAST = {"ttft": 0.05, "interval": 0.005, "tokens": 20}
 
@@ -52,13 +52,10 @@ def main() -> None:
     try:
         for rnd in range(args.rounds):
             for name, gw in gws.items():
-                url = f"{gw.url}/v1/chat/completions"
-                asyncio.run(run_load(url, 8, 80, "scout", procs.API_HEADERS, vary=True))
-                cpu0 = gw.cpu_seconds()
-                s = asyncio.run(run_load(url, args.concurrency, args.requests, "scout",
-                                         procs.API_HEADERS, vary=True)).summary()
-                cpu_ms = (gw.cpu_seconds() - cpu0) * 1000 / max(1, s["ok"])
-                runs.append({"round": rnd, "version": name, "cpu_ms_per_request": cpu_ms, **s})
+                s = asyncio.run(measure(f"{gw.url}/v1/chat/completions", gw, args.concurrency,
+                                        args.requests, "scout", procs.API_HEADERS, vary=True))
+                cpu_ms = s["cpu_ms_per_request"]
+                runs.append({"round": rnd, "version": name, **s})
                 rows.append([rnd, name, s["ttft_ms"]["p50"], s["ttft_ms"]["p99"], s["rps"],
                              cpu_ms, s["errors"]])
                 print(rows[-1], flush=True)

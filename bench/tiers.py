@@ -13,7 +13,7 @@ import asyncio
 import os
 
 from bench import procs, report
-from bench.load import run_load
+from bench.overhead import measure
 
 FAST = {"ttft": 0.05, "interval": 0.005, "tokens": 20}
 
@@ -36,12 +36,10 @@ def main() -> None:
     try:
         for rnd in range(args.rounds):
             for model in ("scout/onprem", "scout/openai"):
-                asyncio.run(run_load(url, 8, 40, model, procs.API_HEADERS, vary=True))
-                cpu0 = gw.cpu_seconds()
-                s = asyncio.run(run_load(url, args.concurrency, args.requests, model,
-                                         procs.API_HEADERS, vary=True)).summary()
-                cpu_ms = (gw.cpu_seconds() - cpu0) * 1000 / max(1, s["ok"])
-                runs.append({"round": rnd, "model": model, "cpu_ms_per_request": cpu_ms, **s})
+                s = asyncio.run(measure(url, gw, args.concurrency, args.requests, model,
+                                        procs.API_HEADERS, vary=True))
+                cpu_ms = s["cpu_ms_per_request"]
+                runs.append({"round": rnd, "model": model, **s})
                 rows.append([rnd, model, s["ttft_ms"]["p50"], s["ttft_ms"]["p99"], s["rps"],
                              cpu_ms, s["errors"]])
                 print(rows[-1], flush=True)
