@@ -36,7 +36,7 @@ def classify_status(status: int, body: str, where: str) -> Exception:
     return TierUnavailable(f"{where} answered {status}")
 
 
-def request_body(request: TierRequest, model: str, messages: list[dict[str, Any]]) -> bytes:
+def _request_body(request: TierRequest, model: str, messages: list[dict[str, Any]]) -> bytes:
     body: dict[str, Any] = {
         **request.params,
         "model": model,
@@ -70,8 +70,11 @@ class CompletionsClient:
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers = headers
 
-    async def stream(self, url: str, body: bytes) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(self, url: str, request: TierRequest,
+                     messages: list[dict[str, Any]]) -> AsyncGenerator[StreamEvent, None]:
+        """`messages` as sent: the request's own, or the OpenAI tier's redacted copy."""
         where = self.where
+        body = _request_body(request, self.model, messages)
         resp: aiohttp.ClientResponse | None = None
         complete = False
         try:

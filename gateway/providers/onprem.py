@@ -10,7 +10,7 @@ import aiohttp
 
 from gateway.config import OnpremConfig
 from gateway.providers.base import StreamEvent, TierRequest
-from gateway.providers.completions import CompletionsClient, request_body
+from gateway.providers.completions import CompletionsClient
 
 
 class OnpremProvider:
@@ -43,8 +43,9 @@ class OnpremProvider:
         url = self._pick_url()
         self._in_flight[url] += 1
         try:
-            body = request_body(request, self.model, request.upstream_messages())
-            async with aclosing(self._client.stream(f"{url}/v1/chat/completions", body)) as evs:
+            events = self._client.stream(f"{url}/v1/chat/completions", request,
+                                         request.upstream_messages())
+            async with aclosing(events) as evs:
                 async for ev in evs:
                     yield ev
         finally:

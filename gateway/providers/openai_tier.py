@@ -16,7 +16,7 @@ import aiohttp
 
 from gateway.config import OpenAIConfig
 from gateway.providers.base import Delta, StreamEvent, TierRequest
-from gateway.providers.completions import CompletionsClient, request_body
+from gateway.providers.completions import CompletionsClient
 from gateway.security.pii import Redactor, Restorer, redact_messages
 
 log = logging.getLogger("scout.openai")
@@ -51,8 +51,7 @@ class OpenAIProvider:
         # values are put back into the answer where it quotes them.
         redactor = Redactor()
         messages = redact_messages(request.upstream_messages(), redactor)
-        body = request_body(request, self.model, messages)
-        events = self._client.stream(self._url, body)
+        events = self._client.stream(self._url, request, messages)
         if not redactor.values:
             async with aclosing(events):
                 async for ev in events:
