@@ -16,12 +16,13 @@ from aiohttp import web
 
 from gateway.accounting import recorder
 from gateway.api import auth, chat_sse, dashboard, openai_api, ops, ws
-from gateway.api.auth import auth_middleware, rate_limit_middleware
+from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
     API_KEYS,
     CACHE,
     CHAT,
+    CLIENT_ADDRESSES,
     DRAINING,
     HEALTH,
     METRICS,
@@ -53,6 +54,7 @@ from gateway.providers.openai_tier import OpenAIProvider
 from gateway.providers.static import StaticProvider
 from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter
+from gateway.security.remote import ClientAddresses
 from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionIds, SessionStore
 from gateway.state.kv import KV, MemoryKV, RedisKV
@@ -69,9 +71,11 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     install_filters()
     # Bodies are read by the handlers themselves, up to the configured cap, so an
     # oversized body gets an error naming the limit instead of aiohttp's plain 413.
-    app = web.Application(middlewares=[error_middleware, auth_middleware, rate_limit_middleware],
+    addresses = ClientAddresses(settings.server.trusted_proxies)
+    app = web.Application(middlewares=[error_middleware, addresses.middleware, auth_middleware],
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
+    app[CLIENT_ADDRESSES] = addresses
     app[DRAINING] = asyncio.Event()
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
@@ -90,6 +94,8 @@ def create_app(settings: Settings, *, store: KV | None = None) -> web.Applicatio
     app.router.add_post("/api/ws-token", auth.ws_token)
     app.router.add_get("/api/demo-token", auth.demo_token)
     app.router.add_get("/health", ops.health)
+    app.router.add_get("/livez", ops.livez)
+    app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/openapi.json", ops.openapi)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/dashboard", dashboard.page)
@@ -175,7 +181,8 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
     app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
     rl = settings.rate_limits
     app[RATE_LIMITER] = RateLimiter(rl.per_key, rl.per_ip, rl.streams_per_key, rl.streams_per_ip,
-                                    link, settings.redis.url.get() if settings.redis.url else None)
+                                    link, settings.redis.url.get() if settings.redis.url else None,
+                                    per_user=rl.per_user, streams_per_user=rl.streams_per_user)
     monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
     try:
         yield

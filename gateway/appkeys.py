@@ -15,6 +15,7 @@ from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter
+from gateway.security.remote import ClientAddresses
 from gateway.security.tokens import TokenSigner
 from gateway.sessions import SessionStore
 from gateway.state.kv import KV
@@ -41,3 +42,4 @@ SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)
 SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections
+CLIENT_ADDRESSES = web.AppKey("client_addresses", ClientAddresses)  # trusted proxies, last seen

@@ -22,8 +22,9 @@ import yaml
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from gateway.api import ws
 from gateway.app import create_app
-from gateway.appkeys import API_KEYS, SETTINGS
+from gateway.appkeys import API_KEYS, DRAINING, SETTINGS
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
@@ -36,8 +37,11 @@ async def run_server(app: web.Application, host: str, port: int,
                      ready: Callable[[], object] = lambda: None) -> None:
     """Serve until SIGTERM/SIGINT, then drain; SIGHUP re-reads the API key file.
 
-    Client disconnects cancel their handlers (and so their upstreams) on the
-    stateless OpenAI path; session turns finish on their own (gateway.turns).
+    Draining starts in the signal handler itself: /readyz answers 503 at once, so a load
+    balancer stops sending customers, while this process keeps listening until answers in
+    flight finish (websocket.drain_s at most). New chats get a 503 with Retry-After.
+    Client disconnects cancel their handlers (and so their upstreams) on the stateless
+    OpenAI path; session turns finish on their own (gateway.turns).
     """
     drain_s = app[SETTINGS].ws.drain_s
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
@@ -45,14 +49,20 @@ async def run_server(app: web.Application, host: str, port: int,
     await runner.setup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_stop() -> None:
+        app[DRAINING].set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop)
     loop.add_signal_handler(signal.SIGHUP, lambda: app[API_KEYS].reload())
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()
         ready()
         await stop.wait()
-        logging.getLogger("scout").warning("event=shutdown drain_s=%g", drain_s)
+        logging.getLogger("scout").info("event=shutdown drain_s=%g", drain_s)
+        await ws.drain(app)
     finally:
         await runner.cleanup()
 

@@ -6,6 +6,7 @@ problem at once, so an operator fixes the file in one pass.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -135,6 +136,9 @@ class AuthConfig:
     demo_tokens: bool = False           # /api/demo-token hands out WebSocket tokens (demo only)
     allow_anonymous: bool = False       # no API key needed at all (never on the internet)
     staff_keys: Secret | None = None    # "label:token,..." for /health detail, /metrics, dashboard
+    # Key labels (the frontend's server) trusted to name the end user they call for, with
+    # the OpenAI `user` field or the X-Scout-User header: the per-user limits' third key.
+    end_user_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,8 @@ class RateLimitConfig:
     per_ip: str = "60/minute"
     streams_per_key: int = 200
     streams_per_ip: int = 8
+    per_user: str = "30/minute"   # per end user named by a key in auth.end_user_keys
+    streams_per_user: int = 2
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,9 @@ class ServerConfig:
     system_prompt: str = ""
     # How long a tier that failed on live traffic is skipped before traffic tries it again.
     passive_health_ttl_s: float = 10.0
+    # Peers whose X-Forwarded-For is believed (addresses or CIDRs): the edge nginx. From any
+    # other peer the header is ignored and the peer's own address is the client's.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -364,6 +373,33 @@ def _replicas(raw: Any, urls: tuple[str, ...], p: _Problems) -> tuple[Replica, .
     return tuple(out)
 
 
+def _networks(raw: Any, where: str, p: _Problems) -> tuple[str, ...]:
+    """Addresses or CIDRs (`10.0.0.5`, `172.18.0.0/16`, `::1`), each checked."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        p.add(f"{where}: must be a list of addresses or CIDRs like 172.18.0.0/16")
+        return ()
+    out = []
+    for item in raw:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            p.add(f"{where}: {item!r} is not an IP address or CIDR")
+            continue
+        out.append(str(item))
+    return tuple(out)
+
+
+def _labels(raw: Any, where: str, p: _Problems) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        p.add(f"{where}: must be a list of API key labels")
+        return ()
+    return tuple(raw)
+
+
 def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate Settings; raises ConfigError with every problem found."""
     env = os.environ if env is None else env
@@ -382,6 +418,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         body_timeout_s=_num(s, "body_timeout_s", 10.0, "server", p),
         system_prompt=str(s.get("system_prompt") or ""),
         passive_health_ttl_s=_num(s, "passive_health_ttl_s", 10.0, "server", p),
+        trusted_proxies=_networks(s.get("trusted_proxies", ["127.0.0.1", "::1"]),
+                                  "server.trusted_proxies", p),
     )
 
     o = _section(data, "onprem", p)
@@ -469,6 +507,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         allow_anonymous=allow_anonymous,
         staff_keys=Secret(env[str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS"))].strip())
         if env.get(str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS")), "").strip() else None,
+        end_user_keys=_labels(au.get("end_user_keys"), "auth.end_user_keys", p),
     )
 
     h = _section(data, "health", p)
@@ -499,9 +538,11 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     rate_limits = RateLimitConfig(
         per_key=str(rl.get("per_key", "600/minute")), per_ip=str(rl.get("per_ip", "60/minute")),
         streams_per_key=_num(rl, "streams_per_key", 200, "rate_limits", p, integer=True),
-        streams_per_ip=_num(rl, "streams_per_ip", 8, "rate_limits", p, integer=True))
+        streams_per_ip=_num(rl, "streams_per_ip", 8, "rate_limits", p, integer=True),
+        per_user=str(rl.get("per_user", "30/minute")),
+        streams_per_user=_num(rl, "streams_per_user", 2, "rate_limits", p, integer=True))
     from limits import parse as parse_limit
-    for name in ("per_key", "per_ip"):
+    for name in ("per_key", "per_ip", "per_user"):
         try:
             parse_limit(getattr(rate_limits, name))
         except ValueError:

@@ -4,6 +4,7 @@
     ├── ConfigError            refuse to start; lists every problem at once
     ├── RequestRejected        answer the client with a 4xx naming the problem
     │   ├── PayloadTooLarge    413
+    │   ├── ShuttingDown       503: draining, ask another gateway
     │   └── PrivacyViolation   a private intent was about to leave the building
     └── TierError              one tier could not answer: try the next one
         ├── TierUnavailable    refused, timed out, 5xx, dropped: transient
@@ -45,10 +46,29 @@ class RequestRejected(GatewayError):
         if code is not None:
             self.code = code
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers that belong with this refusal (Retry-After, ...)."""
+        return {}
+
 
 class PayloadTooLarge(RequestRejected):
     status = 413
     code = "payload_too_large"
+
+
+class ShuttingDown(RequestRejected):
+    """This process is draining (SIGTERM): new chats go to another gateway."""
+
+    status = 503
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("this gateway is shutting down; retry (another gateway will answer)")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class PrivacyViolation(RequestRejected):

@@ -1,7 +1,8 @@
 """Render nginx/onprem.conf and nginx/edge.conf from their templates.
 
     python -m onprem.nginx_conf onprem --listen 8000 --replica replica-1=replica-1:8000 ...
-    python -m onprem.nginx_conf edge --gateway gateway:8080 --server-name scout.example.com
+    python -m onprem.nginx_conf edge --gateway gateway:8080 --server-name scout.example.com \
+        [--nginx-version 1.27.3]
 
 The replica list is the only thing that changes from box to box, so it is
 rendered rather than hand-edited; tests render the same files with local
@@ -56,12 +57,31 @@ def render_onprem(replicas: list[tuple[str, str]], listen: str = "8000",
             .replace("{{listen}}", listen))
 
 
+# nginx 1.25.1 moved HTTP/2 from the listen line to its own directive (and deprecated the
+# old form); the compose file pins 1.27, Debian 12 ships 1.22.
+HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+
+
+def nginx_version(text: str) -> tuple[int, ...]:
+    """`1.27.3` (or `nginx version: nginx/1.22.1`) as a tuple."""
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not found:
+        raise ValueError(f"--nginx-version takes a version like 1.27.3, got {text!r}")
+    return tuple(int(x) for x in found.groups())
+
+
 def render_edge(gateway: str, server_name: str = "_", cert: str = "/etc/nginx/certs/fullchain.pem",
                 key: str = "/etc/nginx/certs/privkey.pem", http_port: str = "80",
-                https_port: str = "443", template: Path = TEMPLATES / "edge.conf.template") -> str:
+                https_port: str = "443", template: Path = TEMPLATES / "edge.conf.template",
+                nginx: tuple[int, ...] = (1, 27, 3)) -> str:
     if not _ADDR.match(gateway):
         raise ValueError(f"--gateway takes HOST:PORT, got {gateway!r}")
+    if nginx >= HTTP2_DIRECTIVE_SINCE:
+        listen = f"listen {https_port} ssl;\n        http2 on;"
+    else:
+        listen = f"listen {https_port} ssl http2;"
     return (template.read_text().replace("{{gateway}}", gateway)
+            .replace("{{https_listen}}", listen)
             .replace("{{server_name}}", server_name).replace("{{cert}}", cert)
             .replace("{{key}}", key).replace("{{http_port}}", http_port)
             .replace("{{https_port}}", https_port))
@@ -80,13 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--key", default="/etc/nginx/certs/privkey.pem")
     e.add_argument("--http-port", default="80")
     e.add_argument("--https-port", default="443")
+    e.add_argument("--nginx-version", default="1.27.3",
+                   help="the nginx that will run it (HTTP/2 syntax differs before 1.25.1)")
     args = ap.parse_args(argv)
     try:
         if args.which == "onprem":
             out = render_onprem([parse_replica(r) for r in args.replica], args.listen)
         else:
             out = render_edge(args.gateway, args.server_name, args.cert, args.key,
-                              args.http_port, args.https_port)
+                              args.http_port, args.https_port,
+                              nginx=nginx_version(args.nginx_version))
     except ValueError as exc:
         ap.error(str(exc))
     sys.stdout.write(out)

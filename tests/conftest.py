@@ -25,6 +25,7 @@ def example_config() -> dict[str, Any]:
 SIGNING_SECRET = "signing-secret-for-tests-0123456789"
 API_KEY = "frontend-test-key-77d2e1"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+OTHER_KEY = "mobile-test-key-5be0c3"   # a second frontend key, labelled "mobile"
 STAFF_KEY = "staff-test-token-4c1d9a"
 STAFF = {"Authorization": f"Bearer {STAFF_KEY}"}
 
@@ -53,7 +54,7 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     if mutate is not None:
         mutate(data)
     env = {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
-           "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY}",
+           "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY},mobile:{OTHER_KEY}",
            "SCOUT_STAFF_KEYS": f"ops:{STAFF_KEY}"}
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -138,7 +139,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    secrets = {"ONPREM_KEY": ONPREM_KEY, "OPENAI_KEY": OPENAI_KEY, "API_KEY": API_KEY,
+    secrets = {"ONPREM_KEY": ONPREM_KEY, "OPENAI_KEY": OPENAI_KEY, "API_KEY": API_KEY, "OTHER_KEY": OTHER_KEY,
                "STAFF_KEY": STAFF_KEY, "SIGNING_SECRET": SIGNING_SECRET}
     leaks = [(name, line[:200]) for line in _ALL_LOGS.lines
              for name, value in secrets.items() if value in line]

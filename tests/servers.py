@@ -84,6 +84,14 @@ class Nginx:
         self.conf.write_text(conf)
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def version() -> tuple[int, ...]:
+        """The installed nginx's version: edge configs are rendered for it."""
+        from onprem.nginx_conf import nginx_version
+        out = subprocess.run([need_binary("nginx", "nginx"), "-v"], capture_output=True,
+                             text=True, timeout=10)
+        return nginx_version(out.stderr or out.stdout)
+
     def test(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run([self.binary, "-t", "-p", str(self.workdir), "-c", str(self.conf),
                                "-e", "stderr"], capture_output=True, text=True, timeout=30)

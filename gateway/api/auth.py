@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
 from gateway.api.errors import error_response
-from gateway.appkeys import API_KEYS, METRICS, RATE_LIMITER, SETTINGS, SIGNER
-from gateway.security.ratelimit import client_ip
+from gateway.api.requests import end_user_id, read_json_body
+from gateway.appkeys import API_KEYS, DRAINING, METRICS, RATE_LIMITER, SETTINGS, SIGNER
+from gateway.errors import RequestRejected, ShuttingDown
+from gateway.security.ratelimit import Caller
+from gateway.security.remote import client_address
 
 # Reachable without a frontend API key: coarse health, the demo page and its assets, the
 # WebSocket (it checks its own credentials: a browser can't send headers on it), and the
 # staff endpoints, which check staff credentials instead.
-PUBLIC_PATHS = frozenset({"/health", "/chat", "/api/demo-token", "/ws/chat", "/metrics",
-                          "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/livez", "/readyz", "/chat", "/api/demo-token",
+                          "/ws/chat", "/metrics", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/dashboard")
 KEY_LABEL = web.RequestKey("key_label", str)
 
@@ -36,8 +40,10 @@ async def auth_middleware(request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
     path = request.path
-    # A CORS preflight never carries credentials; its handler checks only the origin.
-    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS":
+    # A CORS preflight never carries credentials; its handler checks only the origin. An
+    # unknown path or method is a 404/405 for anyone: there is nothing there to protect.
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS" \
+            or request.match_info.http_exception is not None:
         return await handler(request)
     if request.app[SETTINGS].auth.allow_anonymous:
         request[KEY_LABEL] = "anonymous"
@@ -52,10 +58,53 @@ async def auth_middleware(request: web.Request,
     return await handler(request)
 
 
+END_USER_HEADER = "X-Scout-User"
+def caller(request: web.Request, body_user: str | None = None,
+           label: str | None = None) -> Caller:
+    """Who this request counts against. The end user (X-Scout-User, else the body's `user`)
+    counts only for keys listed in auth.end_user_keys: the frontend's server, which knows
+    its customers. For other keys the header is refused and `user` is OpenAI's optional
+    abuse-monitoring id, not a limit key."""
+    label = label or request.get(KEY_LABEL, "anonymous")
+    allowed = label in request.app[SETTINGS].auth.end_user_keys
+    header = end_user_id(request.headers.get(END_USER_HEADER), END_USER_HEADER)
+    if header is not None and not allowed:
+        raise RequestRejected(f"this API key ({label}) may not name end users with "
+                              f"{END_USER_HEADER}: list its label in auth.end_user_keys",
+                              status=403, code="end_user_not_allowed")
+    user = header if header is not None else body_user
+    return Caller(label, client_address(request), user if allowed else None)
+
+
+def admitted(app: web.Application, who: Caller) -> AbstractAsyncContextManager[None]:
+    """Every chat path (OpenAI API, SSE, each WebSocket chat) runs its answer inside this:
+    refused while draining, checked against the per-key, per-address and per-user windows,
+    and counted as one stream while it lasts."""
+    if app[DRAINING].is_set():
+        raise ShuttingDown()
+    return app[RATE_LIMITER].admitted(
+        who, lambda refusal: app[METRICS].rate_limited.labels(refusal.scope).inc())
+
+
 async def ws_token(request: web.Request) -> web.Response:
-    """POST /api/ws-token: the frontend's server side trades its API key for a browser token."""
+    """POST /api/ws-token: the frontend's server side trades its API key for a browser token.
+
+    A key in auth.end_user_keys may name the customer the token is for (`{"user": ...}` or
+    X-Scout-User): that customer's per-user limits then follow the socket."""
+    user = None
+    if request.can_read_body:
+        body = await read_json_body(request)
+        if not isinstance(body, dict):
+            raise RequestRejected("request body must be a JSON object or empty",
+                                  code="invalid_json")
+        user = end_user_id(body.get("user"), "user")
+    who = caller(request, user)
+    if user is not None and who.user is None:
+        raise RequestRejected(f"this API key ({who.label}) may not name end users: list its "
+                              "label in auth.end_user_keys", param="user", status=403,
+                              code="end_user_not_allowed")
     ttl = request.app[SETTINGS].auth.ws_token_ttl_s
-    token = request.app[SIGNER].issue(request[KEY_LABEL], ttl)
+    token = request.app[SIGNER].issue(request[KEY_LABEL], ttl, user=who.user)
     return web.json_response({"token": token, "expires_in": int(ttl),
                               "subprotocols": ["scout.v1", f"bearer.{token}"]})
 
@@ -67,28 +116,3 @@ async def demo_token(request: web.Request) -> web.Response:
         return error_response(404, "demo tokens are off (auth.demo_tokens)", "not_found")
     token = request.app[SIGNER].issue("demo-page", settings.auth.ws_token_ttl_s)
     return web.json_response({"token": token, "expires_in": int(settings.auth.ws_token_ttl_s)})
-
-
-LIMITED_PATHS = frozenset({"/v1/chat/completions", "/api/chat"})
-
-
-@web.middleware
-async def rate_limit_middleware(request: web.Request,
-                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                                ) -> web.StreamResponse:
-    """Requests per minute and streams at once, per key and per client address: 429 past them."""
-    if request.method != "POST" or request.path not in LIMITED_PATHS:
-        return await handler(request)
-    limiter = request.app[RATE_LIMITER]
-    label = request.get(KEY_LABEL, "anonymous")
-    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"))
-    refusal = await limiter.check(label, ip)
-    if refusal is not None:
-        request.app[METRICS].rate_limited.labels(refusal.scope).inc()
-        return error_response(429, refusal.message, "rate_limit_exceeded",
-                              headers={"Retry-After": str(refusal.retry_after_s)})
-    limiter.open(label, ip)
-    try:
-        return await handler(request)
-    finally:
-        limiter.close(label, ip)

@@ -8,32 +8,16 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.auth import admitted, caller
 from gateway.api.openai_api import SSE_HEADERS
-from gateway.api.requests import read_json_body, validate_messages
+from gateway.api.relay import relay
+from gateway.api.requests import end_user_id, read_json_body, validate_messages
 from gateway.appkeys import CHAT, SESSIONS, SETTINGS, TURNS
-from gateway.chat import Started, Turn, TurnEvent
+from gateway.chat import Turn
 from gateway.errors import RequestRejected
-from gateway.routing.driver import SwitchOut, TextOut
 from gateway.sse import encode_event
-from gateway.turns import Overflow, TurnEnd
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
-def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
-    """One turn event as (name, body): the protocol shared by SSE and WebSocket."""
-    if isinstance(ev, TextOut):
-        return "delta", {"id": turn_id, "text": ev.text, "tier": ev.tier}
-    if isinstance(ev, Started):
-        return "start", {"id": turn_id, "intent": ev.intent, "tier": ev.tier,
-                         "skipped": [{"tier": t, "reason": r} for t, r in ev.skipped]}
-    if isinstance(ev, SwitchOut):
-        return "switch", {"id": turn_id, "from": ev.from_tier, "to": ev.to_tier,
-                          "reason": ev.reason}
-    if ev.complete:
-        return "done", ev.done_event()
-    return "error", {"id": turn_id, "code": "all_tiers_failed",
-                     "message": f"no tier could answer: {ev.error}"}
 
 
 def checked_message_id(value: Any) -> str:
@@ -58,6 +42,7 @@ class ChatBody:
     msg_id: str | None
     session: str | None
     history: list[dict[str, Any]]
+    user: str | None = None     # the end user, from a key trusted to name them
 
 
 def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
@@ -82,7 +67,7 @@ def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
                               code="invalid_value")
     messages = validate_messages([*history, {"role": "user", "content": message}], server,
                                  param="history")
-    return ChatBody(message, msg_id, session, messages[:-1])
+    return ChatBody(message, msg_id, session, messages[:-1], end_user_id(body.get("user"), "user"))
 
 
 async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn, dict[str, Any]]:
@@ -98,35 +83,20 @@ async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn,
 
 
 async def chat_sse(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    body = parse_chat_body(await read_json_body(request),
-                           request.app)
-    sid, turn, user = await session_turn(request.app, body)
-    _, listener = request.app[TURNS].start(turn, sid, user, settings.ws.max_buffered_bytes)
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    await resp.prepare(request)
-    name = ""
-    while not isinstance(ev := await listener.get(), TurnEnd):
-        if isinstance(ev, Overflow):
-            name = "error"
-            await resp.write(encode_event(name, slow_consumer(turn.id, listener.limit)))
-            break
-        name, payload = event_payload(turn.id, ev)
-        if name == "start":
-            payload["session"] = sid
-        await resp.write(encode_event(name, payload))
-    if name not in ("done", "error"):  # the turn was cancelled (shutdown): never end silently
-        await resp.write(encode_event("error", {
-            "id": turn.id, "code": "interrupted",
-            "message": "the answer was cut off before it finished; what was written is kept"}))
-    await resp.write_eof()
-    return resp
+    app = request.app
+    body = parse_chat_body(await read_json_body(request), app)
+    async with admitted(app, caller(request, body.user)):
+        sid, turn, user = await session_turn(app, body)
+        _, listener = app[TURNS].start(turn, sid, user, app[SETTINGS].ws.max_buffered_bytes)
+        resp = web.StreamResponse(headers=SSE_HEADERS)
+        await resp.prepare(request)
 
+        async def send(name: str, payload: dict[str, Any]) -> None:
+            await resp.write(encode_event(name, payload))
 
-def slow_consumer(turn_id: str, limit: int) -> dict[str, Any]:
-    return {"id": turn_id, "code": "slow_consumer",
-            "message": f"this client fell more than {limit} bytes behind the answer; it is "
-                       "still being written — fetch it with resume"}
+        await relay(listener, turn.id, sid, send)
+        await resp.write_eof()
+        return resp
 
 
 async def fetch_answer(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.errors import error_response
 from gateway.api.ops import health_picture, is_staff
 from gateway.appkeys import DRAINING, SETTINGS, SIGNER, STAFF_KEYS, STATS
 from gateway.stats import NANO, percentile_ms, summarize
@@ -96,9 +97,7 @@ async def snapshot(app: web.Application) -> dict[str, Any]:
 
 
 def _forbidden() -> web.Response:
-    return web.json_response({"error": {"message": "staff sign-in required", "type":
-                                        "authentication_error", "param": None,
-                                        "code": "staff_only"}}, status=401)
+    return error_response(401, "staff sign-in required", "staff_only")
 
 
 async def data(request: web.Request) -> web.Response:

@@ -13,15 +13,18 @@ from gateway.errors import RequestRejected
 
 log = logging.getLogger("scout.http")
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
-          413: "invalid_request_error",
-          415: "invalid_request_error", 429: "rate_limit_error"}
+def error_type(status: int) -> str:
+    """OpenAI's `type` for a status: what its SDKs and dashboards expect (a bad key is an
+    `invalid_request_error` with code `invalid_api_key`; a request-rate limit is `requests`
+    with code `rate_limit_exceeded`)."""
+    if status == 429:
+        return "requests"
+    return "invalid_request_error" if status < 500 else "server_error"
 
 
 def error_body(status: int, message: str, code: str | None = None,
                param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": _TYPES.get(status, "server_error"),
+    return {"error": {"message": message, "type": error_type(status),
                       "param": param, "code": code}}
 
 
@@ -38,7 +41,8 @@ async def error_middleware(request: web.Request,
     try:
         return await handler(request)
     except RequestRejected as exc:
-        return error_response(exc.status, exc.message, exc.code, exc.param)
+        return error_response(exc.status, exc.message, exc.code, exc.param,
+                              headers=exc.headers or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

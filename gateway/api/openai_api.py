@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.api.auth import admitted, caller
+from gateway.api.relay import all_tiers_failed
 from gateway.api.requests import (
     ROUTED_MODEL,
     CompletionRequest,
@@ -49,11 +51,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_body(request)
     req = parse_completion_request(body, settings.server, model_ids(settings))
     pin = None if req.model == ROUTED_MODEL else req.model.split("/", 1)[1]
-    turn = request.app[CHAT].prepare(req.messages, pin=pin, params=req.params, tools=req.tools,
-                                     tool_choice=req.tool_choice)
-    if req.stream:
-        return await _stream(request, turn, req)
-    return await _complete(request, turn)
+    async with admitted(request.app, caller(request, req.user)):
+        turn = request.app[CHAT].prepare(req.messages, pin=pin, params=req.params,
+                                         tools=req.tools, tool_choice=req.tool_choice)
+        if req.stream:
+            return await _stream(request, turn, req)
+        return await _complete(request, turn)
 
 
 def _scout_headers(turn: Turn) -> dict[str, str]:
@@ -83,9 +86,7 @@ async def _stream(request: web.Request, turn: Turn, req: CompletionRequest) -> w
                                                     "logprobs": None, "finish_reason": None}]}))
             elif isinstance(ev, TurnOutcome):
                 if not ev.complete:
-                    await resp.write(encode_data({"error": {
-                        "message": f"no tier could answer: {ev.error}", "type": "server_error",
-                        "param": None, "code": "all_tiers_failed"}}))
+                    await resp.write(encode_data({"error": all_tiers_failed(ev.error)}))
                     break
                 await resp.write(encode_data({
                     "id": cid, "object": "chat.completion.chunk", "created": created,
@@ -138,8 +139,7 @@ async def _complete(request: web.Request, turn: Turn) -> web.Response:
     if outcome is None or not outcome.complete:
         reason = outcome.error if outcome else "no answer"
         return web.Response(status=502, content_type="application/json", body=orjson.dumps(
-            {"error": {"message": f"no tier could answer: {reason}", "type": "server_error",
-                       "param": None, "code": "all_tiers_failed"}}))
+            {"error": all_tiers_failed(reason)}))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(parts) or None}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]

@@ -15,6 +15,8 @@ from gateway.api.auth import presented_key
 from gateway.api.errors import error_response
 from gateway.appkeys import (
     CHAT,
+    CLIENT_ADDRESSES,
+    DRAINING,
     HEALTH,
     METRICS,
     RATE_LIMITER,
@@ -77,7 +79,12 @@ def health_picture(app: web.Application) -> dict[str, Any]:
                 if t["kind"] == "replica"}
     serving = sum(1 for r in replicas.values() if r["state"] in ("up", "busy"))
     store["rate_limits"] = app[RATE_LIMITER].mode
-    return {"status": status, "version": __version__, "tiers": tiers,
+    addresses = app[CLIENT_ADDRESSES]
+    return {"status": status, "version": __version__, "draining": app[DRAINING].is_set(),
+            "tiers": tiers,
+            "client_addresses": {"trusted_proxies": list(addresses.trusted),
+                                 "last_request": addresses.last.as_dict()
+                                 if addresses.last else None},
             "capacity": {"replicas_serving": serving, "replicas": len(replicas)},
             "targets": monitor.snapshot()["targets"], "monitor": monitor.role,
             "fallback_alert": monitor.alerting, "store": store,
@@ -111,8 +118,26 @@ def staff_only() -> web.Response:
                           headers={"WWW-Authenticate": 'Bearer realm="scout-staff"'})
 
 
+async def livez(request: web.Request) -> web.Response:
+    """GET /livez: 200 while the event loop turns. For a restart policy: nothing upstream
+    (a down GPU box, OpenAI, Redis) makes it fail, so an outage never restarts a gateway
+    that is still answering from cache and static replies."""
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """GET /readyz: 200 while this gateway should get traffic — it can always answer (static
+    replies need nothing) — and 503 from the moment it starts draining (SIGTERM), so a load
+    balancer stops sending new customers while answers in flight finish."""
+    if request.app[DRAINING].is_set():
+        return web.json_response({"status": "draining"}, status=503,
+                                 headers={"Retry-After": "1"})
+    return web.json_response({"status": "ready"})
+
+
 async def health(request: web.Request) -> web.Response:
-    """200 while any model can answer (ok/degraded), 503 when only cache and static are left.
+    """200 while any model can answer (ok/degraded), 503 when only cache and static are left:
+    for humans and alerts. Orchestrators use /livez and /readyz instead.
 
     Without staff credentials only the status and each tier's state are shown.
     """
@@ -120,6 +145,7 @@ async def health(request: web.Request) -> web.Response:
     code = 503 if picture["status"] == "down" else 200
     if not is_staff(request):
         picture = {"status": picture["status"], "version": __version__,
+                   "draining": picture["draining"],
                    "tiers": {t: {"state": v["state"]} for t, v in picture["tiers"].items()},
                    "store": {"state": picture["store"]["state"]}}
     return web.json_response(picture, status=code)

@@ -24,6 +24,16 @@ ROUTED_MODEL = "scout"
 _KIND = {str: "string", list: "list"}
 
 
+def end_user_id(value: Any, param: str) -> str | None:
+    """An end-user id as sent (OpenAI's `user`, X-Scout-User): 1-256 printable characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 256 or not value.isprintable():
+        raise RequestRejected(f"{param} must be 1-256 printable characters naming the end user",
+                              param=param, code="invalid_value")
+    return value
+
+
 def tier_model_id(tier: str) -> str:
     """The public model id that pins a tier, as listed by /v1/models."""
     return f"{ROUTED_MODEL}/{tier}"
@@ -125,6 +135,7 @@ class CompletionRequest:
     params: dict[str, Any] = field(default_factory=dict)
     tools: list[Any] | None = None
     tool_choice: Any = None
+    user: str | None = None       # OpenAI's end-user id (per-user limits; never sent upstream)
 
 
 def parse_completion_request(body: Any, server: ServerConfig,
@@ -180,5 +191,6 @@ def parse_completion_request(body: Any, server: ServerConfig,
         except (orjson.JSONEncodeError, RecursionError):
             raise _reject("tools is nested too deeply", "tools") from None
         tools = tools or None
+    user = end_user_id(body.get("user"), "user")
     return CompletionRequest(model, messages, stream, include_usage, params, tools,
-                             body.get("tool_choice") if tools else None)
+                             body.get("tool_choice") if tools else None, user)

@@ -20,36 +20,37 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import __version__
-from gateway.api.auth import presented_key, unauthorized
+from gateway.api.auth import admitted, caller, presented_key, unauthorized
 from gateway.api.chat_sse import (
     MESSAGE_ID,
+    ChatBody,
     checked_message_id,
     checked_session,
-    event_payload,
     parse_chat_body,
     session_turn,
 )
 from gateway.api.errors import error_response
+from gateway.api.relay import relay
 from gateway.appkeys import (
     API_KEYS,
     DRAINING,
-    METRICS,
-    RATE_LIMITER,
     SESSIONS,
     SETTINGS,
     SIGNER,
     SOCKETS,
     TURNS,
 )
-from gateway.errors import RequestRejected
-from gateway.security.ratelimit import client_ip
-from gateway.turns import Listener, LiveTurn, Overflow, TurnEnd
+from gateway.errors import RequestRejected, ShuttingDown
+from gateway.security.ratelimit import Caller, RateLimited
+from gateway.security.remote import client_address
+from gateway.turns import Listener, LiveTurn
 
 log = logging.getLogger("scout.ws")
 
@@ -57,22 +58,26 @@ SUBPROTOCOL = "scout.v1"
 PROTOCOL_VERSION = 1
 RESUME_POLL_S = 0.2
 RESUME_WAIT_S = 60.0
-INTERRUPTED = ("the answer was cut off before it finished (the server is shutting down); "
-               "what was written is kept: resume it or ask again")
 
 
-def authenticate(request: web.Request) -> str | None:
-    """A label from an API key header (servers) or a `bearer.<token>` subprotocol (browsers)."""
+def authenticate(request: web.Request) -> Caller | None:
+    """Who the socket counts against: a label from an API key header (servers, which may
+    name the end user with X-Scout-User) or from a `bearer.<token>` subprotocol (browsers:
+    the token carries the end user it was minted for)."""
     app = request.app
     if app[SETTINGS].auth.allow_anonymous:
-        return "anonymous"
+        return caller(request, label="anonymous")
     key = presented_key(request)
     if key:
-        return app[API_KEYS].check(key)
+        label = app[API_KEYS].check(key)
+        return caller(request, label=label) if label is not None else None
     offered = request.headers.get("Sec-WebSocket-Protocol", "")
     for proto in (p.strip() for p in offered.split(",")):
         if proto.startswith("bearer."):
-            return app[SIGNER].verify(proto[7:])
+            claims = app[SIGNER].claims(proto[7:])
+            if claims is None:
+                return None
+            return Caller(claims[0], client_address(request), claims[1])
     return None
 
 
@@ -82,8 +87,11 @@ async def ws_chat(request: web.Request) -> web.StreamResponse:
     if origin is not None and origin.rstrip("/") not in settings.auth.allowed_origins:
         return error_response(403, f"origin {origin[:200]} may not open this WebSocket",
                               "origin_not_allowed")
-    label = authenticate(request)
-    if label is None:
+    try:
+        who = authenticate(request)
+    except RequestRejected as exc:
+        return error_response(exc.status, exc.message, exc.code, exc.param)
+    if who is None:
         return unauthorized("send an API key header, or a token from POST /api/ws-token as "
                             "the subprotocol 'bearer.<token>'")
     if request.app[DRAINING].is_set():
@@ -92,8 +100,7 @@ async def ws_chat(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=settings.ws.heartbeat_s,
                                max_msg_size=settings.ws.max_frame_bytes)
     await ws.prepare(request)
-    conn = Connection(request.app, ws, label,
-                      client_ip(request.remote, request.headers.get("X-Forwarded-For")))
+    conn = Connection(request.app, ws, who)
     request.app[SOCKETS].add(conn)
     try:
         await conn.serve()
@@ -119,12 +126,11 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse, label: str,
-                 ip: str = "unknown") -> None:
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, who: Caller) -> None:
         self.app = app
         self.ws = ws
-        self.label = label
-        self.ip = ip
+        self.who = who
+        self.label = who.label
         self.cfg = app[SETTINGS].ws
         self.bucket = TokenBucket(self.cfg.messages_per_s, self.cfg.burst)
         self.strikes = 0
@@ -194,17 +200,20 @@ class Connection:
                 await self.error(chat_id, "unknown_type",
                                  "type must be one of chat, resume, ping")
         except RequestRejected as exc:
-            await self.error(chat_id, exc.code, exc.message)
+            await self.rejected(chat_id, exc)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("event=ws_unhandled label=%s", self.label)
             await self.error(chat_id, "internal_error", "internal error; it has been logged")
 
+    async def rejected(self, chat_id: str | None, exc: RequestRejected) -> None:
+        await self.error(chat_id, "rate_limited" if isinstance(exc, RateLimited) else exc.code,
+                         exc.message)
+
     def _admit(self, chat_id: str) -> None:
         if self.app[DRAINING].is_set():
-            raise RequestRejected("this gateway is shutting down; reconnect and ask again",
-                                  code="shutting_down")
+            raise ShuttingDown()
         if chat_id in self.pumps:
             raise RequestRejected(f"a chat with id {chat_id} is already in flight",
                                   code="duplicate_id")
@@ -218,14 +227,21 @@ class Connection:
         parsed = parse_chat_body({k: v for k, v in body.items() if k != "type"}, self.app)
         chat_id = parsed.msg_id or body["id"]
         self._admit(chat_id)
-        refusal = await self.app[RATE_LIMITER].check(self.label, self.ip)
-        if refusal is not None:
-            self.app[METRICS].rate_limited.labels(refusal.scope).inc()
-            raise RequestRejected(refusal.message, code="rate_limited")
-        sid, turn, user = await session_turn(self.app, parsed)
-        live, listener = self.app[TURNS].start(turn, sid, user, self.cfg.max_buffered_bytes)
-        self.turns[chat_id] = live
-        self._pump(chat_id, listener, sid)
+        self._spawn(chat_id, self._chat(chat_id, parsed))
+
+    async def _chat(self, chat_id: str, parsed: ChatBody) -> None:
+        """One chat: admitted by the same limits as HTTP, and counted as a stream while it
+        relays."""
+        try:
+            async with admitted(self.app, self.who):
+                sid, turn, user = await session_turn(self.app, parsed)
+                live, listener = self.app[TURNS].start(turn, sid, user,
+                                                       self.cfg.max_buffered_bytes)
+                self.turns[chat_id] = live
+                await self._forward(chat_id, listener, sid, resumed=False)
+        except RequestRejected as exc:
+            with contextlib.suppress(ConnectionResetError):
+                await self.rejected(chat_id, exc)
 
     async def on_resume(self, body: dict[str, Any]) -> None:
         sid = checked_session(self.app, body.get("session"))
@@ -234,15 +250,12 @@ class Connection:
         attached = self.app[TURNS].attach(sid, chat_id, self.cfg.max_buffered_bytes)
         if attached is not None:  # still streaming in this process
             self.turns[chat_id] = attached[0]
-            self._pump(chat_id, attached[1], sid, resumed=True)
+            self._spawn(chat_id, self._forward(chat_id, attached[1], sid, resumed=True))
             return
-        task = asyncio.get_running_loop().create_task(self._replay(sid, chat_id))
-        self.pumps[chat_id] = task
-        task.add_done_callback(lambda _: self.pumps.pop(chat_id, None))
+        self._spawn(chat_id, self._replay(sid, chat_id))
 
-    def _pump(self, chat_id: str, listener: Listener, sid: str, resumed: bool = False) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._forward(chat_id, listener, sid, resumed))
+    def _spawn(self, chat_id: str, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self.pumps[chat_id] = task
 
         def forget(_: asyncio.Task[None]) -> None:
@@ -251,23 +264,11 @@ class Connection:
         task.add_done_callback(forget)
 
     async def _forward(self, chat_id: str, listener: Listener, sid: str, resumed: bool) -> None:
-        ended = False
+        async def send(name: str, payload: dict[str, Any]) -> None:
+            await self.send({"type": name, **payload})
+
         with contextlib.suppress(ConnectionResetError):
-            while not isinstance(ev := await listener.get(), TurnEnd):
-                if isinstance(ev, Overflow):
-                    await self.error(chat_id, "slow_consumer",
-                                     f"this socket fell more than {listener.limit} bytes behind; "
-                                     "the answer is still being written — resume it")
-                    return
-                name, payload = event_payload(chat_id, ev)
-                if name == "start":
-                    payload["session"] = sid
-                    if resumed:
-                        payload["resumed"] = True
-                ended = name in ("done", "error")
-                await self.send({"type": name, **payload})
-            if not ended:  # cancelled (shutdown drain): never end silently
-                await self.error(chat_id, "interrupted", INTERRUPTED)
+            await relay(listener, chat_id, sid, send, resumed=resumed)
 
     async def _replay(self, sid: str, chat_id: str) -> None:
         """Resume from the store: a finished answer, or one still streaming in another process."""
@@ -299,7 +300,8 @@ class Connection:
 
 
 async def drain(app: web.Application) -> None:
-    """on_shutdown: refuse new chats, let in-flight answers finish, then close with 1001."""
+    """On SIGTERM (while still listening: /readyz says 503) and again at on_shutdown: refuse
+    new chats, let in-flight answers finish, then close with 1001."""
     app[DRAINING].set()
     settings = app[SETTINGS]
     live: set[Connection] = app[SOCKETS]

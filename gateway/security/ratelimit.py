@@ -1,8 +1,9 @@
 """Rate limits: requests per minute (the `limits` library's moving window) and streams at once.
 
-Per API key (by label) and per client IP. With Redis the windows are shared by every
-gateway process (limits' RedisStorage, under `scout:rate:`); each call is bounded by the
-Redis timeout, and when Redis is down or slow the process falls back to its own
+Per API key (by label), per client address and, when a key trusted to name them sends one,
+per end user (the frontend's customer, scoped to the key that named them). With Redis the
+windows are shared by every gateway process (limits' RedisStorage, under `scout:rate:`);
+each call is bounded by the Redis timeout, and when Redis is down or slow the process falls back to its own
 in-memory windows (and /health says so) rather than refusing or failing anyone.
 Concurrent streams are counted per process.
 """
@@ -10,16 +11,18 @@ Concurrent streams are counted per process.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from gateway.errors import RequestRejected
 from gateway.state import keys
 from gateway.state.redis_link import RedisLink
 
@@ -27,19 +30,45 @@ log = logging.getLogger("scout.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    scope: str          # "key" or "ip" (+ "_streams" for concurrency)
-    message: str
-    retry_after_s: int
+class Caller:
+    """Who a request counts against: the API key's label, the client's address and, when a
+    key trusted to name them says so, the end user (the frontend's customer)."""
+
+    label: str
+    ip: str
+    user: str | None = None
+
+    def buckets(self) -> tuple[str, ...]:
+        return (f"key:{self.label}", f"ip:{self.ip}",
+                *((f"user:{self.label}:{self.user}",) if self.user is not None else ()))
+
+
+class RateLimited(RequestRejected):
+    """Over a limit: 429 with Retry-After (HTTP), or an `error` event (WebSocket)."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, scope: str, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.scope = scope            # key, ip, user (+ _streams for concurrency)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class RateLimiter:
     def __init__(self, per_key: str, per_ip: str, streams_per_key: int, streams_per_ip: int,
-                 link: RedisLink | None = None, redis_url: str | None = None) -> None:
+                 link: RedisLink | None = None, redis_url: str | None = None,
+                 per_user: str = "30/minute", streams_per_user: int = 2) -> None:
         self.per_key: RateLimitItem = parse(per_key)
         self.per_ip: RateLimitItem = parse(per_ip)
+        self.per_user: RateLimitItem = parse(per_user)
         self.streams_per_key = streams_per_key
         self.streams_per_ip = streams_per_ip
+        self.streams_per_user = streams_per_user
         self.link = link
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = None
@@ -74,47 +103,49 @@ class RateLimiter:
         stats = await limiter.get_window_stats(item, ident)
         return False, max(1, int(stats.reset_time - time.time()) + 1)
 
-    async def check(self, label: str, ip: str) -> Refusal | None:
-        # Both windows at once: with Redis that is one round trip of latency, not two.
-        (ok, retry), (ip_ok, ip_retry) = await asyncio.gather(
-            self._hit(self.per_key, f"key:{label}"), self._hit(self.per_ip, f"ip:{ip}"))
-        if not ok:
-            return Refusal("key", f"this API key ({label}) is over {self.per_key}; retry in "
-                           f"{retry} s", retry)
-        ok, retry = ip_ok, ip_retry
-        if not ok:
-            return Refusal("ip", f"this client address is over {self.per_ip}; retry in {retry} s",
-                           retry)
-        if self.streams[f"key:{label}"] >= self.streams_per_key:
-            return Refusal("key_streams", f"this API key already has {self.streams_per_key} "
-                           "answers streaming; wait for one to finish", 1)
-        if self.streams[f"ip:{ip}"] >= self.streams_per_ip:
-            return Refusal("ip_streams", f"this client address already has {self.streams_per_ip} "
-                           "answers streaming; wait for one to finish", 1)
+    async def check(self, who: Caller) -> RateLimited | None:
+        """The first limit `who` is over, or None. The windows are hit at once: with Redis
+        that is one round trip of latency, not three."""
+        windows = [(self.per_key, "key", f"this API key ({who.label}) is over {self.per_key}"),
+                   (self.per_ip, "ip", f"this client address is over {self.per_ip}")]
+        if who.user is not None:
+            windows.append((self.per_user, "user", f"this end user is over {self.per_user}"))
+        results = await asyncio.gather(*(self._hit(item, bucket) for (item, _, _), bucket
+                                         in zip(windows, who.buckets(), strict=True)))
+        for (_, scope, message), (ok, retry) in zip(windows, results, strict=True):
+            if not ok:
+                return RateLimited(scope, f"{message}; retry in {retry} s", retry)
+        caps = ((self.streams_per_key, "key_streams", "this API key"),
+                (self.streams_per_ip, "ip_streams", "this client address"),
+                (self.streams_per_user, "user_streams", "this end user"))
+        for bucket, (cap, scope, whose) in zip(who.buckets(), caps, strict=False):
+            if self.streams[bucket] >= cap:
+                return RateLimited(scope, f"{whose} already has {cap} answers streaming; wait "
+                                   "for one to finish", 1)
         return None
 
-    def open(self, label: str, ip: str) -> None:
-        self.streams[f"key:{label}"] += 1
-        self.streams[f"ip:{ip}"] += 1
+    def open(self, who: Caller) -> None:
+        for bucket in who.buckets():
+            self.streams[bucket] += 1
 
-    def close(self, label: str, ip: str) -> None:
-        for k in (f"key:{label}", f"ip:{ip}"):
-            self.streams[k] -= 1
-            if self.streams[k] <= 0:
-                del self.streams[k]
+    def close(self, who: Caller) -> None:
+        for bucket in who.buckets():
+            self.streams[bucket] -= 1
+            if self.streams[bucket] <= 0:
+                del self.streams[bucket]
 
-
-def client_ip(remote: str | None, forwarded_for: str | None,
-              trusted: frozenset[str] = frozenset({"127.0.0.1", "::1"})) -> str:
-    """The client's address: X-Forwarded-For's last untrusted hop when a trusted proxy sent it."""
-    ip = remote or "unknown"
-    if forwarded_for and ip in trusted:
-        for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
-            try:
-                ipaddress.ip_address(hop)
-            except ValueError:
-                break
-            ip = hop
-            if hop not in trusted:
-                break
-    return ip
+    @contextlib.asynccontextmanager
+    async def admitted(self, who: Caller,
+                       refused: Callable[[RateLimited], None] = lambda _: None
+                       ) -> AsyncIterator[None]:
+        """Checked against every window, and counted as one stream while inside; raises
+        RateLimited (after telling `refused`, for metrics) when over a limit."""
+        refusal = await self.check(who)
+        if refusal is not None:
+            refused(refusal)
+            raise refusal
+        self.open(who)
+        try:
+            yield
+        finally:
+            self.close(who)

@@ -33,13 +33,25 @@ class TokenSigner:
     def _sig(self, body: str) -> str:
         return _b64(hmac.new(self._secret, b"ws." + body.encode(), hashlib.sha256).digest()[:18])
 
-    def issue(self, label: str, ttl_s: float, now: float | None = None) -> str:
+    def issue(self, label: str, ttl_s: float, now: float | None = None,
+              user: str | None = None) -> str:
+        """A token for `label`; `user` names the end user it was minted for (their limits
+        follow the socket)."""
         exp = int((now if now is not None else time.time()) + ttl_s)
-        body = _b64(orjson.dumps({"l": label, "e": exp}))
+        claims: dict[str, object] = {"l": label, "e": exp}
+        if user is not None:
+            claims["u"] = user
+        body = _b64(orjson.dumps(claims))
         return f"{body}.{self._sig(body)}"
 
     def verify(self, token: str, now: float | None = None) -> str | None:
         """The label the token was issued to, or None if forged, malformed or expired."""
+        claims = self.claims(token, now)
+        return claims[0] if claims else None
+
+    def claims(self, token: str, now: float | None = None) -> tuple[str, str | None] | None:
+        """(label, end user or None) of a valid token, or None if forged, malformed or
+        expired."""
         if not isinstance(token, str) or len(token) > 512 or token.count(".") != 1:
             return None
         body, sig = token.split(".")
@@ -48,6 +60,9 @@ class TokenSigner:
         try:
             claims = orjson.loads(_unb64(body))
             label, exp = str(claims["l"]), int(claims["e"])
-        except (ValueError, KeyError, TypeError):
+            user = claims.get("u")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        return label if exp > (now if now is not None else time.time()) else None
+        if user is not None and not isinstance(user, str):
+            return None
+        return (label, user) if exp > (now if now is not None else time.time()) else None

@@ -25,7 +25,7 @@ async def test_no_valid_key_is_a_401_in_openai_shape(aiohttp_client, settings, m
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     err = (await resp.json())["error"]
-    assert err["type"] == "authentication_error" and err["code"] == "invalid_api_key"
+    assert err["type"] == "invalid_request_error" and err["code"] == "invalid_api_key"
     assert "wrong-key" not in err["message"]
 
 

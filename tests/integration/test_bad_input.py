@@ -89,4 +89,7 @@ async def test_wrong_method_and_unknown_path(gw_client, settings):
     assert r.status == 405 and "GET is not allowed" in (await r.json())["error"]["message"]
     assert set(r.headers["Allow"].split(",")) == {"POST", "OPTIONS"}  # OPTIONS: CORS preflight
     r = await client.get("/v2/anything")
-    assert r.status == 404 and (await r.json())["error"]["type"] == "not_found_error"
+    assert r.status == 404 and (await r.json())["error"]["type"] == "invalid_request_error"
+    # Nothing is there to protect: an unknown path is a 404 with or without a key, not a 401.
+    r = await client.get("/favicon.ico", headers={"Authorization": "Bearer nope"})
+    assert r.status == 404 and "no route for GET /favicon.ico" in (await r.json())["error"]["message"]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -65,20 +66,33 @@ async def test_sigterm_drains_websockets(tmp_path, onprem_sim, redis_server, cut
     onprem_sim.knobs.token_interval_s = 0.05
     onprem_sim.knobs.tokens = 200 if cut else 20  # 10 s vs 1 s of answer
     proc, base = await start_gateway(tmp_path, onprem_sim.url, redis_server.url,
-                                     drain_s=0.5 if cut else 10)
+                                     drain_s=2 if cut else 10)
     try:
         async with aiohttp.ClientSession() as s:
             busy, sid = await open_chat(s, base, "c1")
             idle = await s.ws_connect(f"{base}/ws/chat", headers=AUTH)
             await idle.receive_json()
+            assert (await s.get(f"{base}/readyz")).status == 200
+            idle_read = asyncio.ensure_future(drain_events(idle))  # a client reads as it comes
+            t0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
+            # Still listening, but no longer ready: a load balancer stops sending customers.
+            while (ready := await s.get(f"{base}/readyz")).status == 200:
+                pass
+            took = time.monotonic() - t0
+            print(f"/readyz answered 503 {took * 1000:.0f} ms after SIGTERM")
+            assert ready.status == 503 and (await ready.json())["status"] == "draining"
+            assert took < 0.1, "the issue asks for 100 ms; it is set in the signal handler"
+            assert (await s.get(f"{base}/livez")).status == 200, "alive while draining"
+            health = await (await s.get(f"{base}/health")).json()
+            assert health["draining"] is True
+            refused = await s.post(f"{base}/api/chat", json={"message": "hi"}, headers=AUTH)
+            assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+            assert (await refused.json())["error"]["code"] == "shutting_down"
             # The idle socket is told, then closed with 1001 at once.
-            idle_events = await drain_events(idle)
+            idle_events = await idle_read
             assert idle_events[0]["type"] == "going_away"
             assert idle.close_code == 1001
-            # New connections are refused: the gateway stopped listening.
-            with pytest.raises(aiohttp.ClientConnectionError):
-                await s.get(f"{base}/health")
             events = await drain_events(busy)
             assert events[0]["type"] == "going_away"
             last = [e for e in events if e.get("id") == "c1"][-1]
@@ -99,3 +113,23 @@ async def test_sigterm_drains_websockets(tmp_path, onprem_sim, redis_server, cut
         assert record["status"] == "interrupted" and record["text"].startswith("Based on")
     else:
         assert record["status"] == "done"
+
+
+async def test_an_upstream_outage_is_not_a_reason_to_restart_or_deregister(aiohttp_client):
+    """Both generative tiers down: /health says so (503, for humans and alerts), but the
+    gateway still answers from cache and static, so /livez and /readyz stay 200."""
+    from gateway.app import create_app
+    from tests.conftest import STAFF, make_settings
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = await aiohttp_client(create_app(make_settings([dead], f"{dead}/v1")), headers=AUTH)
+    async with asyncio.timeout(20):
+        while (health := await client.get("/health", headers=STAFF)).status != 503:
+            await asyncio.sleep(0.05)
+    assert (await health.json())["status"] == "down"
+    assert (await client.get("/livez")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["status"] == "ready"
+    answer = await client.post("/v1/chat/completions", json={
+        "model": "scout", "messages": [{"role": "user", "content": "hello"}]})
+    assert answer.status == 200 and (await answer.json())["served_by"] == ["static"]

@@ -49,7 +49,7 @@ def test_nginx_t_passes_on_both_configs(tmp_path):
     (tmp_path / "edge").mkdir()
     cert, key = self_signed_cert(tmp_path / "edge")
     edge = Nginx(tmp_path / "edge", render_edge("127.0.0.1:8080", "scout.example.com", str(cert),
-                                                str(key), "18080", "18443"))
+                                                str(key), "18080", "18443", nginx=Nginx.version()))
     result = edge.test()
     assert result.returncode == 0, result.stderr
 
@@ -114,7 +114,8 @@ async def test_edge_nginx_tls_sse_unbuffered_websocket_headers_and_body_cap(
     cert, key = self_signed_cert(tmp_path)
     http_port, https_port = free_port(), free_port()
     edge = Nginx(tmp_path, render_edge(f"127.0.0.1:{server.port}", "_", str(cert), str(key),
-                                       f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}"))
+                                       f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}",
+                                       nginx=Nginx.version()))
     edge.start(https_port)
     base = f"https://127.0.0.1:{https_port}"
     insecure = ssl.create_default_context()
@@ -155,7 +156,7 @@ def test_edge_nginx_cuts_slow_loris_headers(tmp_path):
     cert, key = self_signed_cert(tmp_path)
     http_port, https_port = free_port(), free_port()
     conf = render_edge("127.0.0.1:9", "_", str(cert), str(key), f"127.0.0.1:{http_port}",
-                       f"127.0.0.1:{https_port}")
+                       f"127.0.0.1:{https_port}", nginx=Nginx.version())
     assert "client_header_timeout 10s;" in conf
     edge = Nginx(tmp_path, conf.replace("client_header_timeout 10s;", "client_header_timeout 1s;"))
     edge.start(http_port)

@@ -9,8 +9,6 @@ machine forbids them.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -21,42 +19,17 @@ import pytest
 from gateway.app import create_app
 from onprem.nginx_conf import render_onprem
 from tests.conftest import ONPREM_KEY, STAFF, make_settings
+from tests.netns import Namespace, netns_or_skip, sh
 from tests.servers import need_binary
 from tests.sse_client import read_events
 
 GPU_ADDR, GW_ADDR = "10.250.77.2", "10.250.77.1"  # only inside the link this test creates
 
 
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=30)
-
-
-class Tailnet:
+class Tailnet(Namespace):
     def __init__(self, workdir: Path) -> None:
-        self.ns = f"scout-gpu-{secrets.token_hex(3)}"
-        self.host_if = f"sc{secrets.token_hex(3)}h"
-        self.gpu_if = self.host_if[:-1] + "g"
+        super().__init__("scout-gpu", GW_ADDR, GPU_ADDR, 30)
         self.workdir = workdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def up(self) -> None:
-        sh("ip", "netns", "add", self.ns)
-        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.gpu_if)
-        sh("ip", "link", "set", self.gpu_if, "netns", self.ns)
-        sh("ip", "addr", "add", f"{GW_ADDR}/30", "dev", self.host_if)
-        sh("ip", "link", "set", self.host_if, "up")
-        self.run_in("ip", "addr", "add", f"{GPU_ADDR}/30", "dev", self.gpu_if)
-        self.run_in("ip", "link", "set", self.gpu_if, "up")
-        self.run_in("ip", "link", "set", "lo", "up")
-
-    def run_in(self, *args: str) -> None:
-        sh("ip", "netns", "exec", self.ns, *args)
-
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns, *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(p)
-        return p
 
     def degrade(self) -> str:
         """Latency and loss with netem; where the kernel has no netem, a slow link with tbf."""
@@ -71,29 +44,13 @@ class Tailnet:
     def link(self, state: str) -> None:
         sh("ip", "link", "set", self.host_if, state)
 
-    def down(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        sh("ip", "link", "del", self.host_if, check=False)
-        sh("ip", "netns", "del", self.ns, check=False)
-
 
 @pytest.fixture
 def tailnet(tmp_path):
     need_binary("ip", "iproute2")
     need_binary("tc", "iproute2")
     nginx = need_binary("nginx", "nginx")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    probe = subprocess.run(["ip", "netns", "add", "scout-probe"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"this machine forbids network namespaces: {probe.stderr.strip()}")
-    sh("ip", "netns", "del", "scout-probe")
+    netns_or_skip()
     net = Tailnet(tmp_path)
     try:
         net.up()

@@ -1,0 +1,72 @@
+"""One relay for Scout's own chat events, over SSE (`POST /api/chat`) and the WebSocket.
+
+A turn runs on its own (`gateway.turns`); a transport only listens. Both transports hand
+`relay` a `send(name, payload)` and get the same events, in the same order, with the
+same error bodies: `start` (with the session id), `delta`, `switch`, then `done` or
+`error`. A listener that falls too far behind gets `slow_consumer`; a turn cancelled by a
+shutdown gets `interrupted` — never a silent end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.chat import Started, TurnEvent
+from gateway.routing.driver import SwitchOut, TextOut
+from gateway.turns import Listener, Overflow, TurnEnd
+
+Send = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def all_tiers_failed(reason: str) -> dict[str, Any]:
+    """The error body when no tier could answer: OpenAI's error shape, Scout's code."""
+    return {"message": f"no tier could answer: {reason}", "type": "server_error",
+            "param": None, "code": "all_tiers_failed"}
+
+
+def slow_consumer(turn_id: str, limit: int) -> dict[str, Any]:
+    return {"id": turn_id, "code": "slow_consumer",
+            "message": f"this client fell more than {limit} bytes behind the answer; it is "
+                       "still being written — resume it"}
+
+
+def interrupted(turn_id: str) -> dict[str, Any]:
+    return {"id": turn_id, "code": "interrupted",
+            "message": "the answer was cut off before it finished (the server is shutting "
+                       "down); what was written is kept: resume it or ask again"}
+
+
+def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
+    """One turn event as (name, body): the protocol shared by SSE and WebSocket."""
+    if isinstance(ev, TextOut):
+        return "delta", {"id": turn_id, "text": ev.text, "tier": ev.tier}
+    if isinstance(ev, Started):
+        return "start", {"id": turn_id, "intent": ev.intent, "tier": ev.tier,
+                         "skipped": [{"tier": t, "reason": r} for t, r in ev.skipped]}
+    if isinstance(ev, SwitchOut):
+        return "switch", {"id": turn_id, "from": ev.from_tier, "to": ev.to_tier,
+                          "reason": ev.reason}
+    if ev.complete:
+        return "done", ev.done_event()
+    failed = all_tiers_failed(ev.error)
+    return "error", {"id": turn_id, "code": failed["code"], "message": failed["message"]}
+
+
+async def relay(listener: Listener, turn_id: str, sid: str, send: Send, *,
+                resumed: bool = False) -> None:
+    """Forward one turn's events until it ends, whatever the transport."""
+    ended = False
+    while not isinstance(ev := await listener.get(), TurnEnd):
+        if isinstance(ev, Overflow):
+            await send("error", slow_consumer(turn_id, listener.limit))
+            return
+        name, payload = event_payload(turn_id, ev)
+        if name == "start":
+            payload["session"] = sid
+            if resumed:
+                payload["resumed"] = True
+        ended = name in ("done", "error")
+        await send(name, payload)
+    if not ended:  # cancelled (shutdown drain)
+        await send("error", interrupted(turn_id))
