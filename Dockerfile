@@ -1,4 +1,5 @@
-# The Scout gateway: slim, non-root, with a health check.
+# The Scout gateway: slim, non-root, with a readiness check (/readyz: 200 unless draining;
+# an upstream outage is /health's business, not a reason to restart this container).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -15,5 +16,5 @@ USER scout
 EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=3)"
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=3)"
 CMD ["scout-gateway", "serve", "--config", "/etc/scout/scout.yaml", "--port", "8080"]

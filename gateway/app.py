@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -45,7 +44,7 @@ from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.monitor import HealthMonitor, Webhook
-from gateway.logs import install_filters
+from gateway.logs import get_logger, install_filters
 from gateway.metrics import Metrics, multiprocess_dir
 from gateway.providers.base import Provider
 from gateway.providers.cache_tier import CacheProvider
@@ -62,7 +61,7 @@ from gateway.state.redis_link import RedisLink
 from gateway.stats import Stats
 from gateway.turns import TurnRunner
 
-log = logging.getLogger("scout.app")
+log = get_logger("scout.app")
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -170,10 +169,11 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
         app[REDIS] = link
         store = RedisKV(link)
         await link.ping()  # one bounded attempt: a missing Redis never delays startup
-        log.info("event=store backend=redis where=%s state=%s", link.where, link.state)
+        log.info("store", backend="redis", where=link.where, state=link.state)
     elif store is None:
         store = MemoryKV(max_keys=settings.cache.max_entries * 4)
-        log.info("event=store backend=memory (no Redis configured: state is this process's own)")
+        log.info("store", backend="memory",
+                 note="no Redis configured: state is this process's own")
     app[STORE] = store
     app[CACHE] = AnswerCache(store)
     app[STATS] = Stats(store, process_id=f"{os.getpid()}-{secrets.token_hex(3)}")

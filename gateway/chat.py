@@ -6,7 +6,6 @@ formats; the decisions are made here once.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -19,13 +18,14 @@ from gateway.cache.stampede import Lease, Stampede
 from gateway.cache.store import CachedAnswer, ResponseCache
 from gateway.config import IntentConfig, Settings
 from gateway.cost import cost_usd, estimate_tokens, prompt_text
+from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
 from gateway.providers.cache_tier import CACHE_MODEL
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
 from gateway.routing.intents import IntentClassifier
 from gateway.routing.plan import RoutePlan, TierHealth, plan_route
 
-log = logging.getLogger("scout.chat")
+log = get_logger("scout.chat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ class ChatService:
             try:
                 observe(turn, outcome)
             except Exception:  # accounting must never cost the customer an answer
-                log.exception("event=observer_failed")
+                log.exception("observer_failed")
 
     async def _race(self, turn: Turn, started: float) -> AsyncGenerator[TurnEvent, None]:
         plan, request = turn.plan, turn.request
@@ -196,12 +196,12 @@ class ChatService:
             await self._store(turn, result, outcome)
         # INFO carries ids, sizes, intents and timings; the words themselves only at DEBUG.
         question = prompt_text([m for m in turn.request.messages if m.get("role") == "user"][-1:])
-        log.info("event=turn id=%s intent=%s served_by=%s ttft_ms=%s question_chars=%d "
-                 "answer_chars=%d tokens=%d cost_usd=%.6f",
-                 turn.id, outcome.intent, "+".join(outcome.served_by) or "-",
-                 outcome.ttft_ms and round(outcome.ttft_ms, 1), len(question), len(result.text),
-                 outcome.completion_tokens, outcome.cost_usd)
-        log.debug("event=turn_text id=%s question=%r answer=%r", turn.id, question, result.text)
+        log.info("turn", id=turn.id, intent=outcome.intent,
+                 served_by="+".join(outcome.served_by) or "-",
+                 ttft_ms=outcome.ttft_ms and round(outcome.ttft_ms, 1),
+                 question_chars=len(question), answer_chars=len(result.text),
+                 tokens=outcome.completion_tokens, cost_usd=round(outcome.cost_usd, 6))
+        log.debug("turn_text", id=turn.id, question=question, answer=result.text)
         yield outcome
 
     def _outcome(self, turn: Turn, r: RaceResult, ttft_ms: float | None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 import shutil
@@ -27,7 +26,7 @@ from gateway.app import create_app
 from gateway.appkeys import API_KEYS, DRAINING, SETTINGS
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
-from gateway.logs import setup_logging
+from gateway.logs import get_logger, setup_logging
 from gateway.state.redis_link import redis_where
 
 EXAMPLE_CONFIG = Path(__file__).parent / "data" / "scout.yaml"
@@ -61,7 +60,7 @@ async def run_server(app: web.Application, host: str, port: int,
         await web.TCPSite(runner, host, port, reuse_port=True).start()
         ready()
         await stop.wait()
-        logging.getLogger("scout").info("event=shutdown drain_s=%g", drain_s)
+        get_logger("scout").info("shutdown", drain_s=drain_s)
         await ws.drain(app)
     finally:
         await runner.cleanup()
@@ -127,8 +126,8 @@ def supervise(workers: int, port: int, cli_args: list[str]) -> int:
         signal.signal(sig, forward)
     for _ in range(workers):
         start()
-    log = logging.getLogger("scout")
-    log.warning("event=workers count=%d port=%d", workers, port)
+    log = get_logger("scout")
+    log.info("workers", count=workers, port=port)
     try:
         while procs:
             pid, status = os.wait()
@@ -136,7 +135,7 @@ def supervise(workers: int, port: int, cli_args: list[str]) -> int:
                 continue
             multiprocess.mark_process_dead(pid, metrics_dir)
             if not stopping:
-                log.error("event=worker_died pid=%d status=%d (restarting)", pid, status)
+                log.error("worker_died", pid=pid, status=status, action="restarting")
                 start()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -253,6 +253,21 @@ def _num(sec: Mapping[str, Any], key: str, default: float, where: str, p: _Probl
     return int(value) if integer else float(value)
 
 
+def _from_env(env: Mapping[str, str], name: str, p: _Problems) -> str:
+    """A secret from the environment: `NAME`, or the file that `NAME_FILE` names (the
+    convention of Docker's official images, so compose `secrets:` work without putting the
+    value in the container's environment, where `docker inspect` shows it)."""
+    value = env.get(name, "").strip()
+    if value or not env.get(f"{name}_FILE"):
+        return value
+    path = env[f"{name}_FILE"]
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        p.add(f"{name}_FILE: cannot read {path}: {exc.strerror}")
+        return ""
+
+
 def _secret(sec: Mapping[str, Any], where: str, env: Mapping[str, str], required: bool,
             p: _Problems) -> Secret | None:
     """Resolve `api_key_env` / `api_key_file`; a key written inline is refused."""
@@ -261,7 +276,7 @@ def _secret(sec: Mapping[str, Any], where: str, env: Mapping[str, str], required
     env_name = sec.get("api_key_env")
     file_name = sec.get("api_key_file")
     if env_name:
-        value = env.get(str(env_name), "").strip()
+        value = _from_env(env, str(env_name), p)
         if value:
             return Secret(value)
     if file_name:
@@ -460,7 +475,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if "url" in r:
         p.add("redis.url: a Redis URL may hold a password; name it with url_env instead")
     url_env = str(r.get("url_env", "REDIS_URL"))
-    redis_url = env.get(url_env, "").strip()
+    redis_url = _from_env(env, url_env, p)
     if redis_url and not re.match(r"^(redis|rediss|unix)://", redis_url):
         p.add(f"redis: {url_env} must be a redis://, rediss:// or unix:// URL")
     redis_cfg = RedisConfig(url=Secret(redis_url) if redis_url else None,
@@ -476,7 +491,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     au = _section(data, "auth", p)
     secret_env = str(au.get("signing_secret_env", "SCOUT_SIGNING_SECRET"))
-    signing = env.get(secret_env, "").strip()
+    signing = _from_env(env, secret_env, p)
     if signing and len(signing) < 16:
         p.add(f"auth: {secret_env} is too short to sign session ids and tokens (16+ characters)")
     if not signing:
@@ -486,7 +501,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     keys_file = au.get("api_keys_file")
     if keys_file and not Path(str(keys_file)).is_file():
         p.add(f"auth.api_keys_file: {keys_file} does not exist")
-    api_keys = env.get(keys_env, "").strip()
+    api_keys = _from_env(env, keys_env, p)
     allow_anonymous = bool(au.get("allow_anonymous", False))
     if not api_keys and not keys_file and not allow_anonymous:
         p.add(f"auth: no API keys: set {keys_env} (label:key,...) or auth.api_keys_file")
@@ -497,6 +512,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     for origin in origins:
         if not re.match(r"^https?://[^/\s]+$", origin):
             p.add(f"auth.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
+    staff = _from_env(env, str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS")), p)
     auth = AuthConfig(
         api_keys=Secret(api_keys) if api_keys else None,
         api_keys_file=str(keys_file) if keys_file else None,
@@ -505,14 +521,13 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         allowed_origins=tuple(o.rstrip("/") for o in origins),
         demo_tokens=bool(au.get("demo_tokens", False)),
         allow_anonymous=allow_anonymous,
-        staff_keys=Secret(env[str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS"))].strip())
-        if env.get(str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS")), "").strip() else None,
+        staff_keys=Secret(staff) if staff else None,
         end_user_keys=_labels(au.get("end_user_keys"), "auth.end_user_keys", p),
     )
 
     h = _section(data, "health", p)
     hook_env = str(h.get("webhook_url_env", "SCOUT_ALERT_WEBHOOK"))
-    hook = env.get(hook_env, "").strip()
+    hook = _from_env(env, hook_env, p)
     if hook and not re.match(r"^https?://", hook):
         p.add(f"health: {hook_env} must be an http(s) URL")
     health = HealthConfig(

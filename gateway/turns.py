@@ -15,17 +15,17 @@ dead peer or by shutdown is saved as `interrupted` with what it had.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.chat import ChatService, Started, Turn, TurnEvent, TurnOutcome
+from gateway.logs import get_logger
 from gateway.routing.driver import TextOut
 from gateway.sessions import SessionStore
 
-log = logging.getLogger("scout.turns")
+log = get_logger("scout.turns")
 
 PROGRESS_EVERY_S = 0.5
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from gateway.config import Settings, settings_from_dict
+from gateway.logs import formatter as log_formatter
 from onprem.simulator import Knobs, ReplicaSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,16 +119,53 @@ def settings(onprem_sim: ReplicaSimulator, openai_sim: ReplicaSimulator) -> Sett
 
 # Every log line of the whole run, at DEBUG, is checked for the test secrets at the end:
 # a key that ever reaches a log fails the run (issue: secrets never in logs).
+# Each is also written in both production formats and parsed back at the end with real
+# parsers (logfmtkv in its go-logfmt-strict mode, the grammar Loki's parser follows, and
+# json): a line a log pipeline would misread fails the run.
 class _AllLogs(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.json_lines: list[str] = []
+        self.logfmt, self.json = log_formatter("logfmt"), log_formatter("json")
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Formatting is part of what is checked: a record that can't be rendered fails too.
         try:
-            self.lines.append(self.format(record))
-        except Exception:  # a broken record is not this check's business
-            pass
+            line = self.logfmt.format(record)
+        except Exception as exc:
+            line = f"unrenderable record from {record.name}: {exc!r}"
+        self.lines.append(line)
+        try:
+            self.json_lines.append(self.json.format(record))
+        except Exception as exc:
+            self.json_lines.append(f"unrenderable record from {record.name}: {exc!r}")
+
+
+def unparseable_log_lines(lines: list[str], json_lines: list[str]) -> list[str]:
+    """Lines that a logfmt or JSON parser does not read back as one event with an RFC 3339
+    timestamp, a level, a logger and an event name."""
+    import datetime
+    import json
+
+    import logfmtkv
+
+    def strict_logfmt(line: str) -> dict[str, Any]:
+        return dict(logfmtkv.parse(line, strict=True, duplicates="error"))
+
+    bad = []
+    for fmt, parse, batch in (("logfmt", strict_logfmt, lines), ("json", json.loads,
+                                                                json_lines)):
+        for line in batch:
+            try:
+                fields = parse(line)
+                assert "\n" not in line, "more than one line"
+                assert set(fields) >= {"ts", "level", "logger", "event"}, "fields missing"
+                assert isinstance(fields["event"], str) and fields["event"], "no event name"
+                datetime.datetime.fromisoformat(fields["ts"].replace("Z", "+00:00"))
+            except Exception as exc:
+                bad.append(f"{fmt}: {exc!r}: {line[:300]}")
+    return bad
 
 
 _ALL_LOGS = _AllLogs()
@@ -141,7 +179,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     secrets = {"ONPREM_KEY": ONPREM_KEY, "OPENAI_KEY": OPENAI_KEY, "API_KEY": API_KEY, "OTHER_KEY": OTHER_KEY,
                "STAFF_KEY": STAFF_KEY, "SIGNING_SECRET": SIGNING_SECRET}
-    leaks = [(name, line[:200]) for line in _ALL_LOGS.lines
+    bad = unparseable_log_lines(_ALL_LOGS.lines, _ALL_LOGS.json_lines)
+    print(f"\nlog format check: {len(_ALL_LOGS.lines)} lines each parsed as logfmt and as "
+          f"JSON: {len(bad)} unreadable")
+    for line in bad[:10]:
+        print(f"  {line}")
+    if bad:
+        session.exitstatus = 1
+    leaks = [(name, line[:200]) for line in _ALL_LOGS.lines + _ALL_LOGS.json_lines
              for name, value in secrets.items() if value in line]
     print(f"\nsecrets check: {len(_ALL_LOGS.lines)} log lines searched for "
           f"{len(secrets)} secret values: {len(leaks)} found")
@@ -149,3 +194,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for name, line in leaks[:10]:
             print(f"  {name} leaked: {line}")
         session.exitstatus = 1
+
+
+def log_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's structured fields (Scout's events), or its text as the event (libraries)."""
+    return dict(record.msg) if isinstance(record.msg, dict) else {"event": record.getMessage()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,8 +9,9 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import RequestRejected
+from gateway.logs import get_logger
 
-log = logging.getLogger("scout.http")
+log = get_logger("scout.http")
 
 def error_type(status: int) -> str:
     """OpenAI's `type` for a status: what its SDKs and dashboards expect (a bad key is an
@@ -57,5 +57,5 @@ async def error_middleware(request: web.Request,
     except (ConnectionResetError, ConnectionError):
         raise
     except Exception:
-        log.exception("event=unhandled method=%s path=%s", request.method, request.path)
+        log.exception("unhandled", method=request.method, path=request.path)
         return error_response(500, "internal error; it has been logged", "internal_error")

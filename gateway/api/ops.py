@@ -145,7 +145,6 @@ async def health(request: web.Request) -> web.Response:
     code = 503 if picture["status"] == "down" else 200
     if not is_staff(request):
         picture = {"status": picture["status"], "version": __version__,
-                   "draining": picture["draining"],
                    "tiers": {t: {"state": v["state"]} for t, v in picture["tiers"].items()},
                    "store": {"state": picture["store"]["state"]}}
     return web.json_response(picture, status=code)

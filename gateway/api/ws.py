@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import Coroutine
@@ -48,11 +47,12 @@ from gateway.appkeys import (
     TURNS,
 )
 from gateway.errors import RequestRejected, ShuttingDown
+from gateway.logs import get_logger
 from gateway.security.ratelimit import Caller, RateLimited
 from gateway.security.remote import client_address
 from gateway.turns import Listener, LiveTurn
 
-log = logging.getLogger("scout.ws")
+log = get_logger("scout.ws")
 
 SUBPROTOCOL = "scout.v1"
 PROTOCOL_VERSION = 1
@@ -164,7 +164,7 @@ class Connection:
         finally:
             dead = isinstance(self.ws.exception(), asyncio.TimeoutError)
             if dead:  # no pong: nobody is listening, so stop the upstream work too
-                log.info("event=ws_peer_dead label=%s cancelling=%d", self.label, len(self.turns))
+                log.info("ws_peer_dead", label=self.label, cancelling=len(self.turns))
                 for live in self.turns.values():
                     self.app[TURNS].cancel(live)
             for task in self.pumps.values():
@@ -204,7 +204,7 @@ class Connection:
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
-            log.exception("event=ws_unhandled label=%s", self.label)
+            log.exception("ws_unhandled", label=self.label)
             await self.error(chat_id, "internal_error", "internal error; it has been logged")
 
     async def rejected(self, chat_id: str | None, exc: RequestRejected) -> None:
@@ -313,8 +313,8 @@ async def drain(app: web.Application) -> None:
                 await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
     finished = await app[TURNS].wait_idle(settings.ws.drain_s)
     if not finished:
-        log.warning("event=drain_timeout cancelling=%d (their text is kept for resume)",
-                    len(app[TURNS].live))
+        log.warning("drain_timeout", cancelling=len(app[TURNS].live),
+                    note="their text is kept for resume")
         await app[TURNS].close()
     for conn in list(live):
         if conn.pumps:

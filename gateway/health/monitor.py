@@ -41,13 +41,14 @@ import orjson
 
 from gateway.config import Settings
 from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_replica
+from gateway.logs import get_logger
 from gateway.providers.openai_tier import base_url
 from gateway.routing.plan import TierHealth
 from gateway.state import keys
 from gateway.state.kv import KV
 from gateway.stats import Stats
 
-log = logging.getLogger("scout.health")
+log = get_logger("scout.health")
 LEADER = keys.HEALTH + "leader"
 SNAPSHOT = keys.HEALTH + "snapshot"
 GOOD = frozenset({"up", "busy"})
@@ -332,20 +333,20 @@ class HealthMonitor:
         if event["kind"] == "target":
             if not (event["from"] == "unknown" and event["to"] in GOOD):
                 log.log(logging.INFO if event["to"] in GOOD else logging.WARNING,
-                        "event=target_state target=%s from=%s to=%s reason=%r",
-                        event["target"], event["from"], event["to"], event["reason"])
+                        "target_state", target=event["target"], **{"from": event["from"]},
+                        to=event["to"], reason=event["reason"])
         elif self.role == "follower" and event["kind"] == "state":
-            log.info("event=tier_state tier=%s from=%s to=%s reason=%r (seen from the monitor)",
-                     event["tier"], event["from"], event["to"], event["reason"])
+            log.info("tier_state", tier=event["tier"], **{"from": event["from"]}, to=event["to"],
+                     reason=event["reason"], seen_from="the monitor")
         else:
             bad = event.get("to") in ("misconfigured",) or event["kind"] == "fallback_alert"
             level = logging.ERROR if bad else (
                 logging.WARNING if event.get("to") not in GOOD else logging.INFO)
             if event["kind"] == "state":
-                log.log(level, "event=tier_state tier=%s from=%s to=%s reason=%r",
-                        event["tier"], event["from"], event["to"], event["reason"])
+                log.log(level, "tier_state", tier=event["tier"], **{"from": event["from"]},
+                        to=event["to"], reason=event["reason"])
             else:
-                log.log(level, "event=%s %s", event["kind"], event["text"])
+                log.log(level, event["kind"], text=event["text"])
         startup = event["kind"] in ("state", "target") and event["from"] == "unknown" \
             and event["to"] in GOOD
         if self.role != "follower" and not startup:  # one process tells people; startup isn't news
@@ -399,9 +400,9 @@ class Webhook:
                 async with self.session.post(self.url, data=orjson.dumps(payload),
                                              headers={"Content-Type": "application/json"}) as r:
                     if r.status >= 300:
-                        log.warning("event=webhook_failed status=%d", r.status)
+                        log.warning("webhook_failed", status=r.status)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning("event=webhook_failed error=%s", exc.__class__.__name__)
+            log.warning("webhook_failed", error=exc.__class__.__name__)
 
     async def close(self) -> None:
         for task in list(self.tasks):

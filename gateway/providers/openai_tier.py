@@ -8,18 +8,18 @@ itself. The wire protocol is the same as vLLM's, so the same code serves both.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import aiohttp
 
 from gateway.config import OpenAIConfig
+from gateway.logs import get_logger
 from gateway.providers.base import Delta, StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
 from gateway.security.pii import Redactor, Restorer, redact_messages
 
-log = logging.getLogger("scout.openai")
+log = get_logger("scout.openai")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -57,8 +57,8 @@ class OpenAIProvider:
                 async for ev in events:
                     yield ev
             return
-        log.info("event=pii_redacted count=%d kinds=%s", len(redactor.values),
-                 ",".join(sorted({p[1:].split("_")[0] for p in redactor.values})))
+        log.info("pii_redacted", count=len(redactor.values),
+                 kinds=",".join(sorted({p[1:].split("_")[0] for p in redactor.values})))
         restorer = Restorer(redactor.values)
         last_model = self.model
         async with aclosing(events):

@@ -10,7 +10,6 @@ and awaited, which closes its connection.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway.errors import TierError, TierUnavailable
+from gateway.logs import get_logger
 from gateway.providers.base import Delta, Headers, Provenance, Provider, TierRequest, Usage
 from gateway.routing.plan import RoutePlan, check_private
 from gateway.routing.race import (
@@ -31,7 +31,7 @@ from gateway.routing.race import (
     StartTier,
 )
 
-log = logging.getLogger("scout.race")
+log = get_logger("scout.race")
 
 GENERATIVE = frozenset({"onprem", "openai"})
 
@@ -88,7 +88,7 @@ async def _pump(aid: int, provider: Provider, request: TierRequest,
     except TierError as exc:
         queue.put_nowait((aid, exc))
     except Exception as exc:  # a bug in a provider must cost one tier, not the turn
-        log.exception("event=provider_bug tier=%s", provider.tier)
+        log.exception("provider_bug", tier=provider.tier)
         queue.put_nowait((aid, TierUnavailable(f"internal error ({exc.__class__.__name__})")))
 
 
@@ -200,7 +200,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 tier = tier_of[aid]
                 if tier in GENERATIVE and race.attempts[aid].active:
                     health.observe_failure(tier, ev.kind, ev.reason)
-                log.info("event=tier_failed tier=%s kind=%s reason=%r", tier, ev.kind, ev.reason)
+                log.info("tier_failed", tier=tier, kind=ev.kind, reason=ev.reason)
                 actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))
     finally:
         if timer is not None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 from pathlib import Path
 
-log = logging.getLogger("scout.auth")
+from gateway.logs import get_logger
+
+log = get_logger("scout.auth")
 
 
 def digest(key: str) -> bytes:
@@ -88,13 +89,13 @@ class ApiKeys:
             except OSError as exc:
                 problems.append(f"{self._file}: {exc.strerror}")
                 if self._keys:
-                    log.error("event=api_keys_reload_failed reason=%r (keeping %d keys)",
-                              problems[-1], len(self._keys))
+                    log.error("api_keys_reload_failed", reason=problems[-1],
+                              keeping=len(self._keys))
                     return problems
         for p in problems:
-            log.error("event=api_keys_problem %s", p)
+            log.error("api_keys_problem", problem=p)
         if set(keys) != set(self._keys) or any(keys[k] != self._keys.get(k) for k in keys):
-            log.warning("event=api_keys_loaded labels=%s", ",".join(sorted(keys)) or "-")
+            log.info("api_keys_loaded", labels=",".join(sorted(keys)) or "-")
         self._keys = keys
         return problems
 

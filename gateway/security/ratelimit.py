@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +22,11 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from gateway.errors import RequestRejected
+from gateway.logs import get_logger
 from gateway.state import keys
 from gateway.state.redis_link import RedisLink
 
-log = logging.getLogger("scout.ratelimit")
+log = get_logger("scout.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class RateLimiter:
                     stats = await self.shared.get_window_stats(item, ident)
                     return False, max(1, int(stats.reset_time - time.time()) + 1)
             except Exception as exc:  # Redis trouble is never the customer's problem
-                log.warning("event=ratelimit_fallback reason=%s", exc.__class__.__name__)
+                log.warning("ratelimit_fallback", reason=exc.__class__.__name__)
         if await limiter.hit(item, ident):
             return True, 0
         stats = await limiter.get_window_stats(item, ident)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -22,7 +21,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-log = logging.getLogger("scout.redis")
+from gateway.logs import get_logger
+
+log = get_logger("scout.redis")
 T = TypeVar("T")
 
 
@@ -97,10 +98,10 @@ class RedisLink:
         if state == self.state:
             return
         if state == "down":
-            log.error("event=redis_state to=down where=%s reason=%r "
-                      "(serving without cache and sessions until it returns)", self.where, reason)
+            log.error("redis_state", to="down", where=self.where, reason=reason,
+                      note="serving without cache and sessions until it returns")
         else:
-            log.warning("event=redis_state to=%s where=%s", state, self.where)
+            log.info("redis_state", to=state, where=self.where)
         self.state, self.reason, self.since = state, reason, time.time()
 
     async def close(self) -> None:

@@ -16,7 +16,16 @@ import redis.asyncio as aioredis
 import yaml
 
 from gateway.state import keys
-from tests.conftest import API_KEY, AUTH, ONPREM_KEY, OPENAI_KEY, SIGNING_SECRET, example_config
+from tests.conftest import (
+    API_KEY,
+    AUTH,
+    ONPREM_KEY,
+    OPENAI_KEY,
+    SIGNING_SECRET,
+    STAFF,
+    STAFF_KEY,
+    example_config,
+)
 from tests.servers import free_port
 
 
@@ -31,6 +40,7 @@ async def start_gateway(tmp_path: Path, onprem_url: str, redis_url: str, drain_s
     port = free_port()
     env = {**os.environ, "ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
            "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY}",
+           "SCOUT_STAFF_KEYS": f"ops:{STAFF_KEY}",
            "REDIS_URL": redis_url}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--host", "127.0.0.1",
@@ -84,7 +94,7 @@ async def test_sigterm_drains_websockets(tmp_path, onprem_sim, redis_server, cut
             assert ready.status == 503 and (await ready.json())["status"] == "draining"
             assert took < 0.1, "the issue asks for 100 ms; it is set in the signal handler"
             assert (await s.get(f"{base}/livez")).status == 200, "alive while draining"
-            health = await (await s.get(f"{base}/health")).json()
+            health = await (await s.get(f"{base}/health", headers=STAFF)).json()
             assert health["draining"] is True
             refused = await s.post(f"{base}/api/chat", json={"message": "hi"}, headers=AUTH)
             assert refused.status == 503 and refused.headers["Retry-After"] == "1"
@@ -124,7 +134,10 @@ async def test_an_upstream_outage_is_not_a_reason_to_restart_or_deregister(aioht
     dead = f"http://127.0.0.1:{free_port()}"
     client = await aiohttp_client(create_app(make_settings([dead], f"{dead}/v1")), headers=AUTH)
     async with asyncio.timeout(20):
-        while (health := await client.get("/health", headers=STAFF)).status != 503:
+        while True:  # until the probes have seen both tiers fail
+            health = await client.get("/health", headers=STAFF)
+            if health.status == 503:
+                break
             await asyncio.sleep(0.05)
     assert (await health.json())["status"] == "down"
     assert (await client.get("/livez")).status == 200

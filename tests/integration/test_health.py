@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.appkeys import UPSTREAM_SESSION
 from gateway.health.probes import probe_replica
-from tests.conftest import STAFF, make_settings
+from tests.conftest import STAFF, log_fields, make_settings
 from tests.sse_client import read_events
 
 
@@ -147,9 +147,10 @@ async def test_401_turns_misconfigured_within_one_interval_with_one_log_line(
     await asyncio.sleep(settings.health.interval_s * 3)  # more probes see the same 401
     assert all(r[-1][1]["served_by"] == ["openai"] for r in results)
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING
-             and "tier=onprem" in r.getMessage() and "to=misconfigured" in r.getMessage()]
+             and log_fields(r).get("tier") == "onprem"
+             and log_fields(r).get("to") == "misconfigured"]
     assert len(lines) == 1, [r.getMessage() for r in lines]
-    assert lines[0].levelno == logging.ERROR and "401" in lines[0].getMessage()
+    assert lines[0].levelno == logging.ERROR and "401" in log_fields(lines[0])["reason"]
 
 
 async def test_the_race_skips_a_down_tier_without_waiting_for_a_deadline(gw_client, onprem_sim,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from gateway.app import create_app
+from tests.conftest import log_fields
 from tests.ws_client import connect, text, until
 
 MARKER = "Zebrafinch-7731 wants the blue hatchback, call 555-867-5309"
@@ -36,5 +37,5 @@ async def test_message_and_answer_text_are_logged_only_at_debug(gw_client, setti
         assert not leaks(caplog, needle), leaks(caplog, needle)
     # The words are there at DEBUG (so this test sees the log at all), and INFO has the sizes.
     assert leaks(caplog, "Zebrafinch", logging.DEBUG)
-    turns = [r.getMessage() for r in caplog.records if "event=turn " in r.getMessage()]
-    assert len(turns) >= 4 and all("question_chars=" in t and "intent=" in t for t in turns)
+    turns = [log_fields(r) for r in caplog.records if log_fields(r)["event"] == "turn"]
+    assert len(turns) >= 4 and all("question_chars" in t and "intent" in t for t in turns)

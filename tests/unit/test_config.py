@@ -102,3 +102,38 @@ def test_cli_serve_exits_non_zero_listing_problems(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "default_intent" in err and "has no entry under prices" in err
+
+
+def test_secrets_come_from_the_environment_or_from_the_file_NAME_FILE_names(tmp_path):
+    """Compose `secrets:` mount files; the container's environment holds only their paths."""
+    for name, value in (("onprem", "onprem-key-from-a-file"), ("openai", "sk-from-a-file"),
+                        ("redis", "redis://:pw-from-a-file@redis:6379/0"),
+                        ("keys", "vercel:frontend-key-from-a-file"),
+                        ("signing", "signing-secret-from-a-file-0123456789")):
+        (tmp_path / name).write_text(value + "\n")
+    env = {"ONPREM_API_KEY_FILE": str(tmp_path / "onprem"),
+           "OPENAI_API_KEY_FILE": str(tmp_path / "openai"),
+           "REDIS_URL_FILE": str(tmp_path / "redis"),
+           "SCOUT_API_KEYS_FILE": str(tmp_path / "keys"),
+           "SCOUT_SIGNING_SECRET_FILE": str(tmp_path / "signing")}
+    s = settings_from_dict(example_config(), env)
+    assert s.onprem.api_key is not None and s.onprem.api_key.get() == "onprem-key-from-a-file"
+    assert s.openai.api_key is not None and s.openai.api_key.get() == "sk-from-a-file"
+    assert s.redis.url is not None and s.redis.url.get().startswith("redis://:pw-from-a-file@")
+    assert s.auth.api_keys is not None and s.auth.signing_secret is not None
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(example_config(), {**env, "OPENAI_API_KEY_FILE": "/nonexistent/k"})
+    assert "OPENAI_API_KEY_FILE: cannot read /nonexistent/k" in str(err.value)
+
+
+def test_trusted_proxies_and_end_user_keys_are_checked():
+    data = example_config()
+    data["server"]["trusted_proxies"] = ["10.0.0.0/8", "not-an-address"]
+    data["auth"]["end_user_keys"] = "vercel"
+    data["rate_limits"]["per_user"] = "lots"
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(data, ENV)
+    text = str(err.value)
+    assert "server.trusted_proxies: 'not-an-address' is not an IP address or CIDR" in text
+    assert "auth.end_user_keys: must be a list of API key labels" in text
+    assert "rate_limits.per_user: 'lots' is not a limit like '60/minute'" in text

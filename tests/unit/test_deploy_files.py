@@ -69,7 +69,7 @@ def test_ec2_box():
     gw, redis, edge = SERVICES["gateway"], SERVICES["redis"], SERVICES["edge-nginx"]
     assert gw["build"] == "." and gw["healthcheck"] and gw["network_mode"] == "service:tailscale-ec2"
     assert gw["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert "--appendonly" in redis["command"] and "redis-data:/data" in redis["volumes"]
+    assert "--appendonly" in redis["command"][-1] and "redis-data:/data" in redis["volumes"]
     assert edge["ports"] == ["80:80", "443:443"]
     assert SERVICES["tailscale-ec2"]["environment"]["TS_EXTRA_ARGS"] == \
         "--advertise-tags=tag:gateway"
@@ -86,11 +86,60 @@ def _strings(node, path=""):
         yield path, node
 
 
+def test_each_service_gets_only_its_own_secrets():
+    assert not [n for n, svc in SERVICES.items() if "env_file" in svc], "env_file hands out all"
+    gw, redis = SERVICES["gateway"], SERVICES["redis"]
+    assert set(gw["secrets"]) == {"onprem_api_key", "openai_api_key", "redis_url",
+                                  "scout_api_keys", "scout_staff_keys", "scout_signing_secret",
+                                  "scout_alert_webhook"}
+    for name, path in gw["environment"].items():  # the gateway reads NAME from NAME_FILE
+        if name.endswith("_FILE"):
+            assert path == f"/run/secrets/{path.rsplit('/', 1)[1]}"
+            assert path.rsplit("/", 1)[1] in gw["secrets"]
+    assert redis["secrets"] == ["redis_password"]
+    assert "requirepass" not in " ".join(redis["command"]).split("printf")[0]
+    assert "--requirepass" not in " ".join(redis["command"])
+    for name, svc in SERVICES.items():
+        if name not in ("gateway", "redis"):
+            assert "secrets" not in svc, f"{name} gets secrets it does not use"
+    for secret in COMPOSE["secrets"].values():
+        assert secret["file"].startswith("./secrets/")
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_orchestrators_probe_readiness_not_upstream_health():
+    assert "/readyz" in " ".join(SERVICES["gateway"]["healthcheck"]["test"])
+    assert "/readyz" in (ROOT / "Dockerfile").read_text().split("HEALTHCHECK", 1)[1]
+    assert "--wait" in (ROOT / "infra" / "ec2" / "scout.service").read_text()
+
+
+def test_the_gateway_trusts_exactly_the_edge_nginx():
+    import ipaddress
+    subnet = ipaddress.ip_network(COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    edge_ip = SERVICES["edge-nginx"]["networks"]["default"]["ipv4_address"]
+    assert ipaddress.ip_address(edge_ip) in subnet
+    config = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
+    assert edge_ip in config["server"]["trusted_proxies"]
+    assert not any("/" in t for t in config["server"]["trusted_proxies"]), "no whole subnets"
+    conf = (ROOT / "nginx" / "edge.conf").read_text()
+    assert "$proxy_add_x_forwarded_for" not in conf, "appending keeps what the client wrote"
+    assert conf.count("proxy_set_header X-Forwarded-For $remote_addr;") == 2
+
+
+def test_the_edge_config_speaks_the_pinned_nginxs_http2_syntax():
+    pinned = SERVICES["edge-nginx"]["image"].split(":")[1].split("-")[0]
+    conf = (ROOT / "nginx" / "edge.conf").read_text()
+    assert tuple(int(x) for x in pinned.split(".")) >= (1, 25, 1)
+    assert "http2 on;" in conf and "ssl http2" not in conf
+
+
 def test_no_secret_is_written_inline():
     for where, value in _strings(SERVICES):
         name = where.rsplit(".", 1)[-1]
-        if SECRETISH.search(name) and "healthcheck" not in where:
-            assert value.startswith("${"), f"{where} holds a literal secret"
+        if SECRETISH.search(name) and "healthcheck" not in where \
+                and not name.startswith("secrets["):  # names of compose secrets, not values
+            assert value.startswith("${") or (name.endswith("_FILE") and value.startswith(
+                "/run/secrets/")), f"{where} holds a literal secret"
         m = re.search(r"--(api-key|requirepass)[= ]+(\S+)", value)
         if m:
             assert m.group(2).startswith("${"), where
