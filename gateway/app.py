@@ -42,15 +42,17 @@ from gateway.appkeys import (
 from gateway.cache.stampede import Stampede
 from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
-from gateway.config import Settings
+from gateway.config import OFFSITE_TIERS, Settings
 from gateway.health.monitor import HealthMonitor, Webhook
 from gateway.logs import get_logger, install_filters
 from gateway.metrics import Metrics, multiprocess_dir
 from gateway.providers.base import Provider
 from gateway.providers.cache_tier import CacheProvider
+from gateway.providers.offsite import OffsiteGuard
 from gateway.providers.onprem import OnpremProvider
 from gateway.providers.openai_tier import OpenAIProvider
 from gateway.providers.static import StaticProvider
+from gateway.routing.intents import IntentClassifier
 from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.remote import ClientAddresses
@@ -211,6 +213,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION])
     if settings.openai.enabled:
         providers["openai"] = OpenAIProvider(settings.openai)
+    classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
+    metrics, stats = app[METRICS], app[STATS]
+
+    def audit(intent: str, redacted: dict[str, int]) -> None:
+        metrics.offsite_turns.labels(intent).inc()
+        stats.add_day({f"offsite:{intent}": 1, **{f"pii:{k}": n for k, n in redacted.items()}})
+        for kind, n in redacted.items():
+            metrics.pii_redacted.labels(kind).inc(n)
+
+    for tier in OFFSITE_TIERS & providers.keys():  # privacy by construction, for each
+        providers[tier] = OffsiteGuard(providers[tier], classifier, settings.privacy.redact,
+                                       audit)
     app[PROVIDERS] = providers
     stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
     monitor = app[HEALTH]

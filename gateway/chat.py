@@ -85,6 +85,7 @@ class Turn:
     request: TierRequest
     cacheable: bool      # a whole answer may be stored
     fresh_cache: bool    # a fresh stored answer may be served before any tier
+    private: str | None = None  # the private intent this conversation touched, if any
 
 
 class HealthSource(HealthObserver, Protocol):
@@ -117,21 +118,33 @@ class ChatService:
 
     def prepare(self, messages: list[dict[str, Any]], *, pin: str | None = None,
                 params: dict[str, Any] | None = None, tools: list[Any] | None = None,
-                tool_choice: Any = None, turn_id: str | None = None) -> Turn:
-        """Classify and plan; raises PrivacyViolation before anything is sent."""
+                tool_choice: Any = None, turn_id: str | None = None,
+                private_before: IntentConfig | None = None) -> Turn:
+        """Classify and plan; raises PrivacyViolation before anything is sent.
+
+        The intent comes from the last user message; privacy from every user message the
+        request carries (and `private_before`, a private turn the session saw earlier even
+        if it is no longer in the window sent upstream)."""
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
         intent = self.classifier.classify(prompt_text([last_user]) if last_user else "")
+        private_turn = None if intent.private else \
+            (self.classifier.private_turn(messages) or private_before)
         plan = plan_route(intent, enabled=self._enabled, health=self.tier_health, pin=pin,
-                          tool_tiers=self._tool_tiers if tools else None)
+                          tool_tiers=self._tool_tiers if tools else None,
+                          private_turn=private_turn)
         system_prompt = self.settings.server.system_prompt
         if system_prompt and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": system_prompt}, *messages]
-        cacheable = intent.cacheable and not intent.private and not tools
+        # A private conversation's answers are never shared through the cache either.
+        cacheable = intent.cacheable and plan.policy != "never" and not tools
         key = cache_key(intent.name, messages, "") if cacheable else None
         request = TierRequest(messages=messages, intent=intent, params=params or {},
-                              tools=tools, tool_choice=tool_choice, cache_key=key)
+                              tools=tools, tool_choice=tool_choice, cache_key=key,
+                              offsite=plan.policy)
+        touched = intent if intent.private else private_turn
         return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable,
-                    fresh_cache=cacheable and pin is None)
+                    fresh_cache=cacheable and pin is None,
+                    private=touched.name if touched is not None else None)
 
     async def run(self, turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         started = time.perf_counter()

@@ -20,6 +20,12 @@ from gateway.errors import ConfigError
 
 TIERS = ("onprem", "openai", "cache", "static")
 GENERATIVE_TIERS = ("onprem", "openai")
+OFFSITE_TIERS = frozenset({"openai"})   # tiers outside the dealership: privacy rules apply
+# Where an intent's turns may go: `allowed` off-site as written, `redacted` off-site with
+# personal data replaced by placeholders, `never` on-site only (on-prem, cache, static).
+OFFSITE_POLICIES = ("allowed", "redacted", "never")
+PII_KINDS = ("email", "phone", "card", "ssn", "dl", "vin", "plate", "dob", "address",
+             "bank_account", "routing", "income", "credit_score", "name")
 
 
 class Secret:
@@ -70,6 +76,11 @@ class IntentConfig:
     cacheable: bool = False
     cache_ttl_s: float = 3600.0
     private: bool = False
+    offsite: str = ""     # one of OFFSITE_POLICIES; unset: never if private, else redacted
+
+    def __post_init__(self) -> None:
+        if not self.offsite:
+            object.__setattr__(self, "offsite", "never" if self.private else "redacted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,12 @@ class CacheConfig:
     stale_ttl_s: float = 86_400.0
     # How long identical questions wait for the one that went upstream.
     stampede_wait_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    # Personal data replaced before an off-site tier sees it, per kind (all on by default).
+    redact: frozenset[str] = frozenset(PII_KINDS)
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,7 @@ class Settings:
     prices: dict[str, Price]
     default_intent: str = "default"
     warnings: tuple[str, ...] = field(default=())
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def enabled_tiers(self) -> tuple[str, ...]:
         on = {"onprem": self.onprem.enabled, "openai": self.openai.enabled}
@@ -328,9 +346,20 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
             p.add(f"{where}.ladder: unknown tier {tier!r} (known: {', '.join(TIERS)})")
     if len(set(ladder)) != len(ladder):
         p.add(f"{where}.ladder: names a tier twice")
-    private = bool(raw.get("private", False))
-    if private and "openai" in ladder:
-        p.add(f"{where}: is private, so its ladder must not contain openai")
+    private = raw.get("private", False)
+    if not isinstance(private, bool):
+        p.add(f"{where}.private: must be true or false, got {private!r}")
+        private = True   # fail closed while the problem is reported
+    offsite = raw.get("offsite", "never" if private else "redacted")
+    if offsite not in OFFSITE_POLICIES:
+        p.add(f"{where}.offsite: must be one of {', '.join(OFFSITE_POLICIES)}, got {offsite!r}")
+        offsite = "never"
+    if private and offsite != "never":
+        p.add(f"{where}: is private, so offsite must be never (got {offsite})")
+    if offsite == "never" and OFFSITE_TIERS & set(ladder):
+        why = "is private" if private else "has offsite: never"
+        p.add(f"{where}: {why}, so its ladder must not contain "
+              f"{', '.join(sorted(OFFSITE_TIERS & set(ladder)))}")
     cacheable = bool(raw.get("cacheable", False))
     if private and cacheable:
         p.add(f"{where}: is private, so it cannot be cacheable")
@@ -356,6 +385,7 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
         cacheable=cacheable,
         cache_ttl_s=_num(raw, "cache_ttl_s", 3600.0, where, p),
         private=private,
+        offsite=offsite,
     )
 
 
@@ -604,9 +634,23 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
             if tier in intent.ladder and not enabled:
                 warnings.append(f"intent {intent.name}: tier {tier} is disabled and is skipped")
 
+    pv = _section(data, "privacy", p)
+    redact_raw = pv.get("redact") or {}
+    if not isinstance(redact_raw, Mapping):
+        p.add("privacy.redact: must be a mapping of kind: true/false")
+        redact_raw = {}
+    for kind, on in redact_raw.items():
+        if kind not in PII_KINDS:
+            p.add(f"privacy.redact.{kind}: unknown kind (known: {', '.join(PII_KINDS)})")
+        elif not isinstance(on, bool):
+            p.add(f"privacy.redact.{kind}: must be true or false, got {on!r}")
+    privacy = PrivacyConfig(redact=frozenset(
+        k for k in PII_KINDS if redact_raw.get(k, True) is not False))
+
     if p.items:
         raise ConfigError(p.items)
-    return Settings(server=server, onprem=onprem, openai=openai, cache=cache, redis=redis_cfg,
+    return Settings(privacy=privacy, server=server, onprem=onprem, openai=openai, cache=cache,
+                    redis=redis_cfg,
                     sessions=sessions, auth=auth, ws=ws, health=health,
                     rate_limits=rate_limits, intents=intents,
                     prices=prices, default_intent=default_intent, warnings=tuple(warnings))

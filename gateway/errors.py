@@ -9,7 +9,8 @@
     └── TierError              one tier could not answer: try the next one
         ├── TierUnavailable    refused, timed out, 5xx, dropped: transient
         ├── TierMisconfigured  401/403, unknown model: red until fixed by a human
-        └── TierRejectedInput  the upstream refused this input (400/413/422)
+        ├── TierRejectedInput  the upstream refused this input (400/413/422)
+        └── TierRefused        the gateway won't send it there (privacy): not a failure
 
 HTTP and WebSocket handlers turn these into responses in one place
 (`gateway.api.errors`).
@@ -96,3 +97,10 @@ class TierMisconfigured(TierError):
 
 class TierRejectedInput(TierError):
     kind = "rejected"
+
+
+class TierRefused(TierError):
+    """The gateway itself would not send this turn there (a private conversation to an
+    off-site tier): not the tier's fault, so it never counts against its health."""
+
+    kind = "refused"

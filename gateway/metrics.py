@@ -51,6 +51,12 @@ class Metrics:
                               ["intent"], registry=r)
         self.tokens = Counter("scout_tokens", "Tokens by tier", ["tier", "kind"], registry=r)
         self.cost = Counter("scout_cost_usd", "Spend in USD by tier", ["tier"], registry=r)
+        self.offsite_turns = Counter("scout_offsite_turns",
+                                     "Turns sent to an off-site tier, by intent", ["intent"],
+                                     registry=r)
+        self.pii_redacted = Counter("scout_pii_redacted",
+                                    "Personal values replaced before leaving, by kind", ["kind"],
+                                    registry=r)
         self.rate_limited = Counter("scout_rate_limited", "Requests refused by a rate limit",
                                     ["scope"], registry=r)
         self.overhead = Histogram("scout_gateway_overhead_seconds",

@@ -93,6 +93,15 @@ class SessionStore:
     def trim(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return trim_history(messages, self.config.max_turns, self.config.max_prompt_tokens)
 
+    async def mark_private(self, sid: str, intent: str) -> None:
+        """Remember that this conversation touched a private intent: every later turn of it
+        stays on-site, even once that turn has left the window sent upstream."""
+        await self.kv.set(f"{keys.SESSION}{sid}:private", intent.encode(), self.config.ttl_s)
+
+    async def private_intent(self, sid: str) -> str | None:
+        raw = await self.kv.get(f"{keys.SESSION}{sid}:private")
+        return raw.decode() if isinstance(raw, bytes) else raw
+
     async def save_answer(self, sid: str, msg_id: str, record: dict[str, Any]) -> bool:
         return await self.kv.set(f"{keys.ANSWER}{sid}:{msg_id}", orjson.dumps(record),
                                  self.config.answer_ttl_s)

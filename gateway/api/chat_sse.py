@@ -72,14 +72,20 @@ def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
 
 async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn, dict[str, Any]]:
     """Load (or start) the conversation and plan the turn; the store being down is not an error."""
-    sessions = app[SESSIONS]
+    sessions, chat = app[SESSIONS], app[CHAT]
     sid = body.session or sessions.ids.new()
     stored = await sessions.history(sid) if body.session else []
     # The store unreachable (None) or a new session: the request's own history stands in.
     history = stored if stored else body.history
     user = {"role": "user", "content": body.message}
     messages = sessions.trim([*history, user])
-    return sid, app[CHAT].prepare(messages, turn_id=body.msg_id), user
+    before = await sessions.private_intent(sid) if body.session else None
+    turn = chat.prepare(messages, turn_id=body.msg_id,
+                        private_before=chat.classifier.get(before)
+                        if before in chat.settings.intents else None)
+    if turn.private is not None and turn.private != before:
+        await sessions.mark_private(sid, turn.private)
+    return sid, turn, user
 
 
 async def chat_sse(request: web.Request) -> web.StreamResponse:

@@ -91,6 +91,10 @@ async def snapshot(app: web.Application) -> dict[str, Any]:
                    **{tier: [row.get(f"req:{tier}", 0) for _, row in rows] for tier in TIERS},
                    "ttft_p95_ms": [_minute_p95(row) for _, row in rows]},
         "incidents": list(reversed(health["incidents"]))[:20],
+        # What left the building today (UTC): counts per intent and per kind, never text.
+        "privacy": {"offsite_turns": {k[8:]: v for k, v in today.items()
+                                      if k.startswith("offsite:")},
+                    "redacted": {k[4:]: v for k, v in today.items() if k.startswith("pii:")}},
         "currency_note": "spend is UTC-day to date; saved = the same answers at OpenAI prices "
                          f"({app[SETTINGS].openai.model}) minus what they cost",
     }

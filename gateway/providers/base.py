@@ -23,6 +23,7 @@ class TierRequest:
     tool_choice: Any = None
     prefix: str = ""          # partial answer to continue (mid-stream resume)
     cache_key: str | None = None
+    offsite: str = "redacted"  # where this turn may go (RoutePlan.offsite)
 
     def upstream_messages(self) -> list[dict[str, Any]]:
         """The conversation as sent upstream; a resume asks to continue the partial answer."""

@@ -14,12 +14,8 @@ from contextlib import aclosing
 import aiohttp
 
 from gateway.config import OpenAIConfig
-from gateway.logs import get_logger
-from gateway.providers.base import Delta, StreamEvent, TierRequest
+from gateway.providers.base import StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
-from gateway.security.pii import Redactor, Restorer, redact_messages
-
-log = get_logger("scout.openai")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -47,33 +43,11 @@ class OpenAIProvider:
                                   sock_read=config.timeout_s))
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
-        # Personal data never leaves the building: typed placeholders go out, and the
-        # values are put back into the answer where it quotes them.
-        redactor = Redactor()
-        messages = redact_messages(request.upstream_messages(), redactor)
-        events = self._client.stream(self._url, request, messages)
-        if not redactor.values:
-            async with aclosing(events):
-                async for ev in events:
-                    yield ev
-            return
-        log.info("pii_redacted", count=len(redactor.values),
-                 kinds=",".join(sorted({p[1:].split("_")[0] for p in redactor.values})))
-        restorer = Restorer(redactor.values)
-        last_model = self.model
-        async with aclosing(events):
+        # Privacy (refusal, redaction, restoring) is OffsiteGuard's, around every off-site tier.
+        async with aclosing(self._client.stream(self._url, request,
+                                                request.upstream_messages())) as events:
             async for ev in events:
-                if not isinstance(ev, Delta):
-                    yield ev
-                    continue
-                last_model = ev.model
-                text = restorer.feed(ev.text) if ev.text else ""
-                if ev.finish_reason:
-                    text += restorer.flush()
-                if text or ev.tool_calls or ev.finish_reason:
-                    yield Delta(text, ev.model, ev.tool_calls, ev.finish_reason)
-        if tail := restorer.flush():  # a stream that ended without a finish_reason
-            yield Delta(tail, last_model)
+                yield ev
 
     async def close(self) -> None:
         await self._session.close()

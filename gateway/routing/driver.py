@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from gateway.errors import TierError, TierUnavailable
 from gateway.logs import get_logger
 from gateway.providers.base import Delta, Headers, Provenance, Provider, TierRequest, Usage
-from gateway.routing.plan import RoutePlan, check_private
+from gateway.routing.plan import RoutePlan, check_offsite
 from gateway.routing.race import (
     CancelTier,
     EmitSwitch,
@@ -148,7 +148,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                         saw_tool_calls = True
                     yield TextOut(act.text, act.tier, delta.model, delta.tool_calls)
                 elif isinstance(act, StartTier):
-                    check_private(plan.intent, (act.tier,))  # again at dispatch, whatever the plan said
+                    check_offsite(plan.intent.name, plan.policy, (act.tier,))  # again at dispatch
                     req = replace(request, prefix=act.prefix) if act.prefix else request
                     tier_of[act.attempt] = act.tier
                     tasks[act.attempt] = loop.create_task(
@@ -198,7 +198,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
             elif isinstance(ev, TierError):
                 tasks.pop(aid, None)
                 tier = tier_of[aid]
-                if tier in GENERATIVE and race.attempts[aid].active:
+                if tier in GENERATIVE and race.attempts[aid].active and ev.kind != "refused":
                     health.observe_failure(tier, ev.kind, ev.reason)
                 log.info("tier_failed", tier=tier, kind=ev.kind, reason=ev.reason)
                 actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))

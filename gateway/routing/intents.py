@@ -1,12 +1,14 @@
-"""Intent classification: pure rules over the customer's last message."""
+"""Intent classification: pure rules over the customer's messages."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.config import IntentConfig
+from gateway.cost import prompt_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,19 @@ class IntentClassifier:
 
     def get(self, name: str) -> IntentConfig:
         return self._by_name[name]
+
+    def private_turn(self, messages: Iterable[dict[str, Any]]) -> IntentConfig | None:
+        """The private intent that any user turn of the conversation matches, or None.
+
+        A conversation is private if any turn in it is: "which trims come in blue?" after
+        "my credit score is 640, can I finance the Tacoma?" carries the financing turn in
+        its history, so it must not leave the building either."""
+        for m in messages:
+            if m.get("role") == "user":
+                intent = self.classify(prompt_text([m]))
+                if intent.private:
+                    return intent
+        return None
 
     def classify(self, text: str) -> IntentConfig:
         best: IntentConfig | None = None

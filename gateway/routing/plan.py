@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.config import Deadlines, IntentConfig
+from gateway.config import OFFSITE_TIERS, Deadlines, IntentConfig
 from gateway.errors import PrivacyViolation
 
 # Health states that make the race skip a tier without waiting for a deadline.
@@ -24,10 +24,16 @@ class RoutePlan:
     ladder: tuple[str, ...]
     deadlines: Deadlines
     skipped: tuple[tuple[str, str], ...] = ()  # (tier, reason) left out before the race
+    offsite: str = ""   # this turn's policy when it differs from the intent's (private talk)
 
     @property
     def private(self) -> bool:
         return self.intent.private
+
+    @property
+    def policy(self) -> str:
+        """Where this turn may go: allowed, redacted or never."""
+        return self.offsite or self.intent.offsite
 
 
 def plan_route(
@@ -37,16 +43,19 @@ def plan_route(
     health: Callable[[str], TierHealth],
     pin: str | None = None,
     tool_tiers: frozenset[str] | None = None,
+    private_turn: IntentConfig | None = None,
 ) -> RoutePlan:
     """Build the ladder for one turn.
 
     `pin` forces one tier (static stays behind it as the last resort) unless the
     intent is private and the pinned tier is not in its ladder: pinning never
     takes a private conversation off-site. `tool_tiers`, when the request carries
-    tools, keeps only the generative tiers that can call tools.
+    tools, keeps only the generative tiers that can call tools. `private_turn`, the private
+    intent an earlier turn of the conversation matched, keeps the whole turn on-site.
     """
+    offsite = "never" if private_turn is not None else intent.offsite
     ladder = list(intent.ladder)
-    if pin is not None and (not intent.private or pin in intent.ladder):
+    if pin is not None and (offsite != "never" or pin in intent.ladder):
         ladder = [pin]
     skipped: list[tuple[str, str]] = []
     kept: list[str] = []
@@ -55,6 +64,10 @@ def plan_route(
             continue
         if tier not in enabled:
             skipped.append((tier, "disabled in configuration"))
+        elif offsite == "never" and tier in OFFSITE_TIERS:
+            why = f"an earlier turn is {private_turn.name}" if private_turn is not None \
+                else f"intent {intent.name} is never sent off-site"
+            skipped.append((tier, f"private conversation: {why}"))
         elif tool_tiers is not None and tier not in tool_tiers:
             skipped.append((tier, "cannot serve requests with tools"))
         elif (h := health(tier)).state in SKIP_STATES:
@@ -62,12 +75,13 @@ def plan_route(
         else:
             kept.append(tier)
     kept.append("static")  # always available, always last
-    check_private(intent, kept)
-    return RoutePlan(intent, tuple(kept), intent.deadlines, tuple(skipped))
+    check_offsite(intent.name, offsite, kept)
+    return RoutePlan(intent, tuple(kept), intent.deadlines, tuple(skipped), offsite)
 
 
-def check_private(intent: IntentConfig, tiers: list[str] | tuple[str, ...]) -> None:
-    """Refuse to dispatch a private intent to OpenAI, whatever built the ladder."""
-    if intent.private and "openai" in tiers:
+def check_offsite(intent: str, offsite: str, tiers: list[str] | tuple[str, ...]) -> None:
+    """Refuse to dispatch an on-site-only turn to an off-site tier, whatever built the
+    ladder."""
+    if offsite == "never" and OFFSITE_TIERS & set(tiers):
         raise PrivacyViolation(
-            f"intent {intent.name} is private and may not be sent to OpenAI")
+            f"intent {intent} is private and may not be sent to an off-site tier")

@@ -1,13 +1,31 @@
 """Personal data out before a message leaves the building; back in where the answer quotes it.
 
-Pure and table-tested. Each kind is a pattern plus a check that cuts false alarms:
-e-mail addresses; US phone numbers; card numbers (13-19 digits passing Luhn); US SSNs
-(area/group/serial rules, or nine digits next to the words SSN / social security);
-driver's licence numbers (after the words driver's licence / DL); VINs (17 characters,
-valid check digit) when tied to a person ("my", "our", "trade-in", …) — a VIN on the
-dealership's own lot is not personal. Each value becomes a typed placeholder, the same
-value the same placeholder throughout a conversation, and `Restorer` puts the values
-back into the streamed answer even when a placeholder is split across chunks.
+Pure and table-tested against `tests/data/pii_eval.jsonl` (hand-written conversations with
+hard negatives). Each kind can be switched off in config (`privacy.redact`):
+
+- EMAIL: addresses, also spelt out ("maria dot g at gmail dot com").
+- PHONE: Google's libphonenumber (the `phonenumbers` port) finds US and international
+  numbers (+44, +52) in any common format; a bare 7-digit run counts only after a phone
+  cue word, so stock numbers stay. Numbers read out in words ("five five five ...", also
+  in Spanish) are found too.
+- CARD (13-19 digits passing Luhn), SSN (area/group/serial rules, or nine digits after
+  "SSN"/"social"), DL (after "driver's licence"/"DL"), VIN (valid check digit, tied to a
+  person: a VIN on the lot is not personal), PLATE (after "plate"/"tag"/"placa").
+- DOB: a date after "born", "DOB", "date of birth", "birthday", "fecha de nacimiento".
+- ADDRESS: a street number, up to four words and a street type, with unit, city, state
+  and ZIP when present, confirmed by `usaddress` (a trained US address parser).
+- NAME: after cue phrases ("my name is", "this is", "I'm", "me llamo", "soy", a sign-off
+  like "thanks, Maria"), one to three name words, the first a known first name (Faker's
+  English and Spanish name lists) or capitalised and not a common word. No model is
+  downloaded, so a name with no cue is not found: the README gives the measured recall.
+- BANK_ACCOUNT (digits after "account"/"acct"/"cuenta"), ROUTING (nine digits passing
+  the ABA checksum after "routing"/"ABA").
+- INCOME (an amount after "I make", "income", "salary", "gano" ... or with "a year"),
+  CREDIT_SCORE (300-850 next to "score"/"FICO"/"puntaje").
+
+Each value becomes a typed placeholder, the same value the same placeholder throughout a
+conversation, and `Restorer` puts the values back into the streamed answer even when a
+placeholder is split across chunks.
 """
 
 from __future__ import annotations
@@ -23,20 +41,67 @@ _VIN_MAP = {**{str(d): d for d in range(10)},
 _VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-PHONE = re.compile(r"(?<![\w+])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\d)"
-                   r"|(?<![\w+])\+?1?\d{10}(?!\d)")
+EMAIL_SPOKEN = re.compile(r"\b[A-Za-z0-9._%+-]+(?:\s+dot\s+[A-Za-z0-9_%+-]+)*\s+(?:at|arroba)\s+"
+                          r"[A-Za-z0-9-]+(?:\s+(?:dot|punto)\s+[A-Za-z]{2,6})+\b", re.I)
 CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?!\d)")
-SSN_WORDS = re.compile(r"\b(?:ssn|social security(?: number| no\.?| #)?)\b\D{0,12}(\d{9})(?!\d)",
-                       re.I)
+SSN_WORDS = re.compile(r"\b(?:ssn|social security(?: number| no\.?| #)?|social|seguro social)\b"
+                       r"\D{0,12}(\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)", re.I)
 DL = re.compile(r"\b(?:driver'?s?\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|DL(?:\s+(?:number|no\.?|#))?"
-                r"|licen[cs]e\s+(?:number|no\.?|#))\s*(?:is|:|#)?\s*"
-                r"([A-Z0-9][A-Z0-9-]{4,14})\b", re.I)
+                r"|licen[cs]e\s+(?:number|no\.?|#)|licencia(?:\s+de\s+conducir)?)\s*"
+                r"(?:is|es|:|#)?\s*([A-Z0-9][A-Z0-9-]{4,14})\b", re.I)
 VIN = re.compile(r"\b[A-HJ-NPR-Z0-9]{17}\b")
 PERSONAL = re.compile(r"\b(?:my|our|mine|i own|i have|trade[- ]?in|trading in|registered to|"
-                      r"my wife'?s|my husband'?s|owned)\b", re.I)
-
-
+                      r"my wife'?s|my husband'?s|owned|mi|tengo)\b", re.I)
+PLATE = re.compile(r"\b(?:(?:licen[cs]e\s+)?plates?|tags?|placas?)(?:\s+(?:number|no\.?|#|is|es|"
+                   r"reads?|says?))*\s*[:#]?\s*([A-Z0-9][A-Z0-9 -]{1,8}[A-Z0-9])\b", re.I)
+MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|enero|febrero|marzo|"
+          r"abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre)")
+DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:19|20)?\d\d|(?:19|20)\d\d-\d\d-\d\d"
+        rf"|{MONTHS}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d\d"
+        rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+|de\s+)?{MONTHS},?\s+(?:de\s+)?(?:19|20)\d\d)")
+DOB = re.compile(rf"\b(?:born(?:\s+on)?|d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday"
+                 rf"|b-?day|fecha\s+de\s+nacimiento|naci(?:\s+el)?|nacimiento)\b\W{{0,12}}"
+                 rf"(?:is\s+|es\s+|was\s+|on\s+|el\s+)?({DATE})", re.I)
+STREET_TYPES = (r"(?:st|street|ave|avenue|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl"
+                r"|place|pkwy|parkway|hwy|highway|cir|circle|ter|terrace|trl|trail|loop|sq|square)")
+ADDRESS = re.compile(
+    rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+|north\s+|south\s+|east\s+|west\s+)?"
+    rf"(?:[A-Za-z0-9'.-]+\s+){{0,3}}{STREET_TYPES}\b\.?"
+    rf"(?:,?\s+(?:apt|apartment|unit|suite|ste|#)\.?\s*#?\s*[A-Za-z0-9-]+)?"
+    rf"(?:,?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?,?\s+[A-Z]{{2}}(?:\s+\d{{5}}(?:-\d{{4}})?)?)?"
+    rf"(?:\s+\d{{5}}(?:-\d{{4}})?)?", re.I)
+# An address after these words is the dealership's (or another business's), not the
+# customer's: "your dealership is at 1200 Lakeside Blvd".
+_THEIRS = re.compile(r"\b(?:your|you(?:'re| are| guys)|dealership|showroom|store|lot|office|"
+                     r"located|location|branch|su|ustedes)\b", re.I)
+_MINE = re.compile(r"\b(?:my|i live|i'm at|we live|our|home|mi|vivo|casa)\b", re.I)
+_NOT_STREET_WORDS = frozenset({"miles", "mile", "minutes", "min", "years", "year", "yrs", "k",
+                               "thousand", "dollars", "bucks", "percent", "hours", "days",
+                               "cars", "people", "seats", "doors", "kids", "months", "times"})
+ACCOUNT = re.compile(r"\b(?:account|acct|cuenta|checking|savings)(?:\s+(?:number|no\.?|#|num|is|es|"
+                     r"ending\s+in))*\s*[:#]?\s*(\d[\d -]{4,18}\d)\b", re.I)
+ROUTING = re.compile(r"\b(?:routing|aba|rtn|ruta)(?:\s+(?:number|no\.?|#|num|is|es))*\s*[:#]?\s*"
+                     r"(\d{9})\b", re.I)
+MONEY = r"\$?\s?\d{1,3}(?:[,.]\d{3})+(?:\.\d\d)?|\$?\s?\d+(?:\.\d+)?\s?(?:k|K|grand|mil)?"
+INCOME = re.compile(
+    rf"\b(?:i\s+make|i\s+earn|i'?m\s+making|making|earning|income(?:\s+is)?|salary(?:\s+is)?|"
+    rf"take[- ]home(?:\s+is)?|gross(?:\s+is)?|gano|ingreso(?:s)?(?:\s+(?:es|son|de))?|"
+    rf"sueldo(?:\s+(?:es|de))?)\s+(?:of\s+|about\s+|around\s+|like\s+|como\s+|unos\s+)?"
+    rf"({MONEY})", re.I)
+INCOME_PER = re.compile(rf"({MONEY})\s*(?:a|per|/)\s*(?:year|yr|annually)\b|({MONEY})\s+al\s+año",
+                        re.I)
+SCORE = re.compile(r"\b(?:credit\s+score|score|fico|beacon|puntaje(?:\s+de\s+cr[eé]dito)?|"
+                   r"cr[eé]dito)\b\D{0,15}?\b([3-8]\d\d)\b"
+                   r"|\b([3-8]\d\d)\s+(?:credit\s+)?(?:score|fico|beacon|puntaje)\b", re.I)
+NAME_CUE = re.compile(
+    r"(?:\bmy\s+name\s+is|\bmy\s+name'?s|\bname\s*:|\bthis\s+is|\bi'?m|\bi\s+am|\bit'?s"
+    r"|\bme\s+llamo|\bmi\s+nombre\s+es|\bsoy|\bcall\s+me|\bask\s+for|\bspeak\s+(?:to|with)"
+    r"|\bunder|\bfor\s+my\s+(?:wife|husband|son|daughter|mom|dad|mother|father)"
+    r"|(?:^|[.!?\n]\s*)(?:thanks|thank\s+you|gracias|regards|best|cheers)\s*[,!-]?|^\s*-+)"
+    r"\s+((?:[A-Za-zÀ-ÿ][a-zà-ÿ'-]+|[A-Z]\.)(?:\s+(?:[A-Za-zÀ-ÿ][a-zà-ÿ'-]+|[A-Z]\.)){0,2})",
+    re.I | re.M)
 def luhn_ok(digits: str) -> bool:
     total, alt = 0, False
     for ch in reversed(digits):
@@ -65,28 +130,164 @@ class Found:
     value: str
 
 
-def find(text: str) -> list[Found]:
-    """Every personal value in the text, non-overlapping, in order. Pure."""
+KINDS = ("EMAIL", "SSN", "CARD", "ROUTING", "BANK_ACCOUNT", "DL", "VIN", "PLATE", "DOB",
+         "ADDRESS", "PHONE", "CREDIT_SCORE", "INCOME", "NAME")
+
+_PHONE_CUE = re.compile(r"\b(?:call|text|phone|cell|mobile|number|tel|whatsapp|reach|contact|"
+                        r"llamar|llámame|llamame|celular|cel|tel[eé]fono|n[uú]mero|marca)\b", re.I)
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3",
+                "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+                "cero": "0", "uno": "1", "dos": "2", "tres": "3", "cuatro": "4", "cinco": "5",
+                "seis": "6", "siete": "7", "ocho": "8", "nueve": "9"}
+_SPOKEN_DIGITS = re.compile(r"\b(?:(?:" + "|".join(_DIGIT_WORDS) + r"|\d)[\s,-]+){6,14}"
+                            r"(?:" + "|".join(_DIGIT_WORDS) + r"|\d)\b", re.I)
+
+
+def aba_ok(digits: str) -> bool:
+    """The ABA routing-number checksum (3-7-1 weights)."""
+    if len(digits) != 9 or not digits.isdigit():
+        return False
+    d = [int(c) for c in digits]
+    return (3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + d[2] + d[5] + d[8]) % 10 == 0
+
+
+def _first_names() -> frozenset[str]:
+    """First names from a maintained package (Faker's English and Spanish lists)."""
+    from faker.providers.person.en_US import Provider as EnUS
+    from faker.providers.person.es_ES import Provider as EsES
+    from faker.providers.person.es_MX import Provider as EsMX
+    out: set[str] = set()
+    for provider in (EnUS, EsMX, EsES):
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            out.update(n.lower() for n in getattr(provider, attr, ()))
+    return frozenset(out)
+
+
+FIRST_NAMES = _first_names()
+# Words that follow "I'm", "this is", "soy" ... and are not names.
+_NOT_NAMES = frozenset("""a an the just not so very really also still here there back home
+looking interested calling wondering trying hoping going thinking planning ready able new
+sure glad happy sorry good fine ok okay well from in on at with about after before for to
+currently available free busy open close near out off over done still already usually
+buscando interesado interesada llamando una un el la muy aqui aquí de en con para por
+car truck suv van sedan it its that this what how when why who which your you we they
+first second looking-for trading leasing financing paying approved pre-approved
+self employed retired married single""".split())
+
+
+def _name_ok(words: list[str]) -> bool:
+    first = words[0]
+    low = first.lower().strip(".")
+    if low in _NOT_NAMES or low.isdigit():
+        return False
+    if low in FIRST_NAMES:
+        return True
+    # Not a listed first name: believe it only capitalised, with a capitalised surname.
+    return first[:1].isupper() and len(words) > 1 and words[1][:1].isupper() \
+        and words[1].lower() not in _NOT_NAMES
+
+
+def _phones(text: str) -> list[Found]:
+    import phonenumbers
+    hits = []
+    for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE):
+        raw = m.raw_string
+        digits = sum(c.isdigit() for c in raw)
+        cue = bool(_PHONE_CUE.search(text[max(0, m.start - 40):m.start]))
+        separated = any(c in raw for c in " .-()")
+        # Ten or more digits is a phone number however written (over-redacting is the safe
+        # side); seven only with a separator after a phone cue: a stock number is not one.
+        if raw.startswith("+") or digits >= 10 or (digits == 7 and cue and separated):
+            hits.append(Found("PHONE", m.start, m.end, raw))
+    for said in _SPOKEN_DIGITS.finditer(text):
+        spoken = said.group()
+        read = "".join(_DIGIT_WORDS.get(w.lower(), w) for w in re.findall(r"\w+", spoken))
+        if len(read) in (7, 10, 11) and any(c.isalpha() for c in spoken):
+            hits.append(Found("PHONE", said.start(), said.end(), spoken))
+    return hits
+
+
+def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
+    """Every personal value in the text, non-overlapping, in order; only `kinds` if given.
+    Pure."""
+    on = frozenset(KINDS) if kinds is None else kinds
     hits: list[Found] = []
-    for m in EMAIL.finditer(text):
-        hits.append(Found("EMAIL", m.start(), m.end(), m.group()))
-    for m in SSN.finditer(text):
-        hits.append(Found("SSN", m.start(), m.end(), m.group()))
-    for m in SSN_WORDS.finditer(text):
-        hits.append(Found("SSN", m.start(1), m.end(1), m.group(1)))
-    for m in CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            hits.append(Found("CARD", m.start(), m.end(), m.group()))
-    for m in DL.finditer(text):
-        if any(c.isdigit() for c in m.group(1)):
-            hits.append(Found("DL", m.start(1), m.end(1), m.group(1)))
-    for m in VIN.finditer(text.upper()):
-        window = text[max(0, m.start() - 60):m.start()]
-        if vin_ok(m.group()) and PERSONAL.search(window):
-            hits.append(Found("VIN", m.start(), m.end(), text[m.start():m.end()]))
-    for m in PHONE.finditer(text):
-        hits.append(Found("PHONE", m.start(), m.end(), m.group()))
+    if "EMAIL" in on:
+        hits += [Found("EMAIL", m.start(), m.end(), m.group()) for m in EMAIL.finditer(text)]
+        hits += [Found("EMAIL", m.start(), m.end(), m.group())
+                 for m in EMAIL_SPOKEN.finditer(text)]
+    if "SSN" in on:
+        hits += [Found("SSN", m.start(), m.end(), m.group()) for m in SSN.finditer(text)]
+        hits += [Found("SSN", m.start(1), m.end(1), m.group(1)) for m in SSN_WORDS.finditer(text)]
+    if "CARD" in on:
+        for m in CARD.finditer(text):
+            digits = re.sub(r"\D", "", m.group())
+            if 13 <= len(digits) <= 19 and luhn_ok(digits):
+                hits.append(Found("CARD", m.start(), m.end(), m.group()))
+    if "ROUTING" in on:
+        hits += [Found("ROUTING", m.start(1), m.end(1), m.group(1))
+                 for m in ROUTING.finditer(text) if aba_ok(m.group(1))]
+    if "BANK_ACCOUNT" in on:
+        for m in ACCOUNT.finditer(text):
+            if 6 <= sum(c.isdigit() for c in m.group(1)) <= 17:
+                hits.append(Found("BANK_ACCOUNT", m.start(1), m.end(1), m.group(1)))
+    if "DL" in on:
+        hits += [Found("DL", m.start(1), m.end(1), m.group(1)) for m in DL.finditer(text)
+                 if any(c.isdigit() for c in m.group(1))]
+    if "VIN" in on:
+        for m in VIN.finditer(text.upper()):
+            window = text[max(0, m.start() - 60):m.start()]
+            if vin_ok(m.group()) and PERSONAL.search(window):
+                hits.append(Found("VIN", m.start(), m.end(), text[m.start():m.end()]))
+    if "PLATE" in on:
+        for m in PLATE.finditer(text):
+            value = m.group(1).strip()
+            if any(c.isdigit() for c in value) and not re.fullmatch(r"(?:19|20)\d\d", value):
+                hits.append(Found("PLATE", m.start(1), m.start(1) + len(value), value))
+    if "DOB" in on:
+        hits += [Found("DOB", m.start(1), m.end(1), m.group(1)) for m in DOB.finditer(text)]
+    if "ADDRESS" in on:
+        for m in ADDRESS.finditer(text):
+            words = m.group().split()
+            if len(words) > 1 and words[1].lower().strip(",.") in _NOT_STREET_WORDS:
+                continue
+            window = text[max(0, m.start() - 40):m.start()]
+            if _THEIRS.search(window) and not _MINE.search(window):
+                continue
+            import usaddress
+            try:
+                parts, kind = usaddress.tag(m.group())
+            except usaddress.RepeatedLabelError:
+                continue
+            if kind == "Street Address" and "AddressNumber" in parts \
+                    and "StreetNamePostType" in parts:
+                hits.append(Found("ADDRESS", m.start(), m.end(), m.group().rstrip(",. ")))
+    if "PHONE" in on:
+        hits += _phones(text)
+    if "CREDIT_SCORE" in on:
+        for m in SCORE.finditer(text):
+            g = 1 if m.group(1) else 2
+            if 300 <= int(m.group(g)) <= 850:
+                hits.append(Found("CREDIT_SCORE", m.start(g), m.end(g), m.group(g)))
+    if "INCOME" in on:
+        for m in INCOME.finditer(text):
+            if any(c.isdigit() for c in m.group(1)):
+                hits.append(Found("INCOME", m.start(1), m.end(1), m.group(1).strip()))
+        for m in INCOME_PER.finditer(text):
+            g = 1 if m.group(1) else 2
+            hits.append(Found("INCOME", m.start(g), m.end(g), m.group(g).strip()))
+    if "NAME" in on:
+        for m in NAME_CUE.finditer(text):
+            words = m.group(1).split()
+            # Keep the name words: stop at the first word that is not one.
+            kept = [words[0]]
+            for w in words[1:]:
+                if w.lower() in _NOT_NAMES or not (w[:1].isupper() or w.lower() in FIRST_NAMES):
+                    break
+                kept.append(w)
+            if _name_ok(kept):
+                value = " ".join(kept)
+                hits.append(Found("NAME", m.start(1), m.start(1) + len(value), value))
     # Earlier kinds win overlaps (an SSN or card is not also a phone number).
     chosen: list[Found] = []
     for h in hits:
@@ -99,12 +300,20 @@ def find(text: str) -> list[Found]:
 class Redactor:
     """Placeholders for one conversation: the same value gets the same placeholder."""
 
+    kinds: frozenset[str] | None = None  # None: every kind
     values: dict[str, str] = field(default_factory=dict)  # placeholder → value
     _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
 
+    def counts(self) -> dict[str, int]:
+        """Values redacted per kind (for the audit: counts, never the values)."""
+        out: dict[str, int] = {}
+        for kind, _ in self._by_value:
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
     def redact(self, text: str) -> str:
         out, last = [], 0
-        for f in find(text):
+        for f in find(text, self.kinds):
             key = (f.kind, f.value)
             if key not in self._by_value:
                 n = sum(1 for k in self._by_value if k[0] == f.kind) + 1
@@ -117,8 +326,8 @@ class Redactor:
         return "".join(out)
 
 
-_PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CARD|SSN|DL|VIN)_\d{1,3}\]")
-_MAX_PLACEHOLDER = 12
+_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(KINDS) + r")_\d{1,3}\]")
+_MAX_PLACEHOLDER = max(len(k) for k in KINDS) + 6
 
 
 class Restorer:

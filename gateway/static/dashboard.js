@@ -96,6 +96,15 @@ function incidents(list) {
   }));
 }
 
+function privacy(p) {
+  const sent = Object.entries(p.offsite_turns || {});
+  const kinds = Object.entries(p.redacted || {});
+  if (!sent.length) { $("privacy").textContent = "nothing: every answer today came from on-site"; return; }
+  const turns = sent.map(([intent, n]) => `${n} ${intent}`).join(", ");
+  const values = kinds.length ? kinds.map(([k, n]) => `${n} ${k.toLowerCase()}`).join(", ") : "none";
+  $("privacy").textContent = `turns sent off-site: ${turns} · personal values replaced before they left: ${values}`;
+}
+
 function render(snap) {
   $("overall").textContent = snap.status;
   $("overall").dataset.s = snap.status;
@@ -105,6 +114,7 @@ function render(snap) {
   targets(snap);
   chart(snap.series);
   incidents(snap.incidents);
+  privacy(snap.privacy || {});
   $("note").textContent = `${snap.currency_note} · updated ${new Date(snap.at * 1000).toLocaleTimeString()}`;
   document.body.dataset.updated = String(snap.at);
 }

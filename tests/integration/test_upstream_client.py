@@ -10,11 +10,13 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.config import Deadlines, IntentConfig, OpenAIConfig, Secret
+from gateway.config import PII_KINDS, Deadlines, IntentConfig, OpenAIConfig, Secret
 from gateway.errors import TierMisconfigured, TierUnavailable
 from gateway.health.probes import get, probe_openai
-from gateway.providers.base import Delta, Headers, TierRequest, Usage
+from gateway.providers.base import Delta, Headers, Provider, TierRequest, Usage
+from gateway.providers.offsite import OffsiteGuard
 from gateway.providers.openai_tier import OpenAIProvider
+from gateway.routing.intents import IntentClassifier
 
 KEY = "upstream-test-key-51d0"
 
@@ -50,12 +52,20 @@ def provider_for(server) -> OpenAIProvider:
     return OpenAIProvider(OpenAIConfig(api_key=Secret(KEY), base_url=str(server.make_url("/v1"))))
 
 
+INTENT = IntentConfig("t", ("openai",), Deadlines(), "static")
+
+
 def ask(text: str) -> TierRequest:
-    intent = IntentConfig("t", ("openai",), Deadlines(), "static")
-    return TierRequest(messages=[{"role": "user", "content": text}], intent=intent)
+    return TierRequest(messages=[{"role": "user", "content": text}], intent=INTENT)
 
 
-async def collect(provider: OpenAIProvider, request: TierRequest) -> list[object]:
+def guarded(server) -> OffsiteGuard:
+    """OpenAI as the app wires it: behind the off-site guard (refusal, redaction)."""
+    return OffsiteGuard(provider_for(server), IntentClassifier([INTENT], "t"),
+                        frozenset(PII_KINDS))
+
+
+async def collect(provider: Provider, request: TierRequest) -> list[object]:
     try:
         return [ev async for ev in provider.stream(request)]
     finally:
@@ -93,7 +103,7 @@ async def test_a_placeholder_cut_at_the_streams_end_is_still_restored(aiohttp_se
     seen: list[dict[str, Any]] = []
     server = await aiohttp_server(scripted(
         [chunk("I'll call you at [PHO"), chunk("NE_1]"), b"data: [DONE]\n\n"], seen))
-    events = await collect(provider_for(server), ask("Call me at (555) 201-3344 please"))
+    events = await collect(guarded(server), ask("Call me at (555) 201-3344 please"))
     assert "(555) 201-3344" not in seen[0]["body"]["messages"][0]["content"]
     text = "".join(e.text for e in events if isinstance(e, Delta))
     assert text == "I'll call you at (555) 201-3344"

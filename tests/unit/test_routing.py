@@ -7,7 +7,7 @@ import pytest
 from gateway.config import load_settings
 from gateway.errors import PrivacyViolation
 from gateway.routing.intents import IntentClassifier
-from gateway.routing.plan import TierHealth, check_private, plan_route
+from gateway.routing.plan import TierHealth, check_offsite, plan_route
 from tests.conftest import ROOT
 
 S = load_settings(ROOT / "config" / "scout.yaml", {"ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b",
@@ -58,7 +58,7 @@ def test_other_states_are_still_tried(state):
 
 
 def test_pin_forces_one_tier_with_static_behind_it():
-    p = plan_route(S.intents["default"], enabled=ALL, health=up, pin="openai")
+    p = plan_route(S.intents["vehicle.recommendation"], enabled=ALL, health=up, pin="openai")
     assert p.ladder == ("openai", "static")
 
 
@@ -68,7 +68,7 @@ def test_pin_never_takes_a_private_intent_off_site():
 
 
 def test_tools_keep_only_tool_capable_tiers():
-    p = plan_route(S.intents["default"], enabled=ALL, health=up,
+    p = plan_route(S.intents["vehicle.recommendation"], enabled=ALL, health=up,
                    tool_tiers=frozenset({"openai"}))
     assert p.ladder == ("openai", "static")
     assert ("onprem", "cannot serve requests with tools") in p.skipped
@@ -79,7 +79,44 @@ def test_disabled_tiers_are_left_out():
     assert p.ladder == ("onprem", "cache", "static")
 
 
-def test_check_private_refuses_openai_for_a_private_intent():
+def test_check_offsite_refuses_openai_for_an_on_site_only_turn():
     with pytest.raises(PrivacyViolation):
-        check_private(S.intents["financing"], ["openai"])
-    check_private(S.intents["default"], ["openai"])
+        check_offsite("financing", "never", ["openai"])
+    check_offsite("vehicle.recommendation", "redacted", ["openai"])
+
+
+def test_an_earlier_private_turn_keeps_the_whole_conversation_on_site():
+    history = [{"role": "user", "content": "My credit score is 640 and I make $85,000 a year, "
+                                           "can I finance the Tacoma?"},
+               {"role": "assistant", "content": "Let me check with our finance team."},
+               {"role": "user", "content": "Which trims come in blue?"}]
+    assert not C.classify("Which trims come in blue?").private
+    private = C.private_turn(history)
+    assert private is not None and private.name == "financing"
+    p = plan_route(S.intents["inventory.search"], enabled=ALL, health=up, private_turn=private)
+    assert "openai" not in p.ladder and p.policy == "never"
+    assert ("openai", "private conversation: an earlier turn is financing") in p.skipped
+    # Pinning can't take it off-site either.
+    p = plan_route(S.intents["inventory.search"], enabled=ALL, health=up, pin="openai",
+                   private_turn=private)
+    assert "openai" not in p.ladder
+
+
+@pytest.mark.parametrize("message", [
+    "What would my monthly be on the Camry?", "Can I get approved with a 580 score?",
+    "How much down do I need?", "I still owe 12k on my Civic, what's the payoff look like?",
+    "Is 0% APR available on the RAV4?", "We make about $60,000, what can we afford?",
+    "¿Cuánto de enganche necesito?", "cuanto seria la mensualidad del Corolla",
+    "I was born in 1990, do I qualify?", "can my dad co-sign?",
+])
+def test_money_credit_and_identity_questions_are_private(message):
+    assert C.classify(message).private, message
+
+
+@pytest.mark.parametrize("message", [
+    "How much is the 2019 model?", "call me after 5", "my budget is flexible",
+    "Is stock STK-48213 still available?", "What's the price of the Camry SE?",
+    "What's the IIHS safety rating of the Highlander?", "Is the RAV4 Prime a plug-in?",
+])
+def test_ordinary_questions_about_cars_and_prices_are_not(message):
+    assert not C.classify(message).private, message
