@@ -68,15 +68,17 @@ STREET_TYPES = (r"(?:st|street|ave|avenue|rd|road|blvd|boulevard|dr|drive|ln|lan
                 r"|place|pkwy|parkway|hwy|highway|cir|circle|ter|terrace|trl|trail|loop|sq|square)")
 ADDRESS = re.compile(
     rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+|north\s+|south\s+|east\s+|west\s+)?"
-    rf"(?:[A-Za-z0-9'.-]+\s+){{0,3}}{STREET_TYPES}\b\.?"
+    rf"(?:[A-Za-z0-9'.-]+\s+){{0,3}}{STREET_TYPES}\b\.?(?:\s+\d{{1,4}}\b)?"
     rf"(?:,?\s+(?:apt|apartment|unit|suite|ste|#)\.?\s*#?\s*[A-Za-z0-9-]+)?"
-    rf"(?:,?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?,?\s+[A-Z]{{2}}(?:\s+\d{{5}}(?:-\d{{4}})?)?)?"
+    rf"(?-i:,?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?,?\s+[A-Z]{{2}}(?:\s+\d{{5}}(?:-\d{{4}})?)?)?"
     rf"(?:\s+\d{{5}}(?:-\d{{4}})?)?", re.I)
 # An address after these words is the dealership's (or another business's), not the
 # customer's: "your dealership is at 1200 Lakeside Blvd".
 _THEIRS = re.compile(r"\b(?:your|you(?:'re| are| guys)|dealership|showroom|store|lot|office|"
                      r"located|location|branch|su|ustedes)\b", re.I)
 _MINE = re.compile(r"\b(?:my|i live|i'm at|we live|our|home|mi|vivo|casa)\b", re.I)
+_NOT_IN_STREET_NAMES = frozenset("""your our their his her my the a an heading going coming
+driving all any every this that""".split())
 _NOT_STREET_WORDS = frozenset({"miles", "mile", "minutes", "min", "years", "year", "yrs", "k",
                                "thousand", "dollars", "bucks", "percent", "hours", "days",
                                "cars", "people", "seats", "doors", "kids", "months", "times"})
@@ -86,22 +88,34 @@ ROUTING = re.compile(r"\b(?:routing|aba|rtn|ruta)(?:\s+(?:number|no\.?|#|num|is|
                      r"(\d{9})\b", re.I)
 MONEY = r"\$?\s?\d{1,3}(?:[,.]\d{3})+(?:\.\d\d)?|\$?\s?\d+(?:\.\d+)?\s?(?:k|K|grand|mil)?"
 INCOME = re.compile(
-    rf"\b(?:i\s+make|i\s+earn|i'?m\s+making|making|earning|income(?:\s+is)?|salary(?:\s+is)?|"
-    rf"take[- ]home(?:\s+is)?|gross(?:\s+is)?|gano|ingreso(?:s)?(?:\s+(?:es|son|de))?|"
+    rf"\b(?:(?:i|we)\s+(?:make|earn|gross|bring\s+home)|(?:i'?m|we'?re)\s+making|making|earning|income(?:\s+is)?|salary(?:\s+is)?|"
+    rf"take[- ]home(?:\s+is)?|gross(?:\s+is)?|gano|gana|ganamos|ganan|ingreso(?:s)?(?:\s+(?:es|son|de))?|"
     rf"sueldo(?:\s+(?:es|de))?)\s+(?:of\s+|about\s+|around\s+|like\s+|como\s+|unos\s+)?"
     rf"({MONEY})", re.I)
-INCOME_PER = re.compile(rf"({MONEY})\s*(?:a|per|/)\s*(?:year|yr|annually)\b|({MONEY})\s+al\s+año",
+INCOME_PER = re.compile(rf"({MONEY})\s*(?:a|per|/)\s*(?:year|yr|annually)\b|({MONEY})\s+al\s+año"
+                        rf"|({MONEY})\s+(?:in\s+|of\s+)?(?:income|salary|yearly|annual|gross)\b",
                         re.I)
 SCORE = re.compile(r"\b(?:credit\s+score|score|fico|beacon|puntaje(?:\s+de\s+cr[eé]dito)?|"
-                   r"cr[eé]dito)\b\D{0,15}?\b([3-8]\d\d)\b"
+                   r"cr[eé]dito|credit)\b\D{0,15}?\b([3-8]\d\d)\b"
                    r"|\b([3-8]\d\d)\s+(?:credit\s+)?(?:score|fico|beacon|puntaje)\b", re.I)
+# Strong cues name a person for sure ("my name is", a sign-off); after weak ones ("I'm",
+# "this is") the words must look like a name (a listed first name, or a capitalised pair).
 NAME_CUE = re.compile(
-    r"(?:\bmy\s+name\s+is|\bmy\s+name'?s|\bname\s*:|\bthis\s+is|\bi'?m|\bi\s+am|\bit'?s"
-    r"|\bme\s+llamo|\bmi\s+nombre\s+es|\bsoy|\bcall\s+me|\bask\s+for|\bspeak\s+(?:to|with)"
-    r"|\bunder|\bfor\s+my\s+(?:wife|husband|son|daughter|mom|dad|mother|father)"
-    r"|(?:^|[.!?\n]\s*)(?:thanks|thank\s+you|gracias|regards|best|cheers)\s*[,!-]?|^\s*-+)"
-    r"\s+((?:[A-Za-zÀ-ÿ][a-zà-ÿ'-]+|[A-Z]\.)(?:\s+(?:[A-Za-zÀ-ÿ][a-zà-ÿ'-]+|[A-Z]\.)){0,2})",
+    r"(?:(?P<strong>\bmy\s+name\s+is|\bmy\s+name'?s|\bname\s*:|\bme\s+llamo"
+    r"|\bmi\s+nombre\s+es|\bcall\s+me|\bask\s+for|\bspeak\s+(?:to|with)"
+    r"|\b(?:my|mi)\s+(?:wife|husband|son|daughter|mom|dad|mother|father|esposa|esposo|hijo|hija)"
+    r"|(?:^|[.!?\n]\s*)(?:thanks|thank\s+you|gracias|regards|best|cheers)\s*[,!-]*|-+)"
+    r"|\bthis\s+is|\bi'?m|\bi\s+am|\bit'?s|\bits|\bsoy|\bunder)"
+    # The name words in a lookahead: the next cue may start inside them ("it's for my
+    # daughter Ana" has two cues).
+    r"(?=\s+((?:[A-Za-zÀ-ÿ][a-zà-ÿ'-]+|[A-Z]\.)(?:\s+(?:[A-Za-zÀ-ÿ][A-Za-zà-ÿ'-]+|[A-Z]\.)){0,2}))",
     re.I | re.M)
+# With no cue at all: a listed first name followed by a capitalised surname.
+NAME_PAIR = re.compile(r"\b([A-ZÀ-Ý][a-zà-ÿ'-]+)\s+((?:[A-ZÀ-Ý][a-zà-ÿ'-]+)(?:[\s-]+[A-ZÀ-Ý]"
+                       r"[a-zà-ÿ'-]+)?)\b")
+# First names that are also vehicle words: "Sierra Denali", "Santa Fe", "Grand Cherokee".
+_CAR_WORDS = frozenset("""sierra santa grand cherokee mercedes austin lincoln jaguar dodge ram
+jeep genesis royal rover range land model ford tesla toyota honda""".split())
 def luhn_ok(digits: str) -> bool:
     total, alt = 0, False
     for ch in reversed(digits):
@@ -143,12 +157,24 @@ _SPOKEN_DIGITS = re.compile(r"\b(?:(?:" + "|".join(_DIGIT_WORDS) + r"|\d)[\s,-]+
                             r"(?:" + "|".join(_DIGIT_WORDS) + r"|\d)\b", re.I)
 
 
+_NOT_EMAIL_WORDS = frozenset("""at to is es me email e-mail mail correo address my mi and or
+send sent write from""".split())
+_INTERNATIONAL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d+\)?){2,6}(?!\d)")
+
+
 def aba_ok(digits: str) -> bool:
     """The ABA routing-number checksum (3-7-1 weights)."""
     if len(digits) != 9 or not digits.isdigit():
         return False
     d = [int(c) for c in digits]
     return (3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + d[2] + d[5] + d[8]) % 10 == 0
+
+
+def _fold(word: str) -> str:
+    """Lowercase without accents: "Tomás" and "tomas" are one name."""
+    import unicodedata
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower())
+                   if not unicodedata.combining(c))
 
 
 def _first_names() -> frozenset[str]:
@@ -159,7 +185,7 @@ def _first_names() -> frozenset[str]:
     out: set[str] = set()
     for provider in (EnUS, EsMX, EsES):
         for attr in ("first_names", "first_names_male", "first_names_female"):
-            out.update(n.lower() for n in getattr(provider, attr, ()))
+            out.update(_fold(n) for n in getattr(provider, attr, ()))
     return frozenset(out)
 
 
@@ -172,19 +198,27 @@ currently available free busy open close near out off over done still already us
 buscando interesado interesada llamando una un el la muy aqui aquí de en con para por
 car truck suv van sedan it its that this what how when why who which your you we they
 first second looking-for trading leasing financing paying approved pre-approved
-self employed retired married single""".split())
+self employed retired married single and or but i my me we us our is was be will would
+can could should have has had do does did no yes then than want need like love what when
+where why how who which too much many some any all more most other again call text email
+reach number phone cell tomorrow today tonight morning afternoon evening""".split())
 
 
-def _name_ok(words: list[str]) -> bool:
+# Words that end a name even when capitalised (start of a sentence, shouting).
+_FUNCTION_WORDS = frozenset("""and or but i my me we is was are and y e o pero mi es and the a
+to for at in on with from quiere quiero tiene tengo want wants need needs""".split())
+
+
+def _name_ok(words: list[str], strong: bool) -> bool:
     first = words[0]
-    low = first.lower().strip(".")
+    low = _fold(first).strip(".")
     if low in _NOT_NAMES or low.isdigit():
         return False
-    if low in FIRST_NAMES:
+    if low in FIRST_NAMES or (strong and first[:1].isupper()):
         return True
     # Not a listed first name: believe it only capitalised, with a capitalised surname.
     return first[:1].isupper() and len(words) > 1 and words[1][:1].isupper() \
-        and words[1].lower() not in _NOT_NAMES
+        and _fold(words[1]) not in _FUNCTION_WORDS
 
 
 def _phones(text: str) -> list[Found]:
@@ -199,6 +233,8 @@ def _phones(text: str) -> list[Found]:
         # side); seven only with a separator after a phone cue: a stock number is not one.
         if raw.startswith("+") or digits >= 10 or (digits == 7 and cue and separated):
             hits.append(Found("PHONE", m.start, m.end, raw))
+    for intl in _INTERNATIONAL.finditer(text):  # shapes libphonenumber no longer accepts (+52 1)
+        hits.append(Found("PHONE", intl.start(), intl.end(), intl.group()))
     for said in _SPOKEN_DIGITS.finditer(text):
         spoken = said.group()
         read = "".join(_DIGIT_WORDS.get(w.lower(), w) for w in re.findall(r"\w+", spoken))
@@ -214,8 +250,13 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
     hits: list[Found] = []
     if "EMAIL" in on:
         hits += [Found("EMAIL", m.start(), m.end(), m.group()) for m in EMAIL.finditer(text)]
-        hits += [Found("EMAIL", m.start(), m.end(), m.group())
-                 for m in EMAIL_SPOKEN.finditer(text)]
+        for m in EMAIL_SPOKEN.finditer(text):
+            start = m.start()
+            # Spoken, the local part may hold a space ("beto salinas at yahoo dot com").
+            before = re.search(r"([a-z0-9]+)\s+$", text[max(0, start - 30):start])
+            if before and before.group(1).lower() not in _NOT_EMAIL_WORDS:
+                start -= len(before.group(0))
+            hits.append(Found("EMAIL", start, m.end(), text[start:m.end()]))
     if "SSN" in on:
         hits += [Found("SSN", m.start(), m.end(), m.group()) for m in SSN.finditer(text)]
         hits += [Found("SSN", m.start(1), m.end(1), m.group(1)) for m in SSN_WORDS.finditer(text)]
@@ -251,6 +292,8 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
             words = m.group().split()
             if len(words) > 1 and words[1].lower().strip(",.") in _NOT_STREET_WORDS:
                 continue
+            if any(_fold(w) in _NOT_IN_STREET_NAMES for w in words[1:-1]):
+                continue   # "Route 66 heading your way": words no street name has
             window = text[max(0, m.start() - 40):m.start()]
             if _THEIRS.search(window) and not _MINE.search(window):
                 continue
@@ -260,7 +303,7 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
             except usaddress.RepeatedLabelError:
                 continue
             if kind == "Street Address" and "AddressNumber" in parts \
-                    and "StreetNamePostType" in parts:
+                    and ("StreetNamePostType" in parts or "StreetNamePreType" in parts):
                 hits.append(Found("ADDRESS", m.start(), m.end(), m.group().rstrip(",. ")))
     if "PHONE" in on:
         hits += _phones(text)
@@ -274,20 +317,37 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
             if any(c.isdigit() for c in m.group(1)):
                 hits.append(Found("INCOME", m.start(1), m.end(1), m.group(1).strip()))
         for m in INCOME_PER.finditer(text):
-            g = 1 if m.group(1) else 2
-            hits.append(Found("INCOME", m.start(g), m.end(g), m.group(g).strip()))
+            g = next(i for i in (1, 2, 3) if m.group(i))
+            if any(c.isdigit() for c in m.group(g)):
+                value = m.group(g).strip()
+                start = m.start(g) + m.group(g).index(value)
+                hits.append(Found("INCOME", start, start + len(value), value))
     if "NAME" in on:
         for m in NAME_CUE.finditer(text):
-            words = m.group(1).split()
-            # Keep the name words: stop at the first word that is not one.
-            kept = [words[0]]
+            group = m.lastindex or 0
+            words = m.group(group).split()
+            known = _fold(words[0]).strip(".,") in FIRST_NAMES
+            # Keep the name words: stop at the first word that is not one. After a listed
+            # first name a lowercase word may be the surname ("maria gonzalez").
+            kept = [words[0].rstrip(",.")]
             for w in words[1:]:
-                if w.lower() in _NOT_NAMES or not (w[:1].isupper() or w.lower() in FIRST_NAMES):
+                if kept[-1] != words[len(kept) - 1]:   # the previous word ended the phrase
                     break
-                kept.append(w)
-            if _name_ok(kept):
+                folded = _fold(w).strip(",.")
+                if w[:1].isupper() and folded not in _FUNCTION_WORDS:
+                    pass       # a capitalised word after a name: part of it ("Van", "De")
+                elif folded in _NOT_NAMES or folded in _FUNCTION_WORDS or not (
+                        known or folded in FIRST_NAMES):
+                    break
+                kept.append(w.rstrip(",."))
+            if _name_ok(kept, m.group("strong") is not None):
                 value = " ".join(kept)
-                hits.append(Found("NAME", m.start(1), m.start(1) + len(value), value))
+                hits.append(Found("NAME", m.start(group), m.start(group) + len(value), value))
+        for m in NAME_PAIR.finditer(text):
+            first = _fold(m.group(1))
+            if first in FIRST_NAMES and first not in _CAR_WORDS \
+                    and _fold(m.group(2).split()[0]) not in _FUNCTION_WORDS | _CAR_WORDS:
+                hits.append(Found("NAME", m.start(), m.end(), m.group()))
     # Earlier kinds win overlaps (an SSN or card is not also a phone number).
     chosen: list[Found] = []
     for h in hits:

@@ -137,3 +137,28 @@ def test_trusted_proxies_and_end_user_keys_are_checked():
     assert "server.trusted_proxies: 'not-an-address' is not an IP address or CIDR" in text
     assert "auth.end_user_keys: must be a list of API key labels" in text
     assert "rate_limits.per_user: 'lots' is not a limit like '60/minute'" in text
+
+
+def test_offsite_policies_and_redaction_switches_are_checked():
+    data = example_config()
+    data["intents"]["financing"]["offsite"] = "redacted"           # private, yet off-site
+    data["intents"]["scheduling"]["offsite"] = "sometimes"
+    data["intents"]["default"]["ladder"] = ["onprem", "openai", "static"]  # never, with openai
+    data["privacy"]["redact"]["phones"] = True
+    data["privacy"]["redact"]["email"] = "no"
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(data, ENV)
+    text = str(err.value)
+    assert "intents.financing: is private, so offsite must be never (got redacted)" in text
+    assert "intents.scheduling.offsite: must be one of allowed, redacted, never, got " \
+        "'sometimes'" in text
+    assert "intents.default: has offsite: never, so its ladder must not contain openai" in text
+    assert "privacy.redact.phones: unknown kind" in text
+    assert "privacy.redact.email: must be true or false, got 'no'" in text
+
+
+def test_a_redaction_kind_can_be_switched_off():
+    data = example_config()
+    data["privacy"]["redact"]["name"] = False
+    s = settings_from_dict(data, ENV)
+    assert "name" not in s.privacy.redact and "phone" in s.privacy.redact

@@ -75,3 +75,12 @@ def test_precision_and_recall_on_the_labelled_set(capsys):
         print(f"\nPII on {len(rows)} messages: precision {precision:.3f}, recall {recall:.3f} "
               f"(tp {tp}, fp {fp}, fn {fn}); by kind (tp, fp, fn): {per_kind}")
     assert precision >= 0.95 and recall >= 0.95
+
+
+def test_only_the_kinds_switched_on_are_redacted():
+    text = "I'm Maria Gonzalez, call (512) 555-0143 or maria@example.com"
+    only_phone = Redactor(frozenset({"PHONE"}))
+    assert only_phone.redact(text) == "I'm Maria Gonzalez, call [PHONE_1] or maria@example.com"
+    assert only_phone.counts() == {"PHONE": 1}
+    everything = Redactor()
+    assert everything.redact(text) == "I'm [NAME_1], call [PHONE_1] or [EMAIL_1]"
