@@ -210,7 +210,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     providers: dict[str, Provider] = {"static": StaticProvider(),
                                       "cache": CacheProvider(app[CACHE])}
     if settings.onprem.enabled:
-        providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION])
+        providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION], app[HEALTH])
     if settings.openai.enabled:
         providers["openai"] = OpenAIProvider(settings.openai)
     classifier = IntentClassifier(settings.intents.values(), settings.default_intent)

@@ -22,6 +22,7 @@ from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
 from gateway.providers.cache_tier import CACHE_MODEL
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
+from gateway.routing.hedging import Hedging, HedgingConfig
 from gateway.routing.intents import IntentClassifier
 from gateway.routing.plan import RoutePlan, TierHealth, plan_route
 
@@ -105,6 +106,9 @@ class ChatService:
         self.stampede = stampede
         self.observers: list[TurnObserver] = []  # metrics and stats: told of every answer
         self.classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
+        h = settings.hedging
+        self.hedging = Hedging(HedgingConfig(floor_s=h.floor_s, factor=h.factor,
+                                             budget=h.budget, window_s=h.window_s))
         self._enabled = settings.enabled_tiers()
         tool_tiers = []
         if settings.onprem.supports_tools:
@@ -190,7 +194,8 @@ class ChatService:
         result: RaceResult | None = None
         first_text: float | None = None
         switches: list[SwitchOut] = []
-        async with aclosing(run_race(plan, request, self.providers, self.health)) as race:
+        async with aclosing(run_race(plan, request, self.providers, self.health,
+                                     self.hedging)) as race:
             async for ev in race:
                 if isinstance(ev, RaceResult):
                     result = ev

@@ -123,6 +123,14 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class HedgingKnobs:
+    floor_s: float = 0.3
+    factor: float = 1.5
+    budget: float = 0.05
+    window_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     # Personal data replaced before an off-site tier sees it, per kind (all on by default).
     redact: frozenset[str] = frozenset(PII_KINDS)
@@ -168,9 +176,9 @@ class HealthConfig:
     busy_waiting: int = 8          # vllm:num_requests_waiting above this → busy
     eject_after: int = 3           # live-traffic failures in a row that eject a tier
     webhook_url: Secret | None = None   # Slack-compatible; from the environment
-    fallback_window_s: float = 300.0
+    fallback_window_s: float = 900.0
     fallback_threshold: float = 0.5     # share of answers not from on-prem that alerts
-    fallback_min_requests: int = 20
+    fallback_min_requests: int = 3
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,7 @@ class Settings:
     default_intent: str = "default"
     warnings: tuple[str, ...] = field(default=())
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    hedging: HedgingKnobs = field(default_factory=HedgingKnobs)
 
     def enabled_tiers(self) -> tuple[str, ...]:
         on = {"onprem": self.onprem.enabled, "openai": self.openai.enabled}
@@ -569,9 +578,9 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         busy_waiting=_num(h, "busy_waiting", 8, "health", p, integer=True, minimum=-1),
         eject_after=_num(h, "eject_after", 3, "health", p, integer=True),
         webhook_url=Secret(hook) if hook else None,
-        fallback_window_s=_num(h, "fallback_window_s", 300.0, "health", p),
+        fallback_window_s=_num(h, "fallback_window_s", 900.0, "health", p),
         fallback_threshold=_num(h, "fallback_threshold", 0.5, "health", p),
-        fallback_min_requests=_num(h, "fallback_min_requests", 20, "health", p, integer=True),
+        fallback_min_requests=_num(h, "fallback_min_requests", 3, "health", p, integer=True),
     )
     if health.timeout_s >= health.interval_s:
         p.add(f"health.timeout_s ({health.timeout_s:g}) must be shorter than interval_s "
@@ -634,6 +643,17 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
             if tier in intent.ladder and not enabled:
                 warnings.append(f"intent {intent.name}: tier {tier} is disabled and is skipped")
 
+    hd = _section(data, "hedging", p)
+    hedging = HedgingKnobs(
+        floor_s=_num(hd, "floor_s", 0.3, "hedging", p),
+        factor=_num(hd, "factor", 1.5, "hedging", p),
+        budget=_num(hd, "budget", 0.05, "hedging", p, minimum=-1e-12),
+        window_s=_num(hd, "window_s", 300.0, "hedging", p))
+    if hedging.budget > 1:
+        p.add(f"hedging.budget is a share of requests (0 to 1), got {hedging.budget:g}")
+    if hedging.factor < 1:
+        p.add(f"hedging.factor below 1 hedges before the tier's own p95 ({hedging.factor:g})")
+
     pv = _section(data, "privacy", p)
     redact_raw = pv.get("redact") or {}
     if not isinstance(redact_raw, Mapping):
@@ -649,7 +669,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     if p.items:
         raise ConfigError(p.items)
-    return Settings(privacy=privacy, server=server, onprem=onprem, openai=openai, cache=cache,
+    return Settings(privacy=privacy, hedging=hedging, server=server, onprem=onprem, openai=openai, cache=cache,
                     redis=redis_cfg,
                     sessions=sessions, auth=auth, ws=ws, health=health,
                     rate_limits=rate_limits, intents=intents,

@@ -8,7 +8,10 @@
     │   └── PrivacyViolation   a private intent was about to leave the building
     └── TierError              one tier could not answer: try the next one
         ├── TierUnavailable    refused, timed out, 5xx, dropped: transient
+        │   ├── TierUnreachable  never connected: safe to try another target
+        │   └── TierBusy         429: skipped until its Retry-After
         ├── TierMisconfigured  401/403, unknown model: red until fixed by a human
+        │   └── TierOutOfCredit  429 insufficient_quota: probes can't see it
         ├── TierRejectedInput  the upstream refused this input (400/413/422)
         └── TierRefused        the gateway won't send it there (privacy): not a failure
 
@@ -91,8 +94,29 @@ class TierUnavailable(TierError):
     kind = "unavailable"
 
 
+class TierUnreachable(TierUnavailable):
+    """The connection was never made: nothing was sent, so another target may be tried."""
+
+
+class TierBusy(TierUnavailable):
+    """Rate-limited (429): skipped until Retry-After, then tried again."""
+
+    kind = "busy"
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
 class TierMisconfigured(TierError):
     kind = "misconfigured"
+
+
+class TierOutOfCredit(TierMisconfigured):
+    """A paid backup refused for money (429 insufficient_quota). Its model list still
+    answers, so probes can't clear it: it stays red for minutes, not seconds."""
+
+    kind = "no_credit"
 
 
 class TierRejectedInput(TierError):

@@ -57,6 +57,12 @@ class Metrics:
         self.pii_redacted = Counter("scout_pii_redacted",
                                     "Personal values replaced before leaving, by kind", ["kind"],
                                     registry=r)
+        self.hedge_delay = Gauge("scout_hedge_delay_seconds",
+                                 "When a turn starting now would hedge each tier", ["tier"],
+                                 registry=r, multiprocess_mode="livemax")
+        self.hedge_budget = Gauge("scout_hedge_budget_used",
+                                  "Hedges in the window as a share of the budget (1: exhausted)",
+                                  registry=r, multiprocess_mode="livemax")
         self.rate_limited = Counter("scout_rate_limited", "Requests refused by a rate limit",
                                     ["scope"], registry=r)
         self.overhead = Histogram("scout_gateway_overhead_seconds",

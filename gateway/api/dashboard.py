@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.errors import error_response
-from gateway.api.ops import health_picture, is_staff
-from gateway.appkeys import DRAINING, SETTINGS, SIGNER, STAFF_KEYS, STATS
+from gateway.api.ops import hedge_after, health_picture, is_staff
+from gateway.appkeys import CHAT, DRAINING, PROVIDERS, SETTINGS, SIGNER, STAFF_KEYS, STATS
 from gateway.stats import NANO, percentile_ms, summarize
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -77,7 +77,10 @@ async def snapshot(app: web.Application) -> dict[str, Any]:
     spend = today.get("spend", 0) / NANO
     tiles.update(spend_today_usd=spend,
                  saved_today_usd=max(0.0, today.get("equiv", 0) / NANO - spend),
-                 answers_today=today.get("req", 0))
+                 answers_today=today.get("req", 0),
+                 hedge_after_ms={t: round(hedge_after(app, t) * 1000)
+                                 for t in ("onprem", "openai") if t in app[PROVIDERS]},
+                 hedge_budget_used=app[CHAT].hedging.budget_used())
     return {
         "at": time.time(),
         "status": health["status"],

@@ -88,6 +88,10 @@ def health_picture(app: web.Application) -> dict[str, Any]:
             "capacity": {"replicas_serving": serving, "replicas": len(replicas)},
             "targets": monitor.snapshot()["targets"], "monitor": monitor.role,
             "fallback_alert": monitor.alerting, "store": store,
+            "hedging": {"budget_used": round(chat.hedging.budget_used(), 3),
+                        "tiers": {t: {"hedge_after_s": round(hedge_after(app, t), 3),
+                                      "ttft_p95_s": chat.hedging.p95(t)}
+                                  for t in generative}},
             "incidents": monitor.incidents[-20:]}
 
 
@@ -105,11 +109,20 @@ def refresh_gauges(app: web.Application) -> None:
     m = app[METRICS]
     m.websockets.set(len(app[SOCKETS]))
     m.sessions.set(app[TURNS].active_sessions())
+    chat = app[CHAT]
     for tier in ("onprem", "openai"):
         if tier in app[SETTINGS].enabled_tiers():
-            m.set_state(m.tier_state, tier, app[CHAT].tier_health(tier).state)
+            m.set_state(m.tier_state, tier, chat.tier_health(tier).state)
+            m.hedge_delay.labels(tier).set(hedge_after(app, tier))
+    m.hedge_budget.set(chat.hedging.budget_used())
     for name, t in app[HEALTH].snapshot()["targets"].items():
         m.set_state(m.target_state, name, t["state"])
+
+
+def hedge_after(app: web.Application, tier: str) -> float:
+    """When a turn of the slowest intent starting now would hedge `tier`."""
+    first_token_s = max(i.deadlines.first_token_s for i in app[SETTINGS].intents.values())
+    return app[CHAT].hedging.delay(tier, first_token_s)
 
 
 def staff_only() -> web.Response:

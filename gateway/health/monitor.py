@@ -40,6 +40,7 @@ import aiohttp
 import orjson
 
 from gateway.config import Settings
+from gateway.health.outliers import Outliers
 from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_replica
 from gateway.logs import get_logger
 from gateway.providers.openai_tier import base_url
@@ -52,6 +53,7 @@ log = get_logger("scout.health")
 LEADER = keys.HEALTH + "leader"
 SNAPSHOT = keys.HEALTH + "snapshot"
 GOOD = frozenset({"up", "busy"})
+NO_CREDIT_HOLD_S = 300.0   # an out-of-credit backup is retried this often, not every probe
 
 
 @dataclass
@@ -162,7 +164,19 @@ class HealthMonitor:
         if settings.openai.enabled:
             self.targets["openai"] = Target("openai", "openai", "openai")
         self.passive: dict[str, Passive] = {}
+        # Per target (each on-prem URL): live failures eject it on its own (Envoy's outlier
+        # detection); the on-prem tier is then down only when all of its targets are.
+        self.outliers = Outliers(self.cfg.eject_after, settings.server.passive_health_ttl_s,
+                                 clock)
+        self.url_targets: dict[str, str] = {}
+        if settings.onprem.enabled:
+            by_url = {r.base_url: f"onprem.{r.name}" for r in settings.onprem.replicas}
+            for url in settings.onprem.urls:
+                self.url_targets[url] = by_url.get(url, "onprem.path")
+        self._target_urls = {name: url for url, name in self.url_targets.items()}
+        self.tracked: set[str] = {"onprem"} if self.url_targets else set()
         self.tier_states: dict[str, TierHealth] = {}
+        self._lapse_seen: float | None = None
         self.incidents: list[dict[str, Any]] = []
         self.alerting = False
         self.on_change: list[Callable[[dict[str, Any]], object]] = []
@@ -180,23 +194,81 @@ class HealthMonitor:
         if p is not None and p.state and p.until is not None and self.clock() >= p.until:
             p.state = ""
             self._refresh()
+        lapse = self.outliers.next_change()
+        if self._lapse_seen is not None and (lapse is None or lapse > self._lapse_seen) \
+                and self.clock() >= self._lapse_seen:
+            self._refresh()   # an ejected target's time is up: it is on probation now
+        self._lapse_seen = lapse
         known = self.tier_states.get(tier)
         return known if known is not None else self._compute(tier)
 
     def _compute(self, tier: str) -> TierHealth:
         p = self.passive.get(tier)
         if p is not None and p.state:
-            return TierHealth(p.state, p.reason)
-        return tier_verdict(tier, [t for t in self.targets.values() if t.tier == tier])
+            return TierHealth(p.state, p.reason, skip=p.state == "busy")
+        return tier_verdict(tier, [self._effective(t) for t in self.targets.values()
+                                   if t.tier == tier])
 
-    def observe_failure(self, tier: str, kind: str, reason: str) -> None:
+    def _effective(self, t: Target) -> Target:
+        """The target as routing sees it: its probes, overruled by a live-traffic ejection."""
+        url = self._target_urls.get(t.name)
+        why = self.outliers.ejected(url) if url is not None else None
+        if why is None:
+            return t
+        return Target(t.name, t.kind, t.tier, "down", why, t.latency_ms, t.since)
+
+    # -- targets, as the on-prem provider reports them ---------------------------------
+
+    def usable(self, url: str) -> bool:
+        """May a chat go to this URL now? Not ejected, and its probes don't say it's down."""
+        if self.outliers.ejected(url) is not None:
+            return False
+        t = self.targets.get(self.url_targets.get(url, ""))
+        return t is None or t.kind == "path" or t.state not in BAD
+
+    def why_not(self, url: str) -> str:
+        t = self.targets.get(self.url_targets.get(url, ""))
+        return self.outliers.ejected(url) or (f"{t.state}: {t.reason}" if t else "unknown")
+
+    def observe_target_failure(self, url: str, reason: str) -> None:
+        name = self.url_targets.get(url)
+        before = self._effective(self.targets[name]).state if name in self.targets else "up"
+        why = self.outliers.failure(url, reason)
+        if why is not None and name is not None:
+            self._incident({"kind": "target", "target": name, "tier": "onprem",
+                            "from": before, "to": "down", "reason": why})
+            self._refresh()
+
+    def observe_target_success(self, url: str) -> None:
+        if self.outliers.success(url):
+            name = self.url_targets.get(url)
+            if name in self.targets:
+                t = self.targets[name]
+                self._incident({"kind": "target", "target": name, "tier": t.tier,
+                                "from": "down", "to": t.state,
+                                "reason": f"answering live traffic again; {t.reason}"})
+            self._refresh()
+
+    def observe_failure(self, tier: str, kind: str, reason: str,
+                        retry_after_s: float | None = None) -> None:
+        if kind == "busy":   # rate-limited: skipped until Retry-After, then tried again
+            p = self.passive.setdefault(tier, Passive())
+            p.state, p.reason, p.at = "busy", f"live traffic: {reason}", self.clock()
+            p.until = self.clock() + (retry_after_s or 5.0)
+            self._refresh()
+            return
+        if tier in self.tracked and kind in ("unavailable", "stalled"):
+            return   # counted per target (observe_target_failure): one bad replica is not the tier
         p = self.passive.setdefault(tier, Passive())
         p.failures += 1
         probed = any(t.tier == tier for t in self.targets.values())
         until = None if probed else self.clock() + self.settings.server.passive_health_ttl_s
         if kind == "misconfigured":
             p.state, p.reason, p.until = "misconfigured", f"live traffic: {reason}", until
-            p.at = self.clock()
+            p.at, p.probe_clears = self.clock(), True
+        elif kind == "no_credit":   # probes still pass: hold it for minutes, then try again
+            p.state, p.reason, p.at = "misconfigured", f"live traffic: {reason}", self.clock()
+            p.until, p.probe_clears = self.clock() + NO_CREDIT_HOLD_S, False
         elif kind in ("unavailable", "stalled") and p.failures >= self.cfg.eject_after:
             p.state, p.at, p.probe_clears = "down", self.clock(), kind == "unavailable"
             p.until = until if kind == "unavailable" else \
@@ -370,7 +442,7 @@ class HealthMonitor:
 
     def snapshot(self) -> dict[str, Any]:
         return {"role": self.role,
-                "targets": {n: {k: v for k, v in asdict(t).items()
+                "targets": {n: {k: v for k, v in asdict(self._effective(t)).items()
                                 if k in ("state", "reason", "latency_ms", "since", "kind")}
                             for n, t in self.targets.items()},
                 "alerting": self.alerting}

@@ -14,6 +14,15 @@ RESUME_INSTRUCTION = (
 )
 
 
+@dataclass(slots=True)
+class AttemptNote:
+    """Written by the race driver before it cancels an attempt for missing a deadline, so
+    the provider can count it against the target it used (a cancelled stream can't tell
+    a deadline from a lost hedge on its own)."""
+
+    missed: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class TierRequest:
     messages: list[dict[str, Any]]
@@ -24,6 +33,7 @@ class TierRequest:
     prefix: str = ""          # partial answer to continue (mid-stream resume)
     cache_key: str | None = None
     offsite: str = "redacted"  # where this turn may go (RoutePlan.offsite)
+    note: AttemptNote | None = None  # per attempt: why the race cancelled it, if it did
 
     def upstream_messages(self) -> list[dict[str, Any]]:
         """The conversation as sent upstream; a resume asks to continue the partial answer."""

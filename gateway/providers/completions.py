@@ -16,7 +16,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.errors import TierMisconfigured, TierRejectedInput, TierUnavailable
+from gateway.errors import (
+    TierBusy,
+    TierMisconfigured,
+    TierOutOfCredit,
+    TierRejectedInput,
+    TierUnavailable,
+    TierUnreachable,
+)
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
 from gateway.sse import SSEDecoder
 
@@ -24,11 +31,21 @@ from gateway.sse import SSEDecoder
 DRAIN_S = 0.5
 
 
-def classify_status(status: int, body: str, where: str) -> Exception:
+def classify_status(status: int, body: str, where: str,
+                    retry_after: str | None = None) -> Exception:
     """Map an upstream HTTP error status to the tier error the race acts on."""
     detail = body.strip().replace("\n", " ")[:200]
     if status in (401, 403):
         return TierMisconfigured(f"{where} refused the API key ({status})")
+    if status == 429:
+        if "insufficient_quota" in body:   # a paid backup out of credit: red until paid
+            return TierOutOfCredit(f"{where} is out of credit (429 insufficient_quota): "
+                                   "add credit or raise the spend limit")
+        try:
+            wait = min(max(float(retry_after or 5), 1.0), 300.0)
+        except ValueError:
+            wait = 5.0
+        return TierBusy(f"{where} is rate-limiting us (429); trying again in {wait:g} s", wait)
     if status == 404:
         return TierMisconfigured(f"{where} does not serve the configured model (404: {detail})")
     if status in (400, 413, 422):
@@ -83,10 +100,13 @@ class CompletionsClient:
                                                 timeout=self._timeout)
             except TimeoutError:
                 raise TierUnavailable(f"{where} timed out before answering") from None
+            except aiohttp.ClientConnectorError as exc:   # never connected: nothing was sent
+                raise TierUnreachable(f"{where} unreachable: {_why(exc)}") from None
             except aiohttp.ClientConnectionError as exc:
                 raise TierUnavailable(f"{where} unreachable: {exc.__class__.__name__}") from None
             if resp.status != 200:
-                raise classify_status(resp.status, await _read_some(resp), where)
+                raise classify_status(resp.status, await _read_some(resp), where,
+                                      resp.headers.get("Retry-After"))
             yield HEADERS
             decoder = SSEDecoder()
             try:
@@ -111,6 +131,14 @@ class CompletionsClient:
                     resp.release()  # back to the keep-alive pool
                 else:
                     resp.close()    # close the socket so the upstream stops generating
+
+
+def _why(exc: aiohttp.ClientConnectorError) -> str:
+    """A connect failure in words, not a Python repr."""
+    err = exc.os_error
+    name = {111: "connection refused", 113: "no route to host", 110: "timed out",
+            101: "network unreachable"}.get(getattr(err, "errno", None) or -1)
+    return f"{name or err.strerror or type(err).__name__} at {exc.host}:{exc.port}"
 
 
 async def _drained(resp: aiohttp.ClientResponse) -> bool:

@@ -16,9 +16,18 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from gateway.errors import TierError, TierUnavailable
+from gateway.errors import TierBusy, TierError, TierUnavailable
 from gateway.logs import get_logger
-from gateway.providers.base import Delta, Headers, Provenance, Provider, TierRequest, Usage
+from gateway.providers.base import (
+    AttemptNote,
+    Delta,
+    Headers,
+    Provenance,
+    Provider,
+    TierRequest,
+    Usage,
+)
+from gateway.routing.hedging import Hedging
 from gateway.routing.plan import RoutePlan, check_offsite
 from gateway.routing.race import (
     CancelTier,
@@ -37,7 +46,8 @@ GENERATIVE = frozenset({"onprem", "openai"})
 
 
 class HealthObserver(Protocol):
-    def observe_failure(self, tier: str, kind: str, reason: str) -> None: ...
+    def observe_failure(self, tier: str, kind: str, reason: str,
+                        retry_after_s: float | None = None) -> None: ...
     def observe_success(self, tier: str) -> None: ...
 
 
@@ -93,10 +103,14 @@ async def _pump(aid: int, provider: Provider, request: TierRequest,
 
 
 async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str, Provider],
-                   health: HealthObserver) -> AsyncGenerator[TextOut | SwitchOut | RaceResult, None]:
+                   health: HealthObserver, hedging: Hedging | None = None
+                   ) -> AsyncGenerator[TextOut | SwitchOut | RaceResult, None]:
     """Yield text and switches as they happen, then one RaceResult."""
     loop = asyncio.get_running_loop()
-    race = Race(plan.ladder, plan.deadlines)
+    hedge_after = {t: hedging.delay(t, plan.deadlines.first_token_s)
+                   for t in plan.ladder if t in GENERATIVE} if hedging is not None else None
+    race = Race(plan.ladder, plan.deadlines, hedge_after)
+    hedges_seen = 0
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     tasks: dict[int, asyncio.Task[None]] = {}
     tier_of: dict[int, str] = {}
@@ -110,6 +124,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
     cancelled: list[asyncio.Task[None]] = []  # awaited before we return, so sockets are closed
     timer: asyncio.TimerHandle | None = None
     timer_at = math.inf
+    notes: dict[int, AttemptNote] = {}
 
     def result(complete: bool, error: str = "") -> RaceResult:
         last = served[-1] if served else None
@@ -142,6 +157,9 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                         text_of[act.attempt] = []
                         if act.tier in GENERATIVE:
                             health.observe_success(act.tier)
+                            attempt = race.attempts[act.attempt]
+                            if hedging is not None and not attempt.resume:
+                                hedging.observe_ttft(act.tier, loop.time() - attempt.started_at)
                     text_of[act.attempt].append(act.text)
                     delta: Delta = act.payload
                     if delta.tool_calls:
@@ -149,14 +167,24 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     yield TextOut(act.text, act.tier, delta.model, delta.tool_calls)
                 elif isinstance(act, StartTier):
                     check_offsite(plan.intent.name, plan.policy, (act.tier,))  # again at dispatch
-                    req = replace(request, prefix=act.prefix) if act.prefix else request
+                    notes[act.attempt] = AttemptNote()
+                    req = replace(request, prefix=act.prefix, note=notes[act.attempt])
+                    if hedging is not None and act.tier in GENERATIVE:
+                        if len(race.stats.hedges) > hedges_seen:
+                            hedges_seen = len(race.stats.hedges)
+                            hedging.hedged()
+                        else:
+                            hedging.request_started()
                     tier_of[act.attempt] = act.tier
                     tasks[act.attempt] = loop.create_task(
                         _pump(act.attempt, providers[act.tier], req, queue))
                 elif isinstance(act, CancelTier):
-                    if act.missed_first_token and act.tier in GENERATIVE:
-                        health.observe_failure(act.tier, "stalled", "no first token before the "
-                                               "deadline; another tier answered first")
+                    if act.missed:
+                        # A missed deadline is a live failure of the target the attempt used
+                        # (told through its note) and, for tiers without targets, of the tier.
+                        notes[act.attempt].missed = act.missed
+                        if act.tier in GENERATIVE:
+                            health.observe_failure(act.tier, "stalled", act.missed)
                     task = tasks.pop(act.attempt, None)
                     if task is not None:
                         task.cancel()
@@ -199,7 +227,10 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 tasks.pop(aid, None)
                 tier = tier_of[aid]
                 if tier in GENERATIVE and race.attempts[aid].active and ev.kind != "refused":
-                    health.observe_failure(tier, ev.kind, ev.reason)
+                    if isinstance(ev, TierBusy):   # rate-limited: skip it until Retry-After
+                        health.observe_failure(tier, ev.kind, ev.reason, ev.retry_after_s)
+                    else:
+                        health.observe_failure(tier, ev.kind, ev.reason)
                 log.info("tier_failed", tier=tier, kind=ev.kind, reason=ev.reason)
                 actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))
     finally:

@@ -16,6 +16,7 @@ SKIP_STATES = frozenset({"down", "misconfigured"})
 class TierHealth:
     state: str  # up, busy, loading, down, misconfigured, unknown
     reason: str = ""
+    skip: bool = False  # busy and asked us to wait (429 Retry-After): leave it out till then
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ def plan_route(
             skipped.append((tier, f"private conversation: {why}"))
         elif tool_tiers is not None and tier not in tool_tiers:
             skipped.append((tier, "cannot serve requests with tools"))
-        elif (h := health(tier)).state in SKIP_STATES:
+        elif (h := health(tier)).state in SKIP_STATES or h.skip:
             skipped.append((tier, f"{h.state}: {h.reason}" if h.reason else h.state))
         else:
             kept.append(tier)

@@ -19,6 +19,7 @@ Rules (DESIGN.md, "One chat turn", steps 5-6):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class CancelTier:
     reason: str
     # It missed its first-token deadline and lost the hedge: for health, that's a failure.
     missed_first_token: bool = False
+    missed: str = ""   # the deadline it missed, in words (health counts it as a failure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +92,13 @@ class RaceStats:
 
 
 class Race:
-    def __init__(self, ladder: tuple[str, ...] | list[str], deadlines: Deadlines) -> None:
+    def __init__(self, ladder: tuple[str, ...] | list[str], deadlines: Deadlines,
+                 hedge_after: Mapping[str, float] | None = None) -> None:
         if not ladder:
             raise ValueError("a race needs at least one tier")
         self._ladder = tuple(ladder)
+        # Per tier, when to hedge it (adaptive: its own tail); first_token_s otherwise.
+        self._hedge_after = dict(hedge_after or {})
         self._next = 0
         self._ids = 0
         self.deadlines = deadlines
@@ -141,8 +146,11 @@ class Race:
         for other in self.attempts.values():
             if other.active and other is not a:
                 other.active = False
-                actions.append(CancelTier(other.id, other.tier, f"{a.tier} answered first",
-                                          other.handed_over and other.first_token_at is None))
+                lost = other.handed_over and other.first_token_at is None
+                actions.append(CancelTier(
+                    other.id, other.tier, f"{a.tier} answered first", lost,
+                    f"no first token within {self.first_token_s(other.tier):g} s" if lost
+                    else ""))
         self.text.append(text)
         actions.append(EmitText(a.id, a.tier, text, payload))
         return actions
@@ -180,19 +188,22 @@ class Race:
             if not a.active:
                 continue
             if not a.headers and now >= a.started_at + d.headers_s:
-                actions.append(CancelTier(a.id, a.tier, "headers deadline"))
+                actions.append(CancelTier(a.id, a.tier, "headers deadline",
+                                          missed=f"no response headers within {d.headers_s:g} s"))
                 actions += self.on_failure(a.id, f"no response headers within {d.headers_s:g} s", now)
             elif (a.first_token_at is None and not a.handed_over
-                  and now >= a.started_at + d.first_token_s):
+                  and now >= a.started_at + self.first_token_s(a.tier)):
                 a.handed_over = True
                 before = len(self.attempts)
-                launched = self._launch(now, a, f"no first token within {d.first_token_s:g} s; hedging")
+                launched = self._launch(
+                    now, a, f"no first token within {self.first_token_s(a.tier):.3g} s; hedging")
                 if len(self.attempts) > before:
                     self.stats.hedges.append((a.tier, self.attempts[self._ids].tier))
                 actions += launched
             elif (a is self.winner and a.last_token_at is not None
                   and now >= a.last_token_at + d.gap_s):
-                actions.append(CancelTier(a.id, a.tier, "gap deadline"))
+                actions.append(CancelTier(a.id, a.tier, "gap deadline",
+                                          missed=f"stalled: no token for {d.gap_s:g} s"))
                 actions += self.on_failure(a.id, f"stalled: no token for {d.gap_s:g} s", now)
         return actions
 
@@ -208,10 +219,14 @@ class Race:
             if not a.headers:
                 due.append(a.started_at + d.headers_s)
             if a.first_token_at is None and not a.handed_over:
-                due.append(a.started_at + d.first_token_s)
+                due.append(a.started_at + self.first_token_s(a.tier))
             if a is self.winner and a.last_token_at is not None:
                 due.append(a.last_token_at + d.gap_s)
         return min(due) if due else None
+
+    def first_token_s(self, tier: str) -> float:
+        """When an attempt on `tier` without a first token is hedged."""
+        return self._hedge_after.get(tier, self.deadlines.first_token_s)
 
     # -- internals ----------------------------------------------------------
 

@@ -26,6 +26,8 @@ function tiles(t) {
     ["active sessions", t.active_sessions],
     ["spend today", usd(t.spend_today_usd)],
     ["saved vs all-OpenAI", usd(t.saved_today_usd)],
+    ["hedge on-prem after", ms((t.hedge_after_ms || {}).onprem)],
+    ["hedge budget used", pct(t.hedge_budget_used)],
   ];
   $("tiles").replaceChildren(...items.map(([k, v]) => {
     const d = el("div", { className: "tile" });

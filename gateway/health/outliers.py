@@ -1,0 +1,71 @@
+"""Outlier detection per target (a replica URL, or the GPU box's nginx): pure, fake-clock tested.
+
+What Envoy's outlier detection does for a cluster's hosts, for the on-prem targets: every
+live failure of a target — a connect error, a 5xx, no response headers or no first token
+within the deadline, a reset, an empty answer — counts; `eject_after` in a row eject it
+for `base_s` × the number of times it has been ejected (capped at 5×), whatever the probes
+say (a wedged server answers /health and /v1/models and still never answers a chat). When
+the time is up the target is on probation: one success clears it, one more failure ejects
+it again at once. The tier goes down only when every one of its targets is out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_EJECTION_FACTOR = 5
+
+
+@dataclass
+class _Record:
+    failures: int = 0           # in a row
+    last_reason: str = ""
+    ejections: int = 0          # times ejected since the last success
+    until: float = 0.0          # ejected until then
+    reason: str = ""            # why, in words, while ejected
+
+
+class Outliers:
+    def __init__(self, eject_after: int, base_s: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.eject_after = eject_after
+        self.base_s = base_s
+        self.clock = clock
+        self._records: dict[str, _Record] = {}
+
+    def failure(self, key: str, reason: str) -> str | None:
+        """Count one failure; the ejection reason if this one ejects the target."""
+        r = self._records.setdefault(key, _Record())
+        if r.until > self.clock():
+            return None                      # already out: late news from the same fault
+        r.failures += 1
+        r.last_reason = reason
+        on_probation = r.ejections > 0
+        if r.failures < self.eject_after and not on_probation:
+            return None
+        r.ejections += 1
+        r.until = self.clock() + self.base_s * min(r.ejections, MAX_EJECTION_FACTOR)
+        times = "again after probation" if on_probation and r.failures < self.eject_after \
+            else f"{r.failures} times in a row"
+        r.reason = f"ejected by live traffic: {reason}, {times}"
+        return r.reason
+
+    def success(self, key: str) -> bool:
+        """A target answered: forget its failures. True if it was ejected or on probation."""
+        r = self._records.pop(key, None)
+        return r is not None and r.ejections > 0
+
+    def ejected(self, key: str) -> str | None:
+        """Why the target is out, or None when it may take traffic."""
+        r = self._records.get(key)
+        if r is None or r.until <= self.clock():
+            return None
+        return r.reason
+
+    def next_change(self) -> float | None:
+        """When the earliest ejection lapses (to refresh verdicts then), or None."""
+        now = self.clock()
+        ends = [r.until for r in self._records.values() if r.until > now]
+        return min(ends) if ends else None
