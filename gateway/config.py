@@ -669,8 +669,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     if p.items:
         raise ConfigError(p.items)
-    return Settings(privacy=privacy, hedging=hedging, server=server, onprem=onprem, openai=openai, cache=cache,
-                    redis=redis_cfg,
+    return Settings(privacy=privacy, hedging=hedging, server=server, onprem=onprem,
+                    openai=openai, cache=cache, redis=redis_cfg,
                     sessions=sessions, auth=auth, ws=ws, health=health,
                     rate_limits=rate_limits, intents=intents,
                     prices=prices, default_intent=default_intent, warnings=tuple(warnings))

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.errors import error_response
-from gateway.api.ops import hedge_after, health_picture, is_staff
+from gateway.api.ops import health_picture, hedge_after, is_staff
 from gateway.appkeys import CHAT, DRAINING, PROVIDERS, SETTINGS, SIGNER, STAFF_KEYS, STATS
 from gateway.stats import NANO, percentile_ms, summarize
 
