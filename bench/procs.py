@@ -49,12 +49,18 @@ class Proc:
     def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None,
                  core: int | None = None, timeout: float = 30.0, cwd: Path | None = None) -> None:
         self.port = port
+        self._spawn = (pinned(cmd, core), {**os.environ, **(env or {})}, cwd, timeout)
         # stderr to a file, never a pipe nobody drains: a chatty process (llama.cpp) would block.
         self.log = tempfile.NamedTemporaryFile(prefix="scout-bench-", suffix=".log", delete=False)
-        self.popen = subprocess.Popen(pinned(cmd, core), env={**os.environ, **(env or {})},
-                                      stdout=subprocess.DEVNULL, stderr=self.log, cwd=cwd)
+        self.restart()
+
+    def restart(self) -> None:
+        """Start the process (again, after a kill: same command, same port)."""
+        cmd, env, cwd, timeout = self._spawn
+        self.popen = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
+                                      cwd=cwd)
         try:
-            wait_port(port, timeout)
+            wait_port(self.port, timeout)
         except RuntimeError:
             self.stop()
             err = Path(self.log.name).read_text(errors="replace")

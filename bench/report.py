@@ -21,7 +21,7 @@ def pct(values: list[float], p: float) -> float:
 
 def summary_ms(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values_s]
-    return {"p50": pct(ms, 50), "p90": pct(ms, 90), "p99": pct(ms, 99),
+    return {"p50": pct(ms, 50), "p90": pct(ms, 90), "p95": pct(ms, 95), "p99": pct(ms, 99),
             "max": max(ms) if ms else float("nan"), "n": len(ms)}
 
 

@@ -66,9 +66,14 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
             metrics.cost.labels(part_tier).inc(usd)
         if outcome.ttft_ms is not None and outcome.race_ttft_ms is not None:
             metrics.overhead.observe(max(0.0, outcome.ttft_ms - outcome.race_ttft_ms) / 1000)
+        key = metrics.key_label(turn.key_label or "anonymous")
+        metrics.key_requests.labels(key).inc()
+        metrics.key_spend.labels(key).inc(outcome.cost_usd)
+        equivalent = openai_equivalent(settings, outcome)
+        metrics.cost_saved.inc(max(0.0, equivalent - outcome.cost_usd))
         stats.record_turn(outcome.served_by, outcome.ttft_ms,
                           counts_for_fallback=("onprem" in turn.plan.intent.ladder
                                                and outcome.cached != "fresh"),
                           cost_usd=outcome.cost_usd,
-                          openai_equivalent_usd=openai_equivalent(settings, outcome), cache=cache)
+                          openai_equivalent_usd=equivalent, cache=cache)
     return observe

@@ -37,6 +37,7 @@ from gateway.appkeys import (
     STATS,
     STORE,
     TURNS,
+    UPSTREAM_KEYS,
     UPSTREAM_SESSION,
 )
 from gateway.cache.stampede import Stampede
@@ -57,6 +58,7 @@ from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.remote import ClientAddresses
 from gateway.security.tokens import TokenSigner
+from gateway.security.upstream_keys import KeySource
 from gateway.sessions import SessionIds, SessionStore
 from gateway.state.kv import KV, MemoryKV, RedisKV
 from gateway.state.redis_link import RedisLink
@@ -149,14 +151,22 @@ async def _security(app: web.Application) -> AsyncIterator[None]:
         secrets.token_bytes(32)
     app[SIGNER] = TokenSigner(secret)
     app[SIGNING_SECRET] = secret
+    settings = app[SETTINGS]
+    app[UPSTREAM_KEYS] = {
+        tier: KeySource(tier, cfg.api_key.get(), cfg.api_key_file, cfg.api_key_rotated_at)
+        for tier, cfg in (("onprem", settings.onprem), ("openai", settings.openai))
+        if cfg.enabled and cfg.api_key}
+    max_age_s = auth_cfg.key_max_age_days * 86400
 
-    async def watch_key_file() -> None:
+    async def watch_key_files() -> None:
         while True:
-            await asyncio.sleep(2)
             app[API_KEYS].reload_if_changed()
+            for keys in app[UPSTREAM_KEYS].values():
+                keys.reload_if_changed()
+                keys.check_age(max_age_s)
+            await asyncio.sleep(2)
 
-    watcher = asyncio.get_running_loop().create_task(watch_key_file()) \
-        if auth_cfg.api_keys_file else None
+    watcher = asyncio.get_running_loop().create_task(watch_key_files())
     try:
         yield
     finally:
@@ -179,7 +189,8 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
     app[STORE] = store
     app[CACHE] = AnswerCache(store)
     app[STATS] = Stats(store, process_id=f"{os.getpid()}-{secrets.token_hex(3)}")
-    app[HEALTH] = HealthMonitor(settings, store, app[STATS], (lambda: link.up) if link else None)
+    app[HEALTH] = HealthMonitor(settings, store, app[STATS], (lambda: link.up) if link else None,
+                                keys=app[UPSTREAM_KEYS])
     app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
     rl = settings.rate_limits
     app[RATE_LIMITER] = RateLimiter(rl.per_key, rl.per_ip, rl.streams_per_key, rl.streams_per_ip,
@@ -210,9 +221,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     providers: dict[str, Provider] = {"static": StaticProvider(),
                                       "cache": CacheProvider(app[CACHE])}
     if settings.onprem.enabled:
-        providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION], app[HEALTH])
+        providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION], app[HEALTH],
+                                             app[UPSTREAM_KEYS].get("onprem"))
     if settings.openai.enabled:
-        providers["openai"] = OpenAIProvider(settings.openai)
+        providers["openai"] = OpenAIProvider(settings.openai, app[UPSTREAM_KEYS].get("openai"))
     classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
     metrics, stats = app[METRICS], app[STATS]
 

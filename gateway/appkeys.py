@@ -17,6 +17,7 @@ from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.remote import ClientAddresses
 from gateway.security.tokens import TokenSigner
+from gateway.security.upstream_keys import KeySource
 from gateway.sessions import SessionStore
 from gateway.state.kv import KV
 from gateway.state.redis_link import RedisLink
@@ -42,4 +43,5 @@ SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)
 SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections
+UPSTREAM_KEYS = web.AppKey("upstream_keys", dict[str, KeySource])  # per tier, rotatable
 CLIENT_ADDRESSES = web.AppKey("client_addresses", ClientAddresses)  # trusted proxies, last seen

@@ -87,6 +87,7 @@ class Turn:
     cacheable: bool      # a whole answer may be stored
     fresh_cache: bool    # a fresh stored answer may be served before any tier
     private: str | None = None  # the private intent this conversation touched, if any
+    key_label: str = ""         # the frontend API key's label (spend per key)
 
 
 class HealthSource(HealthObserver, Protocol):
@@ -123,7 +124,7 @@ class ChatService:
     def prepare(self, messages: list[dict[str, Any]], *, pin: str | None = None,
                 params: dict[str, Any] | None = None, tools: list[Any] | None = None,
                 tool_choice: Any = None, turn_id: str | None = None,
-                private_before: IntentConfig | None = None) -> Turn:
+                private_before: IntentConfig | None = None, key_label: str = "") -> Turn:
         """Classify and plan; raises PrivacyViolation before anything is sent.
 
         The intent comes from the last user message; privacy from every user message the
@@ -148,7 +149,8 @@ class ChatService:
         touched = intent if intent.private else private_turn
         return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable,
                     fresh_cache=cacheable and pin is None,
-                    private=touched.name if touched is not None else None)
+                    private=touched.name if touched is not None else None,
+                    key_label=key_label)
 
     async def run(self, turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         started = time.perf_counter()

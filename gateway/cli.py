@@ -23,7 +23,7 @@ from prometheus_client import multiprocess
 
 from gateway.api import ws
 from gateway.app import create_app
-from gateway.appkeys import API_KEYS, DRAINING, SETTINGS
+from gateway.appkeys import API_KEYS, DRAINING, SETTINGS, UPSTREAM_KEYS
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from gateway.logs import get_logger, setup_logging
@@ -55,7 +55,12 @@ async def run_server(app: web.Application, host: str, port: int,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop)
-    loop.add_signal_handler(signal.SIGHUP, lambda: app[API_KEYS].reload())
+    def reload_keys() -> None:
+        app[API_KEYS].reload()
+        for keys in app[UPSTREAM_KEYS].values():
+            keys.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()
         ready()

@@ -97,6 +97,8 @@ class OnpremConfig:
     urls: tuple[str, ...] = ("http://127.0.0.1:8000",)
     model: str = "llama-3.1-70b-instruct"
     api_key: Secret | None = None
+    api_key_file: str | None = None     # re-read on change and SIGHUP (rotation)
+    api_key_rotated_at: float | None = None
     supports_tools: bool = False
     max_connections: int = 200
     replicas: tuple[Replica, ...] = ()
@@ -108,6 +110,8 @@ class OpenAIConfig:
     enabled: bool = True
     model: str = "gpt-4o-mini"
     api_key: Secret | None = None
+    api_key_file: str | None = None
+    api_key_rotated_at: float | None = None
     base_url: str | None = None
     supports_tools: bool = True
     timeout_s: float = 60.0
@@ -164,6 +168,7 @@ class AuthConfig:
     # Key labels (the frontend's server) trusted to name the end user they call for, with
     # the OpenAI `user` field or the X-Scout-User header: the per-user limits' third key.
     end_user_keys: tuple[str, ...] = ()
+    key_max_age_days: float = 30.0      # one warning when a key gets older than this
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,28 @@ def _secret(sec: Mapping[str, Any], where: str, env: Mapping[str, str], required
         source = f"environment variable {env_name}" if env_name else f"file {file_name}"
         p.add(f"{where}: enabled but its API key is missing: set {source}")
     return None
+
+
+def _key_file(sec: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The key file to watch for rotation: only when the key really came from it."""
+    name = str(sec.get("api_key_env") or "")
+    if not sec.get("api_key_file") or (name and env.get(name, "").strip()):
+        return None
+    return str(sec["api_key_file"])
+
+
+def _rotated_at(sec: Mapping[str, Any], where: str, p: _Problems) -> float | None:
+    """`api_key_rotated_at: 2026-11-01` (YAML reads it as a date) as a UNIX time."""
+    import datetime
+    raw = sec.get("api_key_rotated_at")
+    if raw is None:
+        return None
+    try:
+        day = raw if isinstance(raw, datetime.date) else datetime.date.fromisoformat(str(raw))
+    except ValueError:
+        p.add(f"{where}.api_key_rotated_at: {raw!r} is not a date like 2026-11-01")
+        return None
+    return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
 
 
 def _deadlines(raw: Any, where: str, base: Deadlines, p: _Problems) -> Deadlines:
@@ -486,6 +513,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         path_health=str(o.get("path_health", "/health")),
         model=str(o.get("model", "llama-3.1-70b-instruct")),
         api_key=_secret(o, "onprem", env, onprem_enabled, p),
+        api_key_file=_key_file(o, env),
+        api_key_rotated_at=_rotated_at(o, "onprem", p),
         supports_tools=bool(o.get("supports_tools", False)),
         max_connections=_num(o, "max_connections", 200, "onprem", p, integer=True),
     )
@@ -496,6 +525,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         enabled=openai_enabled,
         model=str(a.get("model", "gpt-4o-mini")),
         api_key=_secret(a, "openai", env, openai_enabled, p),
+        api_key_file=_key_file(a, env),
+        api_key_rotated_at=_rotated_at(a, "openai", p),
         base_url=(str(env.get("OPENAI_BASE_URL") or a.get("base_url") or "") or None),
         supports_tools=bool(a.get("supports_tools", True)),
         timeout_s=_num(a, "timeout_s", 60.0, "openai", p),
@@ -562,6 +593,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         allow_anonymous=allow_anonymous,
         staff_keys=Secret(staff) if staff else None,
         end_user_keys=_labels(au.get("end_user_keys"), "auth.end_user_keys", p),
+        key_max_age_days=_num(au, "key_max_age_days", 30.0, "auth", p),
     )
 
     h = _section(data, "health", p)

@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
 
+from gateway import __version__
 from gateway.health.probes import STATES
+
+# `_created` series double every counter and histogram for nothing a dashboard uses.
+disable_created_metrics()
+OTHER_KEYS = "other"   # the label for frontend keys past `max_key_labels`
+
+
+def build_commit() -> str:
+    """The commit this build came from: SCOUT_COMMIT (set by the image build), else git."""
+    if os.environ.get("SCOUT_COMMIT"):
+        return os.environ["SCOUT_COMMIT"][:12]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=2, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -28,8 +51,32 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, max_key_labels: int = 20) -> None:
         r = self.registry = CollectorRegistry()
+        # The standard process (CPU, memory, fds), platform and GC series.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
+        self.build = Gauge("scout_build_info", "Always 1: the version and commit serving",
+                           ["version", "commit"], registry=r, multiprocess_mode="livemax")
+        self.build.labels(__version__, build_commit()).set(1)
+        self.max_key_labels = max_key_labels
+        self._keys_seen: set[str] = set()
+        self.key_requests = Counter("scout_key_requests", "Answers per frontend API key label",
+                                    ["key"], registry=r)
+        self.key_spend = Counter("scout_key_spend_usd", "Spend in USD per frontend API key label",
+                                 ["key"], registry=r)
+        self.cost_saved = Counter("scout_cost_saved_usd",
+                                  "What the same answers would have cost at OpenAI's prices, "
+                                  "minus what they cost", registry=r)
+        self.store_up = Gauge("scout_store_up", "1 while the shared store (Redis) answers",
+                              registry=r, multiprocess_mode="livemin")
+        self.key_age = Gauge("scout_key_age_seconds",
+                             "Age of each upstream and frontend key (file mtime or rotated_at)",
+                             ["key"], registry=r, multiprocess_mode="livemax")
+        self.key_rotation_due = Gauge("scout_key_rotation_due_seconds",
+                                      "Seconds until each key is due for rotation (negative: "
+                                      "overdue)", ["key"], registry=r,
+                                      multiprocess_mode="livemin")
         self.requests = Counter("scout_requests", "Answers by intent, first serving tier and outcome",
                                 ["intent", "tier", "outcome"], registry=r)
         self.ttft = Histogram("scout_time_to_first_token_seconds",
@@ -87,6 +134,16 @@ class Metrics:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)
         return generate_latest(merged)
+
+    def key_label(self, label: str) -> str:
+        """A frontend key's label as a metric label: the first `max_key_labels` seen keep
+        their own, later ones share "other" (label sets stay bounded)."""
+        if label in self._keys_seen:
+            return label
+        if len(self._keys_seen) < self.max_key_labels:
+            self._keys_seen.add(label)
+            return label
+        return OTHER_KEYS
 
     def set_state(self, gauge: Gauge, label: str, state: str) -> None:
         for s in STATES:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.auth import admitted, caller
+from gateway.api.auth import KEY_LABEL, admitted, caller
 from gateway.api.openai_api import SSE_HEADERS
 from gateway.api.relay import relay
 from gateway.api.requests import end_user_id, read_json_body, validate_messages
@@ -70,7 +70,8 @@ def parse_chat_body(body: Any, app: web.Application) -> ChatBody:
     return ChatBody(message, msg_id, session, messages[:-1], end_user_id(body.get("user"), "user"))
 
 
-async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn, dict[str, Any]]:
+async def session_turn(app: web.Application, body: ChatBody,
+                       key_label: str = "") -> tuple[str, Turn, dict[str, Any]]:
     """Load (or start) the conversation and plan the turn; the store being down is not an error."""
     sessions, chat = app[SESSIONS], app[CHAT]
     sid = body.session or sessions.ids.new()
@@ -80,7 +81,7 @@ async def session_turn(app: web.Application, body: ChatBody) -> tuple[str, Turn,
     user = {"role": "user", "content": body.message}
     messages = sessions.trim([*history, user])
     before = await sessions.private_intent(sid) if body.session else None
-    turn = chat.prepare(messages, turn_id=body.msg_id,
+    turn = chat.prepare(messages, turn_id=body.msg_id, key_label=key_label,
                         private_before=chat.classifier.get(before)
                         if before in chat.settings.intents else None)
     if turn.private is not None and turn.private != before:
@@ -92,7 +93,7 @@ async def chat_sse(request: web.Request) -> web.StreamResponse:
     app = request.app
     body = parse_chat_body(await read_json_body(request), app)
     async with admitted(app, caller(request, body.user)):
-        sid, turn, user = await session_turn(app, body)
+        sid, turn, user = await session_turn(app, body, request.get(KEY_LABEL, "anonymous"))
         _, listener = app[TURNS].start(turn, sid, user, app[SETTINGS].ws.max_buffered_bytes)
         resp = web.StreamResponse(headers=SSE_HEADERS)
         await resp.prepare(request)

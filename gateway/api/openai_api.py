@@ -51,9 +51,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_body(request)
     req = parse_completion_request(body, settings.server, model_ids(settings))
     pin = None if req.model == ROUTED_MODEL else req.model.split("/", 1)[1]
-    async with admitted(request.app, caller(request, req.user)):
+    who = caller(request, req.user)
+    async with admitted(request.app, who):
         turn = request.app[CHAT].prepare(req.messages, pin=pin, params=req.params,
-                                         tools=req.tools, tool_choice=req.tool_choice)
+                                         tools=req.tools, tool_choice=req.tool_choice,
+                                         key_label=who.label)
         if req.stream:
             return await _stream(request, turn, req)
         return await _complete(request, turn)

@@ -26,6 +26,7 @@ from gateway.appkeys import (
     STAFF_KEYS,
     STORE,
     TURNS,
+    UPSTREAM_KEYS,
 )
 from gateway.routing.plan import SKIP_STATES
 
@@ -88,6 +89,8 @@ def health_picture(app: web.Application) -> dict[str, Any]:
             "capacity": {"replicas_serving": serving, "replicas": len(replicas)},
             "targets": monitor.snapshot()["targets"], "monitor": monitor.role,
             "fallback_alert": monitor.alerting, "store": store,
+            "keys": {name: keys.describe(settings.auth.key_max_age_days * 86400)
+                     for name, keys in app[UPSTREAM_KEYS].items()},
             "hedging": {"budget_used": round(chat.hedging.budget_used(), 3),
                         "tiers": {t: {"hedge_after_s": round(hedge_after(app, t), 3),
                                       "ttft_p95_s": chat.hedging.p95(t)}
@@ -115,6 +118,13 @@ def refresh_gauges(app: web.Application) -> None:
             m.set_state(m.tier_state, tier, chat.tier_health(tier).state)
             m.hedge_delay.labels(tier).set(hedge_after(app, tier))
     m.hedge_budget.set(chat.hedging.budget_used())
+    link = app.get(REDIS)
+    m.store_up.set(1 if link is None or link.up else 0)
+    max_age_s = app[SETTINGS].auth.key_max_age_days * 86400
+    for name, keys in app[UPSTREAM_KEYS].items():
+        if (age := keys.age_s()) is not None:
+            m.key_age.labels(name).set(age)
+            m.key_rotation_due.labels(name).set(max_age_s - age)
     for name, t in app[HEALTH].snapshot()["targets"].items():
         m.set_state(m.target_state, name, t["state"])
 

@@ -234,7 +234,7 @@ class Connection:
         relays."""
         try:
             async with admitted(self.app, self.who):
-                sid, turn, user = await session_turn(self.app, parsed)
+                sid, turn, user = await session_turn(self.app, parsed, self.label)
                 live, listener = self.app[TURNS].start(turn, sid, user,
                                                        self.cfg.max_buffered_bytes)
                 self.turns[chat_id] = live

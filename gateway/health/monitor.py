@@ -32,7 +32,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_
 from gateway.logs import get_logger
 from gateway.providers.openai_tier import base_url
 from gateway.routing.plan import TierHealth
+from gateway.security.upstream_keys import KeySource
 from gateway.state import keys
 from gateway.state.kv import KV
 from gateway.stats import Stats
@@ -146,8 +147,10 @@ class HealthMonitor:
 
     def __init__(self, settings: Settings, kv: KV, stats: Stats,
                  redis_up: Callable[[], bool] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 keys: Mapping[str, KeySource] | None = None) -> None:
         self.settings = settings
+        self.keys = dict(keys or {})   # the keys in use now (they rotate)
         self.cfg = settings.health
         self.kv = kv
         self.stats = stats
@@ -377,12 +380,25 @@ class HealthMonitor:
             return next((r for r in results if r.state == "up"), results[0])
         if t.kind == "replica":
             replica = next(r for r in o.replicas if f"onprem.{r.name}" == t.name)
-            return await probe_replica(session, replica.base_url, o.model,
-                                       o.api_key.get() if o.api_key else None, timeout,
-                                       self.cfg.busy_waiting)
+            verdict = await probe_replica(session, replica.base_url, o.model,
+                                          self._key("onprem"), timeout, self.cfg.busy_waiting)
+            old = self.keys["onprem"].fallback() if "onprem" in self.keys else None
+            if verdict.state == "misconfigured" and old is not None:   # mid-rotation
+                verdict = await probe_replica(session, replica.base_url, o.model, old, timeout,
+                                              self.cfg.busy_waiting)
+            return verdict
         a = self.settings.openai
-        return await probe_openai(session, base_url(a), a.model,
-                                  a.api_key.get() if a.api_key else None, timeout)
+        verdict = await probe_openai(session, base_url(a), a.model, self._key("openai"), timeout)
+        old = self.keys["openai"].fallback() if "openai" in self.keys else None
+        if verdict.state == "misconfigured" and old is not None:   # mid-rotation
+            verdict = await probe_openai(session, base_url(a), a.model, old, timeout)
+        return verdict
+
+    def _key(self, tier: str) -> str | None:
+        if tier in self.keys:
+            return self.keys[tier].current()
+        cfg = self.settings.onprem if tier == "onprem" else self.settings.openai
+        return cfg.api_key.get() if cfg.api_key else None
 
     # -- telling people ---------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from gateway.errors import (
     TierUnreachable,
 )
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
+from gateway.security.upstream_keys import KeySource
 from gateway.sse import SSEDecoder
 
 # How long [DONE] may wait for the body's end before the connection is closed instead.
@@ -77,15 +78,43 @@ class CompletionsClient:
     """
 
     def __init__(self, session: aiohttp.ClientSession, where: str, model: str,
-                 api_key: str | None, timeout: aiohttp.ClientTimeout) -> None:
+                 keys: KeySource | None, timeout: aiohttp.ClientTimeout) -> None:
         self.where = where
         self.model = model
         self._session = session
         self._timeout = timeout
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._headers = headers
+        self.keys = keys
+        self._base_headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        if not key:
+            return self._base_headers
+        return {**self._base_headers, "Authorization": f"Bearer {key}"}
+
+    async def _post(self, url: str, body: bytes) -> aiohttp.ClientResponse:
+        """POST with the current key; refused (401/403) while a rotation is in progress, the
+        same request once more with the previous key (refused means nothing was generated)."""
+        key = self.keys.current() if self.keys else None
+        resp = await self._session.post(url, data=body, headers=self._headers(key),
+                                        timeout=self._timeout)
+        if self.keys is None or key is None:
+            return resp
+        if resp.status in (401, 403) and (old := self.keys.fallback()) is not None:
+            # Mid-rotation, the upstream may switch keys between two requests: the old key,
+            # then the new one once more, before the refusal counts.
+            for retry in (old, key):
+                resp.close()
+                resp = await self._session.post(url, data=body, headers=self._headers(retry),
+                                                timeout=self._timeout)
+                if resp.status not in (401, 403):
+                    if resp.status == 200:
+                        self.keys.worked(retry)
+                    return resp
+            self.keys.refused(key)
+            return resp
+        if resp.status == 200:
+            self.keys.worked(key)
+        return resp
 
     async def stream(self, url: str, request: TierRequest,
                      messages: list[dict[str, Any]]) -> AsyncGenerator[StreamEvent, None]:
@@ -96,8 +125,7 @@ class CompletionsClient:
         complete = False
         try:
             try:
-                resp = await self._session.post(url, data=body, headers=self._headers,
-                                                timeout=self._timeout)
+                resp = await self._post(url, body)
             except TimeoutError:
                 raise TierUnavailable(f"{where} timed out before answering") from None
             except aiohttp.ClientConnectorError as exc:   # never connected: nothing was sent

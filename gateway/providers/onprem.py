@@ -14,6 +14,7 @@ from gateway.config import OnpremConfig
 from gateway.errors import TierError, TierMisconfigured, TierUnavailable, TierUnreachable
 from gateway.providers.base import Delta, StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
+from gateway.security.upstream_keys import KeySource
 
 
 class TargetHealth(Protocol):
@@ -44,13 +45,14 @@ class OnpremProvider:
     tier = "onprem"
 
     def __init__(self, config: OnpremConfig, session: aiohttp.ClientSession,
-                 health: TargetHealth | None = None) -> None:
+                 health: TargetHealth | None = None, keys: KeySource | None = None) -> None:
         self.config = config
         self.model = config.model
         self.health = health
+        if keys is None and config.api_key:
+            keys = KeySource("onprem", config.api_key.get())
         self._client = CompletionsClient(
-            session, "on-prem", config.model,
-            config.api_key.get() if config.api_key else None,
+            session, "on-prem", config.model, keys,
             aiohttp.ClientTimeout(total=None, sock_read=None))
         self._in_flight = dict.fromkeys(config.urls, 0)
         self._order = itertools.count()

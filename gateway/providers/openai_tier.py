@@ -16,6 +16,7 @@ import aiohttp
 from gateway.config import OpenAIConfig
 from gateway.providers.base import StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
+from gateway.security.upstream_keys import KeySource
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -27,7 +28,7 @@ def base_url(config: OpenAIConfig) -> str:
 class OpenAIProvider:
     tier = "openai"
 
-    def __init__(self, config: OpenAIConfig) -> None:
+    def __init__(self, config: OpenAIConfig, keys: KeySource | None = None) -> None:
         self.config = config
         self.model = config.model
         self._url = f"{base_url(config)}/chat/completions"
@@ -36,9 +37,10 @@ class OpenAIProvider:
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30,
                                            enable_cleanup_closed=True))
         # The race owns the deadlines; this only bounds a connection nobody is racing.
+        if keys is None and config.api_key:
+            keys = KeySource("openai", config.api_key.get())
         self._client = CompletionsClient(
-            self._session, "OpenAI", config.model,
-            config.api_key.get() if config.api_key else None,
+            self._session, "OpenAI", config.model, keys,
             aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s,
                                   sock_read=config.timeout_s))
 

@@ -26,6 +26,7 @@ def test_profiles_hold_the_right_services():
     assert set(profile("gpu-llamacpp")) == {"llamacpp-1", "llamacpp-2", "llamacpp-3",
                                             "tailscale-gpu", "onprem-nginx"}
     assert set(profile("ec2")) == {"tailscale-ec2", "gateway", "redis", "edge-nginx"}
+    assert set(profile("monitoring")) == {"prometheus", "grafana"}
     assert all(s.get("profiles") for s in SERVICES.values()), "nothing starts by accident"
 
 
@@ -99,8 +100,10 @@ def test_each_service_gets_only_its_own_secrets():
     assert redis["secrets"] == ["redis_password"]
     assert "requirepass" not in " ".join(redis["command"]).split("printf")[0]
     assert "--requirepass" not in " ".join(redis["command"])
+    assert SERVICES["prometheus"]["secrets"] == ["scout_metrics_token"]
+    assert SERVICES["grafana"]["secrets"] == ["grafana_admin_password"]
     for name, svc in SERVICES.items():
-        if name not in ("gateway", "redis"):
+        if name not in ("gateway", "redis", "prometheus", "grafana"):
             assert "secrets" not in svc, f"{name} gets secrets it does not use"
     for secret in COMPOSE["secrets"].values():
         assert secret["file"].startswith("./secrets/")
