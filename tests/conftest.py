@@ -177,7 +177,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    secrets = {"ONPREM_KEY": ONPREM_KEY, "NEW_ONPREM_KEY": "onprem-rotated-key-8b2c41", "OPENAI_KEY": OPENAI_KEY, "API_KEY": API_KEY, "OTHER_KEY": OTHER_KEY,
+    secrets = {"ONPREM_KEY": ONPREM_KEY, "NEW_ONPREM_KEY": "onprem-rotated-key-8b2c41",
+               "OPENAI_KEY": OPENAI_KEY, "API_KEY": API_KEY, "OTHER_KEY": OTHER_KEY,
                "STAFF_KEY": STAFF_KEY, "SIGNING_SECRET": SIGNING_SECRET}
     bad = unparseable_log_lines(_ALL_LOGS.lines, _ALL_LOGS.json_lines)
     print(f"\nlog format check: {len(_ALL_LOGS.lines)} lines each parsed as logfmt and as "
