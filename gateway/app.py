@@ -12,7 +12,9 @@ from pathlib import Path
 import aiohttp
 import aiohttp_cors
 from aiohttp import web
+from opentelemetry.trace import TracerProvider
 
+from gateway import tracing
 from gateway.accounting import recorder
 from gateway.api import auth, chat_sse, dashboard, openai_api, ops, ws
 from gateway.api.auth import auth_middleware
@@ -36,6 +38,7 @@ from gateway.appkeys import (
     STAFF_KEYS,
     STATS,
     STORE,
+    TRACING,
     TURNS,
     UPSTREAM_KEYS,
     UPSTREAM_SESSION,
@@ -69,15 +72,24 @@ log = get_logger("scout.app")
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, *, store: KV | None = None) -> web.Application:
-    """Build the app; `store` replaces the configured shared state (tests)."""
+def create_app(settings: Settings, *, store: KV | None = None,
+               tracer_provider: TracerProvider | None = None) -> web.Application:
+    """Build the app; `store` replaces the configured shared state, `tracer_provider` the
+    OTEL_*-configured one (tests)."""
     install_filters()
+    if tracer_provider is None and tracing.wanted():
+        tracer_provider = tracing.default_provider()
+    traces = tracing.Tracing(tracer_provider, tracing.capture_content())
     # Bodies are read by the handlers themselves, up to the configured cap, so an
     # oversized body gets an error naming the limit instead of aiohttp's plain 413.
     addresses = ClientAddresses(settings.server.trusted_proxies)
-    app = web.Application(middlewares=[error_middleware, addresses.middleware, auth_middleware],
+    middlewares = [error_middleware, addresses.middleware, auth_middleware]
+    if traces.enabled:
+        middlewares.insert(0, traces.server_middleware())
+    app = web.Application(middlewares=middlewares,
                           client_max_size=settings.server.max_body_bytes + 1024)
     app[SETTINGS] = settings
+    app[TRACING] = traces
     app[CLIENT_ADDRESSES] = addresses
     app[DRAINING] = asyncio.Event()
     app[METRICS] = Metrics()
@@ -211,7 +223,9 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
                                      keepalive_timeout=30, enable_cleanup_closed=True)
     # No total timeout: each stream is bounded by its plan's deadlines instead.
     async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+                                     timeout=aiohttp.ClientTimeout(total=None),
+                                     trace_configs=app[TRACING].client_trace_configs()
+                                     ) as session:
         app[UPSTREAM_SESSION] = session
         yield
 
@@ -224,7 +238,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION], app[HEALTH],
                                              app[UPSTREAM_KEYS].get("onprem"))
     if settings.openai.enabled:
-        providers["openai"] = OpenAIProvider(settings.openai, app[UPSTREAM_KEYS].get("openai"))
+        providers["openai"] = OpenAIProvider(
+            settings.openai, app[UPSTREAM_KEYS].get("openai"),
+            app[TRACING].client_trace_configs() if settings.openai.propagate_trace else [])
     classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
     metrics, stats = app[METRICS], app[STATS]
 
@@ -240,7 +256,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[PROVIDERS] = providers
     stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
     monitor = app[HEALTH]
-    app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede)
+    app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede, app[TRACING])
     app[TURNS] = TurnRunner(app[CHAT], app[SESSIONS])
     app[CHAT].observers.append(recorder(settings, app[METRICS], app[STATS]))
     app[STATS].gauge_sources.update(ws=lambda: len(app[SOCKETS]),

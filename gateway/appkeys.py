@@ -22,6 +22,7 @@ from gateway.sessions import SessionStore
 from gateway.state.kv import KV
 from gateway.state.redis_link import RedisLink
 from gateway.stats import Stats
+from gateway.tracing import Tracing
 from gateway.turns import TurnRunner
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -43,5 +44,6 @@ SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)
 SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections
+TRACING = web.AppKey("tracing", Tracing)   # OpenTelemetry, or nothing when off
 UPSTREAM_KEYS = web.AppKey("upstream_keys", dict[str, KeySource])  # per tier, rotatable
 CLIENT_ADDRESSES = web.AppKey("client_addresses", ClientAddresses)  # trusted proxies, last seen

@@ -25,6 +25,7 @@ from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOu
 from gateway.routing.hedging import Hedging, HedgingConfig
 from gateway.routing.intents import IntentClassifier
 from gateway.routing.plan import RoutePlan, TierHealth, plan_route
+from gateway.tracing import Tracing
 
 log = get_logger("scout.chat")
 
@@ -99,8 +100,10 @@ TurnObserver = Callable[["Turn", TurnOutcome], None]
 
 class ChatService:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider],
-                 health: HealthSource, cache: ResponseCache, stampede: Stampede) -> None:
+                 health: HealthSource, cache: ResponseCache, stampede: Stampede,
+                 tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing()
         self.providers = providers
         self.health = health
         self.cache = cache
@@ -153,6 +156,33 @@ class ChatService:
                     key_label=key_label)
 
     async def run(self, turn: Turn) -> AsyncGenerator[TurnEvent, None]:
+        """The turn's events; traced as one span when tracing is on."""
+        tracing = self.tracing
+        span = tracing.start_turn(turn.plan.intent.name, turn.plan.ladder, turn.id,
+                                  self._question(turn)) if tracing.enabled else None
+        outcome: TurnOutcome | None = None
+        try:
+            async for ev in self._run(turn, span):
+                if isinstance(ev, TurnOutcome):
+                    outcome = ev
+                yield ev
+        finally:
+            if span is not None:
+                tracing.end_turn(span, {} if outcome is None else {
+                    "scout.served_by": outcome.served_by, "scout.cached": outcome.cached,
+                    "scout.ttft_ms": outcome.ttft_ms, "scout.cost_usd": outcome.cost_usd,
+                    "gen_ai.usage.input_tokens": outcome.prompt_tokens,
+                    "gen_ai.usage.output_tokens": outcome.completion_tokens},
+                    error="" if outcome is not None and outcome.complete else
+                    (outcome.error if outcome is not None else "cancelled"),
+                    answer=outcome.text if outcome is not None else "")
+
+    @staticmethod
+    def _question(turn: Turn) -> str:
+        last = next((m for m in reversed(turn.request.messages) if m.get("role") == "user"), None)
+        return prompt_text([last]) if last else ""
+
+    async def _run(self, turn: Turn, span: Any) -> AsyncGenerator[TurnEvent, None]:
         started = time.perf_counter()
         key = turn.request.cache_key
         lease: Lease | None = None
@@ -163,11 +193,12 @@ class ChatService:
                 if lease is None:  # the same question is already on its way upstream
                     hit = await self.stampede.wait(key)
             if hit is not None and hit.is_fresh(time.time()):
+                self.tracing.event(span, "scout.cache_hit", {"scout.cache": "fresh"})
                 for ev in self._fresh_hit(turn, hit, started):
                     yield ev
                 return
         try:
-            async for ev in self._race(turn, started):
+            async for ev in self._race(turn, started, span):
                 yield ev
         finally:
             if lease is not None:
@@ -190,14 +221,15 @@ class ChatService:
             except Exception:  # accounting must never cost the customer an answer
                 log.exception("observer_failed")
 
-    async def _race(self, turn: Turn, started: float) -> AsyncGenerator[TurnEvent, None]:
+    async def _race(self, turn: Turn, started: float,
+                    span: Any = None) -> AsyncGenerator[TurnEvent, None]:
         plan, request = turn.plan, turn.request
         yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
         result: RaceResult | None = None
         first_text: float | None = None
         switches: list[SwitchOut] = []
         async with aclosing(run_race(plan, request, self.providers, self.health,
-                                     self.hedging)) as race:
+                                     self.hedging, self.tracing, span)) as race:
             async for ev in race:
                 if isinstance(ev, RaceResult):
                     result = ev

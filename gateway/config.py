@@ -115,6 +115,7 @@ class OpenAIConfig:
     base_url: str | None = None
     supports_tools: bool = True
     timeout_s: float = 60.0
+    propagate_trace: bool = False   # send traceparent to OpenAI too (tracing on)
 
 
 @dataclass(frozen=True)
@@ -530,6 +531,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         base_url=(str(env.get("OPENAI_BASE_URL") or a.get("base_url") or "") or None),
         supports_tools=bool(a.get("supports_tools", True)),
         timeout_s=_num(a, "timeout_s", 60.0, "openai", p),
+        propagate_trace=a.get("propagate_trace", False) is True,
     )
     if openai_enabled and not (a.get("api_key_env") or a.get("api_key_file")):
         p.add("openai: enabled but names no api_key_env or api_key_file")

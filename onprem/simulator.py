@@ -75,6 +75,7 @@ class Stats:
     running: int = 0
     probes: int = 0          # GETs of /health, /v1/models and /metrics
     last_messages: list[Any] = field(default_factory=list)
+    last_traceparent: str | None = None   # W3C trace context of the last chat request
 
 
 class ReplicaSimulator:
@@ -205,6 +206,7 @@ class ReplicaSimulator:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         messages = body.get("messages") or []
         self.stats.last_messages = messages
+        self.stats.last_traceparent = request.headers.get("traceparent")
         self.stats.running += 1
         finished = False
         try:

@@ -22,6 +22,7 @@ from gateway.logs import get_logger
 from gateway.providers.base import Delta, Provider, StreamEvent, TierRequest
 from gateway.routing.intents import IntentClassifier
 from gateway.security.pii import Redactor, Restorer, redact_messages
+from gateway.tracing import current_event
 
 log = get_logger("scout.privacy")
 
@@ -69,6 +70,8 @@ class OffsiteGuard:
         if counts:
             log.info("pii_redacted", tier=self.tier, count=sum(counts.values()),
                      kinds=",".join(sorted(counts)))
+            current_event("scout.pii_redacted", {f"scout.redacted.{k.lower()}": n
+                                                 for k, n in counts.items()})
         redacted = replace(request, messages=messages, prefix="")
         restorer = Restorer(redactor.values)
         last_model = self.model

@@ -28,14 +28,16 @@ def base_url(config: OpenAIConfig) -> str:
 class OpenAIProvider:
     tier = "openai"
 
-    def __init__(self, config: OpenAIConfig, keys: KeySource | None = None) -> None:
+    def __init__(self, config: OpenAIConfig, keys: KeySource | None = None,
+                 trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         self.config = config
         self.model = config.model
         self._url = f"{base_url(config)}/chat/completions"
         # Its own pool: OpenAI's connections must not queue behind the GPU box's limit.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30,
-                                           enable_cleanup_closed=True))
+                                           enable_cleanup_closed=True),
+            trace_configs=trace_configs or None)
         # The race owns the deadlines; this only bounds a connection nobody is racing.
         if keys is None and config.api_key:
             keys = KeySource("openai", config.api_key.get())

@@ -16,6 +16,9 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from gateway.errors import TierBusy, TierError, TierUnavailable
 from gateway.logs import get_logger
 from gateway.providers.base import (
@@ -39,6 +42,7 @@ from gateway.routing.race import (
     RaceStats,
     StartTier,
 )
+from gateway.tracing import Tracing
 
 log = get_logger("scout.race")
 
@@ -103,10 +107,12 @@ async def _pump(aid: int, provider: Provider, request: TierRequest,
 
 
 async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str, Provider],
-                   health: HealthObserver, hedging: Hedging | None = None
+                   health: HealthObserver, hedging: Hedging | None = None,
+                   tracing: Tracing | None = None, turn_span: Any = None
                    ) -> AsyncGenerator[TextOut | SwitchOut | RaceResult, None]:
     """Yield text and switches as they happen, then one RaceResult."""
     loop = asyncio.get_running_loop()
+    spans: dict[int, Any] = {}   # per attempt, when tracing is on
     hedge_after = {t: hedging.delay(t, plan.deadlines.first_token_s)
                    for t in plan.ladder if t in GENERATIVE} if hedging is not None else None
     race = Race(plan.ladder, plan.deadlines, hedge_after)
@@ -160,6 +166,10 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                             attempt = race.attempts[act.attempt]
                             if hedging is not None and not attempt.resume:
                                 hedging.observe_ttft(act.tier, loop.time() - attempt.started_at)
+                            if act.attempt in spans:
+                                spans[act.attempt].set_attribute(
+                                    "gen_ai.response.time_to_first_token",
+                                    loop.time() - attempt.started_at)
                     text_of[act.attempt].append(act.text)
                     delta: Delta = act.payload
                     if delta.tool_calls:
@@ -176,8 +186,20 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                         else:
                             hedging.request_started()
                     tier_of[act.attempt] = act.tier
-                    tasks[act.attempt] = loop.create_task(
-                        _pump(act.attempt, providers[act.tier], req, queue))
+                    pump = _pump(act.attempt, providers[act.tier], req, queue)
+                    if tracing is not None and tracing.enabled:
+                        # The attempt's span is current in its task: the HTTP client span
+                        # (and the traceparent sent upstream) hang under it.
+                        spans[act.attempt] = tracing.start_attempt(
+                            turn_span, act.tier, providers[act.tier].model, bool(act.prefix))
+                        token = otel_context.attach(
+                            trace.set_span_in_context(spans[act.attempt]))
+                        try:
+                            tasks[act.attempt] = loop.create_task(pump)
+                        finally:
+                            otel_context.detach(token)
+                    else:
+                        tasks[act.attempt] = loop.create_task(pump)
                 elif isinstance(act, CancelTier):
                     if act.missed:
                         # A missed deadline is a live failure of the target the attempt used
@@ -189,7 +211,14 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     if task is not None:
                         task.cancel()
                         cancelled.append(task)
+                    Tracing.end_attempt(spans.pop(act.attempt, None), f"cancelled: {act.reason}",
+                                        error=act.missed or None)
                 elif isinstance(act, EmitSwitch):
+                    if turn_span is not None:
+                        Tracing.event(turn_span, "scout.hedge" if "hedging" in act.reason
+                                      else "scout.switch", {"scout.from": act.from_tier,
+                                                            "scout.to": act.to_tier,
+                                                            "scout.reason": act.reason})
                     yield SwitchOut(act.from_tier, act.to_tier, act.reason)
                 elif isinstance(act, Finish):
                     yield result(True)
@@ -222,9 +251,14 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 provenance = ev
             elif ev is _FINISHED:
                 tasks.pop(aid, None)
+                if aid in spans:
+                    use = usage_of.get(aid)
+                    Tracing.end_attempt(spans.pop(aid), "finished", response_model=model_of.get(
+                        aid), usage=(use.prompt_tokens, use.completion_tokens) if use else None)
                 actions.extend(race.on_finish(aid, now))
             elif isinstance(ev, TierError):
                 tasks.pop(aid, None)
+                Tracing.end_attempt(spans.pop(aid, None), f"failed: {ev.kind}", error=ev.reason)
                 tier = tier_of[aid]
                 if tier in GENERATIVE and race.attempts[aid].active and ev.kind != "refused":
                     if isinstance(ev, TierBusy):   # rate-limited: skip it until Retry-After
@@ -234,6 +268,8 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 log.info("tier_failed", tier=tier, kind=ev.kind, reason=ev.reason)
                 actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))
     finally:
+        for span in spans.values():
+            Tracing.end_attempt(span, "abandoned")
         if timer is not None:
             timer.cancel()
         for task in tasks.values():
