@@ -252,7 +252,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
     for tier in OFFSITE_TIERS & providers.keys():  # privacy by construction, for each
         providers[tier] = OffsiteGuard(providers[tier], classifier, settings.privacy.redact,
-                                       audit)
+                                       audit, settings.server.system_prompt)
     app[PROVIDERS] = providers
     stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
     monitor = app[HEALTH]

@@ -43,13 +43,14 @@ async def _closing(events: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIte
 
 class OffsiteGuard:
     def __init__(self, inner: Provider, classifier: IntentClassifier, kinds: frozenset[str],
-                 audit: Audit = lambda intent, counts: None) -> None:
+                 audit: Audit = lambda intent, counts: None, system_prompt: str = "") -> None:
         self.inner = inner
         self.tier = inner.tier
         self.model = inner.model
         self.classifier = classifier
         self.kinds = frozenset(k.upper() for k in kinds)
         self.audit = audit
+        self._ours = frozenset({system_prompt} if system_prompt else ())
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         if request.offsite == "never":
@@ -64,7 +65,7 @@ class OffsiteGuard:
                     yield ev
             return
         redactor = Redactor(self.kinds)
-        messages = redact_messages(request.upstream_messages(), redactor)
+        messages = redact_messages(request.upstream_messages(), redactor, self._ours)
         counts = redactor.counts()
         self.audit(request.intent.name, counts)
         if counts:

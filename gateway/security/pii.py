@@ -411,12 +411,16 @@ class Restorer:
         return _PLACEHOLDER.sub(lambda m: self.values.get(m.group(), m.group()), text)
 
 
-def redact_messages(messages: Iterable[dict], redactor: Redactor) -> list[dict]:
-    """Copies of the messages with personal values replaced (text content only)."""
+def redact_messages(messages: Iterable[dict], redactor: Redactor,
+                    ours: frozenset[str] = frozenset()) -> list[dict]:
+    """Copies of the messages with personal values replaced (text content only). Texts in
+    `ours` (the gateway's own system prompt) hold no customer data and are not scanned."""
     out = []
     for m in messages:
         c = m.get("content")
-        if isinstance(c, str):
+        if isinstance(c, str) and c in ours:
+            pass
+        elif isinstance(c, str):
             m = {**m, "content": redactor.redact(c)}
         elif isinstance(c, list):
             m = {**m, "content": [{**p, "text": redactor.redact(p["text"])}

@@ -84,3 +84,14 @@ def test_only_the_kinds_switched_on_are_redacted():
     assert only_phone.counts() == {"PHONE": 1}
     everything = Redactor()
     assert everything.redact(text) == "I'm [NAME_1], call [PHONE_1] or [EMAIL_1]"
+
+
+def test_the_gateways_own_system_prompt_is_not_scanned():
+    from gateway.security.pii import redact_messages
+    prompt = "You are Scout. Call (555) 010-2000 for a salesperson."
+    r = Redactor()
+    out = redact_messages([{"role": "system", "content": prompt},
+                           {"role": "user", "content": "text me at 512-555-0143"}], r,
+                          frozenset({prompt}))
+    assert out[0]["content"] == prompt and out[1]["content"] == "text me at [PHONE_1]"
+    assert r.counts() == {"PHONE": 1}
