@@ -206,9 +206,14 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
     real_openai = bool(os.environ.get("OPENAI_API_KEY"))
     openai_sim = None
     api_key = os.environ.get("SCOUT_DEMO_API_KEY") or f"demo-{secrets.token_urlsafe(12)}"
+    # Staff keys as set (SCOUT_STAFF_KEYS), else one demo token, printed below: it opens the
+    # dashboard, /metrics and the full /health.
+    staff_token = None if os.environ.get("SCOUT_STAFF_KEYS") else \
+        (os.environ.get("SCOUT_DEMO_STAFF_TOKEN") or f"staff-{secrets.token_urlsafe(12)}")
     env = {"ONPREM_API_KEY": demo_key, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", ""),
            "REDIS_URL": os.environ.get("REDIS_URL", ""), "SCOUT_API_KEYS": f"demo:{api_key}",
-           "SCOUT_SIGNING_SECRET": os.environ.get("SCOUT_SIGNING_SECRET", "")}
+           "SCOUT_SIGNING_SECRET": os.environ.get("SCOUT_SIGNING_SECRET", ""),
+           "SCOUT_STAFF_KEYS": os.environ.get("SCOUT_STAFF_KEYS") or f"demo-staff:{staff_token}"}
     if not real_openai:
         openai_sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=demo_key,
                                                   ttft_s=0.5, token_interval_s=0.03,
@@ -229,7 +234,9 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
     OpenAI API   {base}/v1/chat/completions   (model "scout")
     API key      {api_key}   (demo only; set SCOUT_DEMO_API_KEY to choose it)
     SSE chat     {base}/api/chat
-    health       {base}/health
+    health       {base}/health   (/livez, /readyz for orchestrators)
+    dashboard    {base}/dashboard   staff token: {staff_token or "one of SCOUT_STAFF_KEYS"}
+                 (demo only; set SCOUT_DEMO_STAFF_TOKEN to choose it; also for /metrics)
   on-prem      {onprem_words}
   OpenAI       {'SIMULATED: ' + openai_sim.url if openai_sim else 'REAL (OPENAI_API_KEY is set)'}
   state        {store}

@@ -1,6 +1,6 @@
 """Health probes: one attempt each, a short timeout, and a pure verdict on what came back.
 
-Real server semantics (DESIGN.md, "Replica health"): vLLM refuses connections
+Real server semantics (docs/operations.md, "Health monitor"): vLLM refuses connections
 while it loads and keeps answering 200 on /health when overloaded, so a
 replica is `up` only when /health is 200 *and* /v1/models lists the served
 model; its queue (vllm:num_requests_waiting) makes it `busy`. llama.cpp

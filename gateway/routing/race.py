@@ -5,7 +5,7 @@ headers, a token, finished, failed, or time passed — with the current time,
 and carries out the actions it returns. No I/O and no clock of its own, so
 every branch is tested with plain numbers.
 
-Rules (DESIGN.md, "One chat turn", steps 5-6):
+Rules (the README's "How a turn flows", step 4):
 - A tier that fails before its first token hands over at once.
 - A tier with no response headers by `headers_s` has failed.
 - A tier with no token by `first_token_s` is hedged: the next tier starts

@@ -24,7 +24,8 @@ def free_port() -> int:
 @pytest.mark.parametrize("mode", ["plain", "redis", "real-model"])
 async def test_demo_starts_says_what_is_simulated_and_answers(request, mode):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "REDIS_URL", "SCOUT_STAFF_KEYS")}
     if mode == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_server").url
     extra = []
@@ -60,6 +61,15 @@ async def test_demo_starts_says_what_is_simulated_and_answers(request, mode):
                                 headers={"Authorization": f"Bearer {key}"},
                                 json={"message": "Which hybrid SUV would you recommend?"})
             events = await read_events(resp)
+            # The staff token it prints opens /metrics and the full /health.
+            staff = next(ln.split("staff token:")[1].split()[0] for ln in banner
+                         if "staff token:" in ln)
+            metrics = await s.get(f"http://127.0.0.1:{port}/metrics",
+                                  headers={"Authorization": f"Bearer {staff}"})
+            assert metrics.status == 200 and "scout_requests_total" in await metrics.text()
+            health = await (await s.get(f"http://127.0.0.1:{port}/health",
+                                        headers={"Authorization": f"Bearer {staff}"})).json()
+            assert "targets" in health
         assert events[-1][0] == "done" and events[-1][1]["served_by"][0] in ("onprem", "openai")
         assert events[-1][1]["served_by"] == ["onprem"] or mode == "real-model", events[-1]
     finally:

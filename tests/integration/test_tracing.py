@@ -24,13 +24,14 @@ async def test_a_hedged_turn_is_one_span_tree_with_genai_attributes_and_no_text(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    onprem_sim.knobs.ttft_s = 1.0     # slow first token: hedged, OpenAI answers first
+    onprem_sim.knobs.ttft_s = 1.0     # slow first token: hedged, OpenAI answers first ...
+    await openai_sim.set_fault("drop", fault_after=3)   # ... then drops: a switch to static
     settings = make_settings([onprem_sim.url], f"{openai_sim.url}/v1",
                              deadlines={"headers_s": 0.5, "first_token_s": 0.5, "gap_s": 2})
     client = await gw_client(create_app(settings, tracer_provider=provider))
     events = await read_events(await client.post("/api/chat", json={"message": MARKER}))
-    assert events[-1][1]["served_by"] == ["openai"]
-    assert any(e[0] == "switch" for e in events)
+    assert events[-1][1]["served_by"] == ["openai", "static"]
+    assert sum(e[0] == "switch" for e in events) == 2
     spans = exporter.get_finished_spans()
     by_name = {}
     for s in spans:
@@ -39,8 +40,10 @@ async def test_a_hedged_turn_is_one_span_tree_with_genai_attributes_and_no_text(
     chat = by_name["chat"][0]
     assert chat.parent is not None and chat.parent.span_id == server.context.span_id
     assert chat.attributes["scout.intent"] == "vehicle.recommendation"
-    assert list(chat.attributes["scout.served_by"]) == ["openai"]
-    assert [e.name for e in chat.events] == ["scout.hedge"]
+    assert list(chat.attributes["scout.served_by"]) == ["openai", "static"]
+    assert [e.name for e in chat.events] == ["scout.hedge", "scout.switch"]
+    assert chat.events[1].attributes["scout.reason"].startswith("dropped mid-answer")
+    assert chat.attributes["gen_ai.usage.output_tokens"] > 0
     onprem = by_name["chat llama-3.1-70b-instruct"][0]
     openai = by_name["chat gpt-4o-mini"][0]
     for attempt in (onprem, openai):
@@ -49,9 +52,11 @@ async def test_a_hedged_turn_is_one_span_tree_with_genai_attributes_and_no_text(
     assert onprem.attributes["gen_ai.system"] == "vllm"
     assert onprem.attributes["scout.attempt.outcome"].startswith("cancelled")
     assert openai.attributes["gen_ai.system"] == "openai"
-    assert openai.attributes["gen_ai.response.model"] == "gpt-4o-mini"
-    assert openai.attributes["gen_ai.usage.output_tokens"] > 0
     assert openai.attributes["gen_ai.response.time_to_first_token"] > 0
+    assert openai.attributes["scout.attempt.outcome"] == "failed: unavailable"
+    static = by_name["chat scout-static"][0]
+    assert static.attributes["scout.resume"] is True
+    assert static.attributes["gen_ai.response.model"] == "scout-static"
     # The HTTP client span of each upstream call hangs under its attempt ...
     clients = [s for s in spans if s.name == "POST" and s.parent is not None]
     assert {c.parent.span_id for c in clients} >= {onprem.context.span_id}
