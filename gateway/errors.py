@@ -21,6 +21,18 @@ HTTP and WebSocket handlers turn these into responses in one place
 
 from __future__ import annotations
 
+_ERRNO_WORDS = {111: "connection refused", 113: "no route to host", 110: "timed out",
+                101: "network unreachable", 104: "connection reset", 99: "address not available"}
+
+
+def connect_failure(err: OSError, host: str | None = None, port: int | None = None) -> str:
+    """A failed connection in words ("connection refused at 10.0.0.5:8000"), not Python's
+    "Connect call failed ('10.0.0.5', 8000)"."""
+    words = _ERRNO_WORDS.get(err.errno or -1) or (
+        err.strerror if err.strerror and "Connect call" not in err.strerror
+        else type(err).__name__)
+    return f"{words} at {host}:{port}" if host else words
+
 
 class GatewayError(Exception):
     """Root of every error the gateway raises on purpose."""

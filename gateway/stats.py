@@ -37,15 +37,20 @@ def ttft_bucket(ms: float) -> int:
 
 
 def percentile_ms(buckets: dict[int, int], p: float) -> float | None:
-    """The upper edge of the bucket holding the p-th percentile. Pure."""
+    """The p-th percentile, interpolated linearly within the bucket that holds it (as
+    Prometheus' histogram_quantile does), not the bucket's upper edge. Pure."""
     total = sum(buckets.values())
     if not total:
         return None
     need, seen = p / 100 * total, 0
     for i in sorted(buckets):
+        if i >= len(TTFT_BUCKETS_MS):      # past the last edge: that edge is all we know
+            return float(TTFT_BUCKETS_MS[-1])
+        if seen + buckets[i] >= need:
+            low = TTFT_BUCKETS_MS[i - 1] if i > 0 else 0.0
+            high = TTFT_BUCKETS_MS[i]
+            return low + (high - low) * (need - seen) / buckets[i]
         seen += buckets[i]
-        if seen >= need:
-            return float(TTFT_BUCKETS_MS[min(i, len(TTFT_BUCKETS_MS) - 1)])
     return float(TTFT_BUCKETS_MS[-1])
 
 

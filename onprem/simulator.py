@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -41,6 +42,42 @@ _WORDS = (
     "drive for either one whenever suits you."
 ).split(" ")
 
+# For the demo (`dealer: true`): whole answers in a dealership assistant's voice, picked by
+# what the customer asked, so a newcomer sees answers, not a test pattern.
+_DEALER = (
+    (("financ", "loan", "lease", "credit", "payment", "monthly", "apr", "down"),
+     "Financing questions are handled by our own finance team, so nothing you share leaves "
+     "the dealership. They can walk you through rates, terms and what a monthly payment "
+     "would look like; call (555) 010-2001 or leave your number and they will reach out "
+     "today."),
+    (("stock", "lot", "available", "inventory", "have", "color", "colour", "trim"),
+     "We have three 2024 RAV4 Hybrids on the lot right now: an XLE in Blueprint blue, an XSE "
+     "in white and a Limited in midnight black. The XLE is the best value at $34,800. Would "
+     "you like me to hold one for a test drive?"),
+    (("test drive", "appointment", "schedule", "book", "visit", "open"),
+     "I can book that for you. We're open 9am to 7pm every day, and Saturday mornings are the "
+     "quietest. Tell me a time that suits you and which car you'd like to drive, and it will "
+     "be ready and charged when you arrive."),
+    (("hello", "hi", "hey", "thanks", "thank you", "good morning"),
+     "Hi! I'm Scout, Lakeside Motors' assistant. I can recommend a car, check what's on the "
+     "lot, or book a test drive. What are you looking for?"),
+    ((),
+     "Based on what you described, the 2024 Toyota RAV4 Hybrid is a strong fit: it seats "
+     "five, returns about 40 mpg combined, and has standard all-wheel drive. If you need a "
+     "third row, the Kia Telluride and Honda Pilot are both on our lot this week, and I can "
+     "book a test drive for either one whenever suits you."),
+)
+
+
+def dealer_answer(question: str) -> list[str]:
+    """A whole answer for the demo, chosen by the question's words."""
+    q = question.lower()
+    for cues, text in _DEALER:
+        if not cues or any(re.search(rf"\b{re.escape(c)}", q) for c in cues):
+            return text.split(" ")
+    return _DEALER[-1][1].split(" ")
+
+
 _ids = itertools.count(1)
 
 
@@ -55,6 +92,7 @@ class Knobs:
     fault_after: int = 3
     waiting: int = 0   # reported as vllm:num_requests_waiting
     echo: bool = False  # answer with the last user message's words (tests what was sent)
+    dealer: bool = False  # whole answers picked by the question (the demo), not `tokens` words
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name: f.type for f in fields(self)}
@@ -213,6 +251,10 @@ class ReplicaSimulator:
             if k.fault == "hang_before_headers":
                 await self._hang()
             words = _answer(messages, k.tokens)
+            if k.dealer:
+                last_user = next((m.get("content") for m in reversed(messages)
+                                  if isinstance(m, dict) and m.get("role") == "user"), "")
+                words = dealer_answer(str(last_user))
             if k.echo:
                 last_user = next((m.get("content") for m in reversed(messages)
                                   if isinstance(m, dict) and m.get("role") == "user"), "")

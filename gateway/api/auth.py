@@ -9,7 +9,15 @@ from aiohttp import web
 
 from gateway.api.errors import error_response
 from gateway.api.requests import end_user_id, read_json_body
-from gateway.appkeys import API_KEYS, DRAINING, METRICS, RATE_LIMITER, SETTINGS, SIGNER
+from gateway.appkeys import (
+    API_KEYS,
+    DEMO_NOTICE,
+    DRAINING,
+    METRICS,
+    RATE_LIMITER,
+    SETTINGS,
+    SIGNER,
+)
 from gateway.errors import RequestRejected, ShuttingDown
 from gateway.security.ratelimit import Caller
 from gateway.security.remote import client_address
@@ -17,7 +25,7 @@ from gateway.security.remote import client_address
 # Reachable without a frontend API key: coarse health, the demo page and its assets, the
 # WebSocket (it checks its own credentials: a browser can't send headers on it), and the
 # staff endpoints, which check staff credentials instead.
-PUBLIC_PATHS = frozenset({"/health", "/livez", "/readyz", "/chat", "/api/demo-token",
+PUBLIC_PATHS = frozenset({"/", "/health", "/livez", "/readyz", "/chat", "/api/demo-token",
                           "/ws/chat", "/metrics", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/dashboard")
 KEY_LABEL = web.RequestKey("key_label", str)
@@ -115,4 +123,12 @@ async def demo_token(request: web.Request) -> web.Response:
     if not settings.auth.demo_tokens:
         return error_response(404, "demo tokens are off (auth.demo_tokens)", "not_found")
     token = request.app[SIGNER].issue("demo-page", settings.auth.ws_token_ttl_s)
-    return web.json_response({"token": token, "expires_in": int(settings.auth.ws_token_ttl_s)})
+    body = {"token": token, "expires_in": int(settings.auth.ws_token_ttl_s)}
+    if DEMO_NOTICE in request.app:
+        body["notice"] = request.app[DEMO_NOTICE]
+    return web.json_response(body)
+
+
+async def to_chat_page(request: web.Request) -> web.StreamResponse:
+    """GET / in the demo: the chat page."""
+    raise web.HTTPFound("/chat")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gateway.errors import connect_failure
+
 STATES = ("up", "busy", "loading", "down", "misconfigured", "unknown")
 BAD = frozenset({"down", "misconfigured", "loading"})
 _WAITING = re.compile(r"^vllm:num_requests_waiting(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
@@ -93,7 +95,7 @@ def describe_error(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"no answer within {timeout_s:g} s"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connection failed ({exc.os_error.strerror or exc.os_error.__class__.__name__})"
+        return f"connection failed ({connect_failure(exc.os_error, exc.host, exc.port)})"
     return exc.__class__.__name__
 
 

@@ -23,6 +23,7 @@ from gateway.errors import (
     TierRejectedInput,
     TierUnavailable,
     TierUnreachable,
+    connect_failure,
 )
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
 from gateway.security.upstream_keys import KeySource
@@ -129,7 +130,9 @@ class CompletionsClient:
             except TimeoutError:
                 raise TierUnavailable(f"{where} timed out before answering") from None
             except aiohttp.ClientConnectorError as exc:   # never connected: nothing was sent
-                raise TierUnreachable(f"{where} unreachable: {_why(exc)}") from None
+                raise TierUnreachable(f"{where} unreachable: "
+                                      f"{connect_failure(exc.os_error, exc.host, exc.port)}"
+                                      ) from None
             except aiohttp.ClientConnectionError as exc:
                 raise TierUnavailable(f"{where} unreachable: {exc.__class__.__name__}") from None
             if resp.status != 200:
@@ -159,14 +162,6 @@ class CompletionsClient:
                     resp.release()  # back to the keep-alive pool
                 else:
                     resp.close()    # close the socket so the upstream stops generating
-
-
-def _why(exc: aiohttp.ClientConnectorError) -> str:
-    """A connect failure in words, not a Python repr."""
-    err = exc.os_error
-    name = {111: "connection refused", 113: "no route to host", 110: "timed out",
-            101: "network unreachable"}.get(getattr(err, "errno", None) or -1)
-    return f"{name or err.strerror or type(err).__name__} at {exc.host}:{exc.port}"
 
 
 async def _drained(resp: aiohttp.ClientResponse) -> bool:

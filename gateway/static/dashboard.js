@@ -50,7 +50,8 @@ function targets(snap) {
     tr.dataset.state = r.state;
     if (["down", "misconfigured"].includes(r.state)) tr.className = "bad";
     tr.append(el("td", {}, r.name), el("td", { className: `state s-${r.state}` }, r.state),
-              el("td", {}, r.reason || ""), el("td", {}, r.latency_ms == null ? "" : ms(r.latency_ms)),
+              el("td", { className: "reason" }, r.reason || ""),
+              el("td", {}, r.latency_ms == null ? "" : ms(r.latency_ms)),
               el("td", {}, r.since ? ago(r.since) : ""));
     return tr;
   }));

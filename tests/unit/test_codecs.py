@@ -94,6 +94,28 @@ def test_dashboard_tiles_from_minute_rows():
     assert tiles["fallback_rate"] == 10 / 40
     assert tiles["cache_hit_rate"] == 0.25
     assert tiles["onprem_availability"] == 0.75
-    assert tiles["ttft_p50_ms"] == 200 and tiles["ttft_p95_ms"] == 3000
+    # Interpolated within the bucket: 9 answers in (100, 200] and one in (2000, 3000].
+    assert tiles["ttft_p50_ms"] == 100 + 100 * 5 / 9 and tiles["ttft_p95_ms"] == 2500
     assert tiles["websockets"] == 7 and tiles["active_sessions"] == 4
     assert percentile_ms({}, 50) is None
+
+
+def test_percentiles_from_buckets_track_known_samples():
+    """Every answer took ~300 ms: the tiles must say about 300, not the bucket's 500."""
+    from gateway.stats import percentile_ms, ttft_bucket
+    for samples in ([300.0] * 200, [float(v) for v in range(10, 1000, 5)],
+                    [120.0] * 90 + [1800.0] * 10):
+        buckets: dict[int, int] = {}
+        for v in samples:
+            buckets[ttft_bucket(v)] = buckets.get(ttft_bucket(v), 0) + 1
+        ordered = sorted(samples)
+        for p in (50, 95):
+            exact = ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+            got = percentile_ms(buckets, p)
+            assert got is not None
+            low_edge = max([0, *(e for e in (50, 100, 200, 300, 500, 750, 1000, 1500, 2000)
+                                 if e < exact)])
+            high_edge = min(e for e in (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000)
+                            if e >= exact)
+            assert low_edge <= got <= high_edge, (p, exact, got)
+    assert percentile_ms({ttft_bucket(300.0): 200}, 50) == 250.0
