@@ -175,6 +175,8 @@ def demo_settings(onprem_urls: list[str], openai_url: str | None,
     if openai_url is not None:
         data["openai"]["base_url"] = openai_url
     data["auth"]["demo_tokens"] = True
+    # Probe every second: a fault from the banner's commands shows within ~2 s.
+    data["health"].update(interval_s=1.0, timeout_s=0.5)
     data["auth"]["allowed_origins"] = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
     return settings_from_dict(data, env)
 

@@ -118,7 +118,7 @@ def settings(onprem_sim: ReplicaSimulator, openai_sim: ReplicaSimulator) -> Sett
 
 
 # Every log line of the whole run, at DEBUG, is checked for the test secrets at the end:
-# a key that ever reaches a log fails the run (issue: secrets never in logs).
+# a key that ever reaches a log fails the run (secrets never go in logs).
 # Each is also written in both production formats and parsed back at the end with real
 # parsers (logfmtkv in its go-logfmt-strict mode, the grammar Loki's parser follows, and
 # json): a line a log pipeline would misread fails the run.

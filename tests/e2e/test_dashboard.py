@@ -77,4 +77,3 @@ async def test_dashboard_live_tiles_and_a_replica_turning_red(aiohttp_server, op
     if os.environ.get("SCOUT_UPDATE_DOCS"):  # refresh the docs' screenshots on request
         DOCS.mkdir(exist_ok=True)
         shutil.copy(ARTIFACTS / "dashboard.png", DOCS / "dashboard.png")
-        shutil.copy(ARTIFACTS / "dashboard-phone.png", DOCS / "dashboard-phone.png")

@@ -242,3 +242,38 @@ def test_cloud_init_passes_debians_schema_check():
                              str(ROOT / "infra" / "ec2" / "cloud-init.yaml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stderr
+
+
+def test_the_deploy_guides_render_commands_run_and_nginx_accepts_the_output(tmp_path):
+    """Every `python -m onprem.nginx_conf ...` in docs/deploy.md and the rendered files'
+    headers, run as written (output to a temp file), then `nginx -t` on the result."""
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.servers import Nginx, need_binary
+    need_binary("nginx", "nginx")
+    texts = [(ROOT / "docs" / "deploy.md").read_text(),
+             (ROOT / "nginx" / "edge.conf").read_text(),
+             (ROOT / "nginx" / "onprem.conf").read_text()]
+    commands = {m.strip().rstrip(".`") for t in texts
+                for m in re.findall(r"python -m onprem\.nginx_conf [^`\n]+", t)}
+    assert any(" onprem " in c for c in commands) and any(" edge " in c for c in commands)
+    for i, cmd in enumerate(sorted(commands)):
+        args = shlex.split(cmd.split(">")[0])[1:]   # the output goes to a temp file instead
+        if "edge" in args:   # a cert that exists here, and the nginx installed here
+            cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-days", "1", "-subj", "/CN=t", "-keyout", str(key), "-out",
+                            str(cert)], check=True, capture_output=True, timeout=60)
+            version = subprocess.run([need_binary("nginx", "nginx"), "-v"],
+                                     capture_output=True, text=True).stderr.split("/")[-1]
+            args += ["--cert", str(cert), "--key", str(key), "--nginx-version", version.strip()]
+        out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)
+        assert out.returncode == 0, (cmd, out.stderr)
+        conf = out.stdout.replace("replica-1:8000", "127.0.0.1:18001").replace(
+            "replica-2:8000", "127.0.0.1:18002").replace("replica-3:8000", "127.0.0.1:18003")
+        conf = re.sub(r"server (gateway|tailscale-ec2):8080", "server 127.0.0.1:8080", conf)
+        result = Nginx(tmp_path / f"n{i}", conf).test()
+        assert result.returncode == 0, (cmd, result.stderr)
