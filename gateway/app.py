@@ -26,6 +26,7 @@ from gateway.appkeys import (
     CLIENT_ADDRESSES,
     DRAINING,
     HEALTH,
+    INVENTORY,
     METRICS,
     PROVIDERS,
     RATE_LIMITER,
@@ -48,6 +49,8 @@ from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import OFFSITE_TIERS, Settings
 from gateway.health.monitor import HealthMonitor, Webhook
+from gateway.inventory import open_inventory
+from gateway.inventory.tier import InventoryProvider
 from gateway.logs import get_logger, install_filters
 from gateway.metrics import Metrics, multiprocess_dir
 from gateway.providers.base import Provider
@@ -243,6 +246,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         providers["openai"] = OpenAIProvider(
             settings.openai, app[UPSTREAM_KEYS].get("openai"),
             app[TRACING].client_trace_configs() if settings.openai.propagate_trace else [])
+    inventory = None
+    if settings.inventory.enabled:
+        inventory = await open_inventory(settings.inventory)
+        providers["inventory"] = InventoryProvider(inventory)
+        app[INVENTORY] = inventory
     classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
     metrics, stats = app[METRICS], app[STATS]
 
@@ -258,7 +266,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[PROVIDERS] = providers
     stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
     monitor = app[HEALTH]
-    app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede, app[TRACING])
+    app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede, app[TRACING],
+                            inventory)
     app[TURNS] = TurnRunner(app[CHAT], app[SESSIONS])
     app[CHAT].observers.append(recorder(settings, app[METRICS], app[STATS]))
     app[STATS].gauge_sources.update(ws=lambda: len(app[SOCKETS]),
@@ -268,6 +277,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         webhook = Webhook(settings.health.webhook_url.get(), app[UPSTREAM_SESSION])
         monitor.on_change.append(webhook)
     probes = asyncio.get_running_loop().create_task(monitor.run(app[UPSTREAM_SESSION]))
+
+    async def watch_inventory() -> None:   # row count and data age for /health
+        while inventory is not None:
+            await asyncio.sleep(30)
+            await inventory.refresh()
+
+    stock = asyncio.get_running_loop().create_task(watch_inventory()) if inventory else None
     # With several workers a scrape reaches one of them: the others keep their gauges fresh.
     gauges = asyncio.get_running_loop().create_task(_refresh_gauges(app)) \
         if multiprocess_dir() else None
@@ -276,6 +292,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     finally:
         await _stop(gauges)
         await _stop(probes)
+        await _stop(stock)
         await app[TURNS].close()
         if webhook is not None:
             await webhook.close()

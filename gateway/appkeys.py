@@ -11,6 +11,7 @@ from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.monitor import HealthMonitor
+from gateway.inventory.tier import Inventory
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.security.api_keys import ApiKeys
@@ -44,6 +45,7 @@ SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)
 SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections
+INVENTORY = web.AppKey("inventory", Inventory)   # the stock, when the tier is on
 DEMO_NOTICE = web.AppKey("demo_notice", str)  # what the demo simulates, for its chat page
 TRACING = web.AppKey("tracing", Tracing)   # OpenTelemetry, or nothing when off
 UPSTREAM_KEYS = web.AppKey("upstream_keys", dict[str, KeySource])  # per tier, rotatable

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gateway.cache.keys import cache_key
@@ -18,6 +18,7 @@ from gateway.cache.stampede import Lease, Stampede
 from gateway.cache.store import CachedAnswer, ResponseCache
 from gateway.config import IntentConfig, Settings
 from gateway.cost import cost_usd, estimate_tokens, prompt_text
+from gateway.inventory.tier import Inventory
 from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
 from gateway.providers.cache_tier import CACHE_MODEL
@@ -60,6 +61,7 @@ class TurnOutcome:
     race_ttft_ms: float | None = None  # from the race's start: the serving tier's own share
     parts: list[tuple[str, int, int, float]] = field(default_factory=list)  # tier, in, out, USD
     switches: list[SwitchOut] = field(default_factory=list)
+    grounded: int = 0   # inventory rows put in the models' prompt
 
     def done_event(self) -> dict[str, Any]:
         """The `done` event's body, the same on SSE and WebSocket."""
@@ -74,6 +76,7 @@ class TurnOutcome:
             "cost_usd": round(self.cost_usd, 8),
             "cached": self.cached or False,
             "finish_reason": self.finish_reason,
+            **({"grounded": f"{self.grounded} rows"} if self.grounded else {}),
         }
 
 
@@ -101,9 +104,10 @@ TurnObserver = Callable[["Turn", TurnOutcome], None]
 class ChatService:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider],
                  health: HealthSource, cache: ResponseCache, stampede: Stampede,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, inventory: Inventory | None = None) -> None:
         self.settings = settings
         self.tracing = tracing or Tracing()
+        self.inventory = inventory   # grounds intents with `ground: true` in real stock
         self.providers = providers
         self.health = health
         self.cache = cache
@@ -197,8 +201,19 @@ class ChatService:
                 for ev in self._fresh_hit(turn, hit, started):
                     yield ev
                 return
+        grounded = 0
+        if self.inventory is not None and turn.plan.intent.ground:
+            table, grounded = await self.inventory.grounding(turn.request.messages)
+            if grounded:
+                messages = list(turn.request.messages)
+                at = next((i + 1 for i, m in enumerate(messages) if m.get("role") == "system"),
+                          0)
+                messages.insert(at, {"role": "system", "content": table})
+                turn = replace(turn, request=replace(turn.request, messages=messages))
         try:
             async for ev in self._race(turn, started, span):
+                if grounded and isinstance(ev, TurnOutcome):
+                    ev.grounded = grounded
                 yield ev
         finally:
             if lease is not None:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,34 @@ def cmd_check(args: argparse.Namespace) -> None:
     raise SystemExit(0 if ok else 1)
 
 
+def cmd_inventory_import(args: argparse.Namespace) -> None:
+    from gateway.inventory import open_store
+    from gateway.inventory.importer import import_csv
+
+    settings = _load(args.config)
+    cfg = settings.inventory
+    if cfg.dsn is None and not cfg.sqlite_path:
+        raise SystemExit("scout-gateway inventory import: the configured inventory lives in "
+                         "memory; set INVENTORY_DSN (PostgreSQL) or inventory.sqlite_path")
+    try:
+        text = Path(args.file).read_text()
+    except OSError as exc:
+        raise SystemExit(f"scout-gateway inventory import: cannot read {args.file}: "
+                         f"{exc.strerror}") from None
+
+    async def go() -> int:
+        store = await open_store(replace(cfg, seed_csv=""))
+        try:
+            report = await import_csv(store, text)
+        finally:
+            await store.close()
+        for line in report.lines():
+            print(line)
+        return 1 if report.refused else 0
+
+    raise SystemExit(asyncio.run(go()))
+
+
 def main(argv: list[str] | None = None) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = argparse.ArgumentParser(prog="scout-gateway", description=__doc__,
@@ -341,6 +370,19 @@ def main(argv: list[str] | None = None) -> None:
                        formatter_class=fmt)
     c.add_argument("--config", default="config/scout.yaml", help="the YAML configuration")
     c.set_defaults(func=cmd_check)
+    inv = sub.add_parser("inventory", help="the dealership's stock (the inventory tier)")
+    inv_sub = inv.add_subparsers(dest="inventory_command", required=True)
+    imp = inv_sub.add_parser(
+        "import", formatter_class=fmt,
+        help="load or update the stock from a DMS CSV export (idempotent by stock number)",
+        description="Load or update the stock from a CSV with the columns stock_number, vin, "
+                    "year, make, model, trim, body_style, fuel, drivetrain, exterior_color, "
+                    "mileage, price, status (available, pending, sold) and updated_at. It "
+                    "reports rows added, changed, unchanged and refused (with the reason) "
+                    "and exits 1 if any was refused.")
+    imp.add_argument("file", help="the CSV export")
+    imp.add_argument("--config", default="config/scout.yaml", help="the YAML configuration")
+    imp.set_defaults(func=cmd_inventory_import)
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     setup_logging(args.log_level)

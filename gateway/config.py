@@ -18,7 +18,7 @@ import yaml
 
 from gateway.errors import ConfigError
 
-TIERS = ("onprem", "openai", "cache", "static")
+TIERS = ("onprem", "openai", "inventory", "cache", "static")
 GENERATIVE_TIERS = ("onprem", "openai")
 OFFSITE_TIERS = frozenset({"openai"})   # tiers outside the dealership: privacy rules apply
 # Where an intent's turns may go: `allowed` off-site as written, `redacted` off-site with
@@ -77,6 +77,7 @@ class IntentConfig:
     cache_ttl_s: float = 3600.0
     private: bool = False
     offsite: str = ""     # one of OFFSITE_POLICIES; unset: never if private, else redacted
+    ground: bool = False  # put the matching stock in the models' system prompt
 
     def __post_init__(self) -> None:
         if not self.offsite:
@@ -133,6 +134,19 @@ class HedgingKnobs:
     factor: float = 1.5
     budget: float = 0.05
     window_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class InventoryConfig:
+    enabled: bool = True
+    dsn: Secret | None = None          # PostgreSQL (INVENTORY_DSN); None: SQLite
+    sqlite_path: str = ""              # "" keeps it in memory, loaded from seed_csv at start
+    seed_csv: str = ""                 # loaded when the store is empty ("" : none)
+    max_results: int = 5
+    max_age_h: float = 24.0
+    link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
+    ground_rows: int = 8
+    synonyms: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,9 +256,11 @@ class Settings:
     warnings: tuple[str, ...] = field(default=())
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     hedging: HedgingKnobs = field(default_factory=HedgingKnobs)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
 
     def enabled_tiers(self) -> tuple[str, ...]:
-        on = {"onprem": self.onprem.enabled, "openai": self.openai.enabled}
+        on = {"onprem": self.onprem.enabled, "openai": self.openai.enabled,
+              "inventory": self.inventory.enabled}
         return tuple(t for t in TIERS if on.get(t, True))
 
     def tier_model(self, tier: str) -> str:
@@ -423,6 +439,7 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
         cache_ttl_s=_num(raw, "cache_ttl_s", 3600.0, where, p),
         private=private,
         offsite=offsite,
+        ground=raw.get("ground", False) is True,
     )
 
 
@@ -677,6 +694,40 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
             if tier in intent.ladder and not enabled:
                 warnings.append(f"intent {intent.name}: tier {tier} is disabled and is skipped")
 
+    iv = _section(data, "inventory", p)
+    dsn_env = str(iv.get("dsn_env", "INVENTORY_DSN"))
+    dsn = _from_env(env, dsn_env, p)
+    if dsn and not re.match(r"^postgres(ql)?://", dsn):
+        p.add(f"inventory: {dsn_env} must be a postgresql:// URL")
+    seed = iv.get("seed_csv", "builtin")
+    seed_path = str(Path(__file__).parent / "data" / "inventory.csv") if seed == "builtin" \
+        else str(seed or "")
+    if seed_path and not Path(seed_path).is_file():
+        p.add(f"inventory.seed_csv: {seed_path} does not exist")
+    raw_syn = iv.get("synonyms") or {}
+    synonyms: list[tuple[str, str, str]] = []
+    fields = {"make": "makes", "model": "models", "body_style": "body_styles", "fuel": "fuels"}
+    if not isinstance(raw_syn, Mapping):
+        p.add("inventory.synonyms: must map a phrase to {make|model|body_style|fuel: value}")
+        raw_syn = {}
+    for phrase, target in raw_syn.items():
+        if not isinstance(target, Mapping) or len(target) != 1 or \
+                next(iter(target)) not in fields:
+            p.add(f"inventory.synonyms.{phrase}: must be one of {', '.join(fields)}: value")
+            continue
+        key, value = next(iter(target.items()))
+        synonyms.append((str(phrase).lower(), fields[key], str(value)))
+    link = str(iv.get("link", InventoryConfig.link))
+    if "{stock_number}" not in link:
+        p.add("inventory.link: must contain {stock_number}")
+    inventory = InventoryConfig(
+        enabled=iv.get("enabled", True) is True, dsn=Secret(dsn) if dsn else None,
+        sqlite_path=str(iv.get("sqlite_path") or ""), seed_csv=seed_path,
+        max_results=_num(iv, "max_results", 5, "inventory", p, integer=True),
+        max_age_h=_num(iv, "max_age_h", 24.0, "inventory", p),
+        link=link, ground_rows=_num(iv, "ground_rows", 8, "inventory", p, integer=True),
+        synonyms=tuple(synonyms))
+
     hd = _section(data, "hedging", p)
     hedging = HedgingKnobs(
         floor_s=_num(hd, "floor_s", 0.3, "hedging", p),
@@ -703,7 +754,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     if p.items:
         raise ConfigError(p.items)
-    return Settings(privacy=privacy, hedging=hedging, server=server, onprem=onprem,
+    return Settings(privacy=privacy, hedging=hedging, inventory=inventory, server=server,
+                    onprem=onprem,
                     openai=openai, cache=cache, redis=redis_cfg,
                     sessions=sessions, auth=auth, ws=ws, health=health,
                     rate_limits=rate_limits, intents=intents,

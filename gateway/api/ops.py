@@ -18,6 +18,7 @@ from gateway.appkeys import (
     CLIENT_ADDRESSES,
     DRAINING,
     HEALTH,
+    INVENTORY,
     METRICS,
     RATE_LIMITER,
     REDIS,
@@ -62,6 +63,10 @@ def health_picture(app: web.Application) -> dict[str, Any]:
     for tier in settings.enabled_tiers():
         if tier in ("cache", "static"):
             tiers[tier] = {"state": "up", "reason": ""}
+            continue
+        if tier == "inventory":
+            state, reason = app[INVENTORY].health() if INVENTORY in app else ("unknown", "")
+            tiers[tier] = {"state": state, "reason": reason}
             continue
         h = chat.tier_health(tier)
         tiers[tier] = {"state": h.state, "reason": h.reason}

@@ -21,6 +21,7 @@ from gateway.errors import TierRefused
 from gateway.logs import get_logger
 from gateway.providers.base import Delta, Provider, StreamEvent, TierRequest
 from gateway.routing.intents import IntentClassifier
+from gateway.inventory.tier import GROUNDING_HEADER
 from gateway.security.pii import Redactor, Restorer, redact_messages
 from gateway.tracing import current_event
 
@@ -65,7 +66,8 @@ class OffsiteGuard:
                     yield ev
             return
         redactor = Redactor(self.kinds)
-        messages = redact_messages(request.upstream_messages(), redactor, self._ours)
+        messages = redact_messages(request.upstream_messages(), redactor, self._ours,
+                                   (GROUNDING_HEADER,))
         counts = redactor.counts()
         self.audit(request.intent.name, counts)
         if counts:

@@ -34,11 +34,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_VIN_MAP = {**{str(d): d for d in range(10)},
-            **dict(zip("ABCDEFGH", range(1, 9), strict=True)),
-            **dict(zip("JKLMN", range(1, 6), strict=True)), "P": 7, "R": 9,
-            **dict(zip("STUVWXYZ", range(2, 10), strict=True))}
-_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+from gateway.inventory.vin import valid as vin_valid
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 EMAIL_SPOKEN = re.compile(r"\b[A-Za-z0-9._%+-]+(?:\s+dot\s+[A-Za-z0-9_%+-]+)*\s+(?:at|arroba)\s+"
@@ -129,11 +125,7 @@ def luhn_ok(digits: str) -> bool:
 
 def vin_ok(vin: str) -> bool:
     vin = vin.upper()
-    if len(vin) != 17 or any(c in "IOQ" for c in vin) or not any(c.isdigit() for c in vin):
-        return False
-    total = sum(_VIN_MAP[c] * w for c, w in zip(vin, _VIN_WEIGHTS, strict=True))
-    check = "X" if total % 11 == 10 else str(total % 11)
-    return vin[8] == check
+    return any(c.isdigit() for c in vin) and vin_valid(vin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,13 +404,17 @@ class Restorer:
 
 
 def redact_messages(messages: Iterable[dict], redactor: Redactor,
-                    ours: frozenset[str] = frozenset()) -> list[dict]:
-    """Copies of the messages with personal values replaced (text content only). Texts in
-    `ours` (the gateway's own system prompt) hold no customer data and are not scanned."""
+                    ours: frozenset[str] = frozenset(), our_prefixes: tuple[str, ...] = ()
+                    ) -> list[dict]:
+    """Copies of the messages with personal values replaced (text content only). The
+    gateway's own system messages — `ours` (its system prompt), or starting with one of
+    `our_prefixes` (the stock it grounds the models in) — hold no customer data and are not
+    scanned."""
     out = []
     for m in messages:
         c = m.get("content")
-        if isinstance(c, str) and c in ours:
+        if isinstance(c, str) and (c in ours or (m.get("role") == "system" and our_prefixes
+                                                 and c.startswith(our_prefixes))):
             pass
         elif isinstance(c, str):
             m = {**m, "content": redactor.redact(c)}

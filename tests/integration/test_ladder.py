@@ -12,7 +12,7 @@ from gateway.cache.store import AnswerCache
 from gateway.providers.base import RESUME_INSTRUCTION
 from gateway.state import keys
 from gateway.state.kv import MemoryKV
-from tests.conftest import ONPREM_KEY, OPENAI_KEY, STAFF
+from tests.conftest import ONPREM_KEY, OPENAI_KEY, STAFF, make_settings
 from tests.sse_client import read_events
 
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
@@ -158,6 +158,8 @@ async def test_every_tier_down_serves_the_static_reply(gw_client, settings, onpr
                                                        openai_sim):
     await onprem_sim.set_fault("http_500")
     await openai_sim.set_fault("refuse")
+    settings = make_settings([onprem_sim.url], f"{openai_sim.url}/v1",   # no inventory tier
+                             mutate=lambda d: d["inventory"].update(enabled=False))
     client = await gw_client(create_app(settings))
     events = await chat(client, "Do you have a 2022 Civic in blue?")
     d = done(events)

@@ -53,7 +53,7 @@ async def test_a_mixed_run_costs_what_hand_arithmetic_says(gw_client, onprem_sim
     on = await ask(client, Q)                       # on-prem: priced at 0
     hit = await ask(client, Q)                      # fresh cache hit: free
     await onprem_sim.set_fault("http_500")
-    off = await ask(client, "Do you have a 2021 Camry in silver?")   # OpenAI
+    off = await ask(client, "Which sedan would you suggest for a long commute?")   # OpenAI
     assert (on["served_by"], hit["served_by"], off["served_by"]) == (["onprem"], ["cache"],
                                                                     ["openai"])
     # By hand: gpt-4o-mini at $0.15 / 1M input and $0.60 / 1M output, with the simulated

@@ -62,7 +62,8 @@ async def test_non_streaming_completion(client):
 
 async def test_models_lists_the_routed_model_and_one_per_tier(client):
     ids = [m.id async for m in client.models.list()]
-    assert ids == ["scout", "scout/onprem", "scout/openai", "scout/cache", "scout/static"]
+    assert ids == ["scout", "scout/onprem", "scout/openai", "scout/inventory", "scout/cache",
+                   "scout/static"]
 
 
 async def test_pinning_a_tier(client, onprem_sim, openai_sim):

@@ -15,8 +15,9 @@ from tests.ws_client import connect, until
 
 PRIVATE = "My credit score is 640 and I make $85,000 a year, can I finance the Tacoma?"
 FOLLOW_UP = "Which trims come in blue?"
-PERSONAL = ("Hi, I'm Maria Gonzalez. Do you have the RAV4 hybrid in stock in blue? Text me at "
-            "(512) 555-0143 or write to maria.gonzalez@gmail.com, I live at 1234 Oak Ridge Dr")
+PERSONAL = ("Hi, I'm Maria Gonzalez. Which hybrid SUV would you recommend for my family? Text "
+            "me at (512) 555-0143 or write to maria.gonzalez@gmail.com, I live at 1234 Oak "
+            "Ridge Dr")
 VALUES = ("Maria Gonzalez", "555-0143", "maria.gonzalez@gmail.com", "1234 Oak Ridge Dr")
 
 
@@ -94,7 +95,7 @@ async def test_a_session_stays_private_after_the_turn_leaves_the_history_window(
                                                                "session": sid}))
     await onprem_sim.set_fault("http_500")
     events = await read_events(await client.post("/api/chat", json={
-        "message": "Do you have the Highlander in stock?", "session": sid}))
+        "message": "Which SUV would you recommend instead?", "session": sid}))
     assert events[-1][1]["served_by"] == ["static"]
     assert openai_sim.stats.requests == 0
 
@@ -105,7 +106,7 @@ async def test_a_stateless_request_is_judged_on_every_message_it_carries(
     await onprem_sim.set_fault("http_500")
     messages = [*history_with_a_private_turn(),
                 {"role": "assistant", "content": "We have three trims in blue."},
-                {"role": "user", "content": "Do you have the RAV4 in stock?"}]
+                {"role": "user", "content": "Which SUV would you recommend?"}]
     r = await client.post("/v1/chat/completions", json={"model": "scout", "messages": messages})
     assert (await r.json())["served_by"] == ["static"] and openai_sim.stats.requests == 0
 
@@ -139,11 +140,11 @@ async def test_an_ordinary_conversation_reaches_openai_redacted_and_the_customer
     for value in VALUES:   # the echo quotes them back: restored for the customer
         assert value in answer
     metrics = await (await client.get("/metrics", headers=STAFF)).text()
-    assert 'scout_offsite_turns_total{intent="inventory.search"} 1.0' in metrics
+    assert 'scout_offsite_turns_total{intent="vehicle.recommendation"} 1.0' in metrics
     for kind in ("NAME", "PHONE", "EMAIL", "ADDRESS"):
         assert f'scout_pii_redacted_total{{kind="{kind}"}} 1.0' in metrics
     # The staff page's "what left the building today": counts, never text.
     page = await (await client.get("/dashboard/data", headers=STAFF)).json()
-    assert page["privacy"]["offsite_turns"] == {"inventory.search": 1}
+    assert page["privacy"]["offsite_turns"] == {"vehicle.recommendation": 1}
     assert page["privacy"]["redacted"] == {"NAME": 1, "PHONE": 1, "EMAIL": 1, "ADDRESS": 1}
     assert not any(v in json.dumps(page) for v in VALUES)

@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 S = load_settings(ROOT / "config" / "scout.yaml", {"ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b",
                                                    "SCOUT_API_KEYS": "t:0123456789abcdef"})
 C = IntentClassifier(S.intents.values(), S.default_intent)
-ALL = ("onprem", "openai", "cache", "static")
+ALL = ("onprem", "openai", "inventory", "cache", "static")
 
 
 @pytest.mark.parametrize(("message", "intent"), [
@@ -93,11 +93,12 @@ def test_an_earlier_private_turn_keeps_the_whole_conversation_on_site():
     assert not C.classify("Which trims come in blue?").private
     private = C.private_turn(history)
     assert private is not None and private.name == "financing"
-    p = plan_route(S.intents["inventory.search"], enabled=ALL, health=up, private_turn=private)
+    p = plan_route(S.intents["vehicle.recommendation"], enabled=ALL, health=up,
+                   private_turn=private)
     assert "openai" not in p.ladder and p.policy == "never"
     assert ("openai", "private conversation: an earlier turn is financing") in p.skipped
     # Pinning can't take it off-site either.
-    p = plan_route(S.intents["inventory.search"], enabled=ALL, health=up, pin="openai",
+    p = plan_route(S.intents["vehicle.recommendation"], enabled=ALL, health=up, pin="openai",
                    private_turn=private)
     assert "openai" not in p.ladder
 

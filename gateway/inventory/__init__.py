@@ -1,0 +1,31 @@
+"""The inventory tier: the dealership's own stock, answered from a database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.config import InventoryConfig
+from gateway.inventory.importer import import_csv
+from gateway.inventory.store import Backend, PostgresStore, SQLiteStore
+from gateway.inventory.tier import Inventory, InventorySettings
+
+
+async def open_store(cfg: InventoryConfig) -> Backend:
+    """PostgreSQL when a DSN is set, else SQLite (a file, or memory); seeded from the CSV
+    when empty, so a new user needs nothing."""
+    store: Backend
+    if cfg.dsn is not None:
+        store = await PostgresStore.connect(cfg.dsn.get())
+    else:
+        store = SQLiteStore(cfg.sqlite_path or ":memory:")
+    if cfg.seed_csv and (await store.stats()).rows == 0:
+        await import_csv(store, Path(cfg.seed_csv).read_text())
+    return store
+
+
+async def open_inventory(cfg: InventoryConfig) -> Inventory:
+    inventory = Inventory(await open_store(cfg), InventorySettings(
+        max_results=cfg.max_results, max_age_h=cfg.max_age_h, link=cfg.link,
+        ground_rows=cfg.ground_rows, synonyms=cfg.synonyms))
+    await inventory.refresh()
+    return inventory

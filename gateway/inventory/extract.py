@@ -1,0 +1,139 @@
+"""From what a customer wrote to search filters: make, model, body style, fuel, colour, year
+range, price ceiling or floor, mileage ceiling, new or used. Pure.
+
+The vocabulary is data: the makes, models, body styles, fuels and colours come from the
+inventory itself (so a model the lot starts selling is understood at once), plus a small
+list of synonyms ("hybrid", "EV", "plug-in", "SUV", "crossover", "pickup"), extendable in
+`inventory.synonyms`. Amounts ("$35k", "35,000", "35 grand") are read by one function.
+Recent turns count: "what about in red?" keeps the model asked about before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from gateway.inventory.store import Filters
+
+# phrase → (field, value); longer phrases win over their parts.
+SYNONYMS: dict[str, tuple[str, str]] = {
+    "plug-in hybrid": ("fuels", "plug-in hybrid"), "plug in hybrid": ("fuels", "plug-in hybrid"),
+    "plug-in": ("fuels", "plug-in hybrid"), "phev": ("fuels", "plug-in hybrid"),
+    "hybrid": ("fuels", "hybrid"), "hybrids": ("fuels", "hybrid"),
+    "electric": ("fuels", "electric"), "ev": ("fuels", "electric"), "evs": ("fuels", "electric"),
+    "bev": ("fuels", "electric"), "diesel": ("fuels", "diesel"),
+    "gas": ("fuels", "gas"), "gasoline": ("fuels", "gas"),
+    "suv": ("body_styles", "SUV"), "suvs": ("body_styles", "SUV"),
+    "crossover": ("body_styles", "SUV"), "crossovers": ("body_styles", "SUV"),
+    "truck": ("body_styles", "truck"), "trucks": ("body_styles", "truck"),
+    "pickup": ("body_styles", "truck"), "pickups": ("body_styles", "truck"),
+    "sedan": ("body_styles", "sedan"), "sedans": ("body_styles", "sedan"),
+    "minivan": ("body_styles", "minivan"), "minivans": ("body_styles", "minivan"),
+    "van": ("body_styles", "minivan"), "wagon": ("body_styles", "wagon"),
+    "chevy": ("makes", "Chevrolet"), "vw": ("makes", "Volkswagen"),
+    "mach-e": ("models", "Mustang Mach-E"), "mach e": ("models", "Mustang Mach-E"),
+}
+COLOR_WORDS = ("white", "black", "silver", "gray", "grey", "blue", "red", "green", "pearl",
+               "orange", "yellow", "brown", "beige", "gold")
+AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s?(k|K|grand|thousand)?"
+PRICE_MAX = re.compile(rf"\b(?:under|below|less than|no more than|max(?:imum)?|up to|"
+                       rf"at most|cheaper than|within|budget(?: is| of)?)\s+{AMOUNT}(?!\s?(?:mi|miles))",
+                       re.I)
+PRICE_MIN = re.compile(rf"\b(?:over|above|more than|at least|starting at|from)\s+{AMOUNT}"
+                       rf"(?!\s?(?:mi|miles))", re.I)
+PRICE_AROUND = re.compile(rf"\b(?:around|about|roughly|near|~)\s+{AMOUNT}(?!\s?(?:mi|miles))",
+                          re.I)
+MILES_MAX = re.compile(rf"\b(?:under|below|less than|fewer than|no more than|max(?:imum)?|"
+                       rf"up to)\s+{AMOUNT}\s?(?:mi\b|miles|mileage)", re.I)
+MILES_MAX_2 = re.compile(rf"\b(?:low miles|low mileage)\b|\bmileage\s+(?:under|below)\s+"
+                         rf"{AMOUNT}", re.I)
+YEAR = r"(19[89]\d|20[0-4]\d)"
+YEAR_RANGE = re.compile(rf"\b{YEAR}\s*(?:-|–|to|through)\s*{YEAR}\b")
+YEAR_MIN = re.compile(rf"\b(?:{YEAR}\s+or\s+(?:newer|later)|(?:newer than|after)\s+{YEAR}|"
+                      rf"(?:from|since)\s+{YEAR}(?:\s+on)?|{YEAR}\s*\+)", re.I)
+YEAR_MAX = re.compile(rf"\b(?:{YEAR}\s+or\s+older|(?:older than|before)\s+{YEAR})", re.I)
+YEAR_ONE = re.compile(rf"\b{YEAR}\b")
+NEW = re.compile(r"\b(?:brand[- ]new|new)\b(?!\s+(?:one|ones|to|customer))", re.I)
+USED = re.compile(r"\b(?:used|pre-?owned|certified|second[- ]hand)\b", re.I)
+
+
+def amount(number: str, unit: str | None) -> int:
+    value = float(number.replace(",", ""))
+    if unit and unit.lower() in ("k", "grand", "thousand"):
+        value *= 1000
+    return int(value)
+
+
+def _phrases(vocabulary: Mapping[str, Iterable[str]],
+             synonyms: Mapping[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(phrase, field, canonical value), longest first."""
+    out: list[tuple[str, str, str]] = []
+    for column, field in (("make", "makes"), ("model", "models"), ("body_style", "body_styles"),
+                          ("fuel", "fuels")):
+        out += [(v.lower(), field, v) for v in vocabulary.get(column, ())]
+    out += [(p, f, v) for p, (f, v) in synonyms.items()]
+    return sorted(set(out), key=lambda t: -len(t[0]))
+
+
+def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
+                synonyms: Mapping[str, tuple[str, str]] = SYNONYMS) -> Filters:
+    low = f" {text.lower()} "
+    found: dict[str, list[str]] = {"makes": [], "models": [], "body_styles": [], "fuels": []}
+    taken: list[tuple[int, int]] = []
+    for phrase, field, value in _phrases(vocabulary, synonyms):
+        for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", low):
+            if any(m.start() < e and s < m.end() for s, e in taken):
+                continue   # part of a longer phrase already read ("plug-in hybrid")
+            taken.append((m.start(), m.end()))
+            if value not in found[field]:
+                found[field].append(value)
+    colors = [c for c in COLOR_WORDS if re.search(rf"\b{c}\b", low)]
+    colors = ["gray" if c == "grey" else c for c in colors]
+    f = Filters(makes=tuple(found["makes"]), models=tuple(found["models"]),
+                body_styles=tuple(found["body_styles"]), fuels=tuple(found["fuels"]),
+                colors=tuple(dict.fromkeys(colors)))
+    miles_spans = []
+    for m in MILES_MAX.finditer(text):
+        f = replace(f, mileage_max=amount(m.group(1), m.group(2)))
+        miles_spans.append(m.span())
+    if (m2 := MILES_MAX_2.search(text)) and f.mileage_max is None:
+        f = replace(f, mileage_max=amount(m2.group(1), m2.group(2)) if m2.group(1) else 30000)
+    for m in PRICE_MAX.finditer(text):
+        if not any(s <= m.start() < e for s, e in miles_spans):
+            f = replace(f, price_max=amount(m.group(1), m.group(2)))
+    for pm in PRICE_MIN.finditer(text):
+        floor = amount(pm.group(1), pm.group(2))
+        if floor >= 1000 and not (1980 <= floor <= 2049 and pm.group(2) is None):
+            f = replace(f, price_min=floor)
+    if (m3 := PRICE_AROUND.search(text)) and f.price_max is None:
+        about = amount(m3.group(1), m3.group(2))
+        if about >= 1000:
+            f = replace(f, price_min=int(about * 0.9), price_max=int(about * 1.1))
+    if yr := YEAR_RANGE.search(text):
+        f = replace(f, year_min=int(yr.group(1)), year_max=int(yr.group(2)))
+    elif ymin := YEAR_MIN.search(text):
+        f = replace(f, year_min=int(next(g for g in ymin.groups() if g)))
+    elif ymax := YEAR_MAX.search(text):
+        f = replace(f, year_max=int(next(g for g in ymax.groups() if g)))
+    elif one := YEAR_ONE.search(text):
+        f = replace(f, year_min=int(one.group(1)), year_max=int(one.group(1)))
+    if USED.search(text):
+        f = replace(f, condition="used")
+    elif NEW.search(text):
+        f = replace(f, condition="new")
+    return f
+
+
+def extract(user_turns: list[str], vocabulary: Mapping[str, Iterable[str]],
+            synonyms: Mapping[str, tuple[str, str]] = SYNONYMS) -> Filters:
+    """Filters from the last user turn, with what earlier turns asked for kept where the last
+    one says nothing of it ("and in red?" after "any RAV4 hybrids?")."""
+    merged = Filters()
+    for text in user_turns[-3:]:
+        f = extract_one(text, vocabulary, synonyms)
+        changes = {k: v for k, v in f.__dict__.items() if v not in (None, ())}
+        if f.models and not f.makes:
+            changes["makes"] = ()   # a new model: the earlier make need not hold
+        merged = replace(merged, **changes)
+    return merged

@@ -1,0 +1,163 @@
+"""The `inventory` tier: a stock question answered from the database, with no model.
+
+It reads the filters from the customer's recent turns, lists up to `max_results` available
+vehicles that match (price, mileage, a link), says plainly when nothing matches and offers
+the nearest ones, and streams that like any tier. It never names a pending or sold car. It
+is on-site, costs nothing, and has its own health: the database reachable, its row count
+and the age of its data (stale past `max_age_h`).
+
+The same lookup grounds the models: for intents with `ground: true` the matching rows go
+into the system prompt as a compact table, so on-prem (and OpenAI, where the intent allows
+it) answers from the real stock. The table holds stock, never customer data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway.cost import prompt_text
+from gateway.errors import TierUnavailable
+from gateway.inventory.extract import SYNONYMS, extract
+from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
+from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
+
+MODEL = "scout-inventory"
+# How a grounding message starts: the gateway's own text, stock only, never redacted.
+GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
+                    "dealership's live inventory; name only these, with their prices):")
+
+
+@dataclass(frozen=True)
+class InventorySettings:
+    max_results: int = 5
+    max_age_h: float = 24.0
+    link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
+    ground_rows: int = 8          # rows in a model's system prompt, at most
+    synonyms: tuple[tuple[str, str, str], ...] = ()   # (phrase, field, value) from config
+
+
+def describe(v: Vehicle) -> str:
+    miles = "new" if v.mileage < 100 else f"{v.mileage:,} mi"
+    return (f"{v.year} {v.make} {v.model} {v.trim}, {v.exterior_color}, {v.fuel}, "
+            f"{v.drivetrain}, {miles}, ${v.price:,}")
+
+
+def relaxations(f: Filters) -> list[Filters]:
+    """Ever looser versions of `f`, for the nearest matches when nothing matches."""
+    steps = [replace(f, colors=()),
+             replace(f, colors=(), price_max=int(f.price_max * 1.15) if f.price_max else None,
+                     mileage_max=None, year_min=None, year_max=None),
+             replace(f, colors=(), price_max=None, price_min=None, mileage_max=None,
+                     year_min=None, year_max=None, condition=None),
+             replace(Filters(), makes=f.makes, body_styles=f.body_styles),
+             replace(Filters(), body_styles=f.body_styles, fuels=f.fuels)]
+    return [s for s in steps if s != f]
+
+
+class Inventory:
+    """The store, its vocabulary and health, and the two uses: answer, and ground."""
+
+    def __init__(self, store: Backend, cfg: InventorySettings) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.stats: Stats | None = None
+        self.error: str = ""
+        self.checked_at = 0.0
+        self._synonyms = {**SYNONYMS, **{p: (f, v) for p, f, v in cfg.synonyms}}
+
+    async def refresh(self) -> None:
+        try:
+            async with asyncio.timeout(5):
+                self.stats = await self.store.stats()
+            self.error = ""
+        except Exception as exc:   # the database unreachable is a state, not a crash
+            self.error = f"{type(exc).__name__}: {str(exc)[:120]}"
+        self.checked_at = time.time()
+
+    def health(self) -> tuple[str, str]:
+        """(state, reason) for /health and the dashboard."""
+        if self.error:
+            return "down", f"inventory database unreachable ({self.error})"
+        if self.stats is None:
+            return "unknown", "not read yet"
+        s = self.stats
+        age = age_hours(s.updated_at)
+        words = (f"{s.available} of {s.rows} vehicles available ({self.store.backend}), "
+                 f"updated {'never' if age is None else f'{age:.0f} h ago'}")
+        if age is None or age > self.cfg.max_age_h:
+            return "stale", f"{words}: older than {self.cfg.max_age_h:g} h, check the DMS import"
+        return "up", words
+
+    def filters(self, messages: list[dict[str, Any]]) -> Filters:
+        turns = [prompt_text([m]) for m in messages if m.get("role") == "user"]
+        vocab = self.stats.vocabulary if self.stats else {}
+        return extract(turns, vocab, self._synonyms)
+
+    async def answer(self, messages: list[dict[str, Any]]) -> str:
+        f = self.filters(messages)
+        n = self.cfg.max_results
+        rows = await self.store.search(f, n)
+        if rows:
+            head = (f"Here {'is the' if len(rows) == 1 else 'are'} "
+                    f"{'' if len(rows) == 1 else str(len(rows)) + ' '}"
+                    f"available vehicle{'s' if len(rows) > 1 else ''} on our lot that "
+                    f"match{'es' if len(rows) == 1 else ''}:")
+            return "\n".join([head, *self._lines(rows),
+                              "Prices and availability are from our live inventory. "
+                              "Would you like to book a test drive?"])
+        for looser in relaxations(f):
+            near = await self.store.search(looser, n)
+            if near:
+                return "\n".join([
+                    "I don't see an exact match on our lot right now. The closest we have:",
+                    *self._lines(near), "Want me to ask a salesperson to look for an exact "
+                    "match at our sister stores?"])
+        return ("I don't see anything like that on our lot right now. A salesperson can "
+                "check incoming stock for you: call (555) 010-2000.")
+
+    def _lines(self, rows: list[Vehicle]) -> list[str]:
+        return [f"- {describe(v)} — stock {v.stock_number}: "
+                f"{self.cfg.link.format(stock_number=v.stock_number)}" for v in rows]
+
+    async def grounding(self, messages: list[dict[str, Any]]) -> tuple[str, int]:
+        """A system message with the stock that matches the conversation, and its row count
+        ("" and 0 when nothing matches or the database can't answer in time)."""
+        f = self.filters(messages)
+        try:
+            async with asyncio.timeout(0.5):
+                rows = await self.store.search(f, self.cfg.ground_rows)
+        except Exception:
+            return "", 0
+        if not rows:
+            return "", 0
+        table = "\n".join(f"| {v.stock_number} | {describe(v)} |" for v in rows)
+        return f"{GROUNDING_HEADER}\n| stock | vehicle |\n{table}", len(rows)
+
+
+class InventoryProvider:
+    tier = "inventory"
+    model = MODEL
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+
+    async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            async with asyncio.timeout(2):
+                text = await self.inventory.answer(request.messages)
+        except TimeoutError:
+            raise TierUnavailable("inventory database did not answer within 2 s") from None
+        except Exception as exc:
+            raise TierUnavailable(f"inventory database error ({type(exc).__name__})") from None
+        yield HEADERS
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            yield Delta(line + ("\n" if i < len(lines) - 1 else ""), MODEL)
+        yield Delta("", MODEL, finish_reason="stop")
+
+    async def close(self) -> None:
+        await self.inventory.store.close()
