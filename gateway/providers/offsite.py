@@ -18,10 +18,10 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from gateway.errors import TierRefused
+from gateway.inventory.tier import GROUNDING_HEADER
 from gateway.logs import get_logger
 from gateway.providers.base import Delta, Provider, StreamEvent, TierRequest
 from gateway.routing.intents import IntentClassifier
-from gateway.inventory.tier import GROUNDING_HEADER
 from gateway.security.pii import Redactor, Restorer, redact_messages
 from gateway.tracing import current_event
 
