@@ -127,3 +127,61 @@ def self_signed_cert(workdir: Path) -> tuple[Path, Path]:
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL (Debian's package) on a loopback port, its data in a temp dir.
+
+    PostgreSQL refuses to run as root: under root it runs as the `postgres` user."""
+
+    def __init__(self, workdir: Path) -> None:
+        import glob
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not found:
+            msg = "PostgreSQL is not installed (Debian package postgresql; scripts/test installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(msg)
+            pytest.skip(msg)
+        self.bin = Path(found[-1]).parent
+        self.port = free_port()
+        # Its own directory: pytest's temp dirs are private to root, where postgres can't go.
+        import tempfile
+        self.workdir = Path(tempfile.mkdtemp(prefix="scout-pg-"))
+        self.data = self.workdir / "pgdata"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://scout@127.0.0.1:{self.port}/postgres"
+
+    def _as_owner(self, *cmd: str) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *cmd]
+        return list(cmd)
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+        subprocess.run(self._as_owner(str(self.bin / "initdb"), "-D", str(self.data), "-U",
+                                      "scout", "--auth=trust", "--no-sync", "-E", "UTF8"),
+                       check=True, capture_output=True, timeout=120)
+        self.proc = subprocess.Popen(
+            self._as_owner(str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                           "-k", str(self.workdir), "-c", "listen_addresses=127.0.0.1",
+                           "-c", "fsync=off"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p",
+                                    str(self.port)], capture_output=True)
+            if ready.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("postgres did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+            self.proc = None
+        shutil.rmtree(self.workdir, ignore_errors=True)

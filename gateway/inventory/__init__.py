@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from gateway.config import InventoryConfig
@@ -19,7 +20,7 @@ async def open_store(cfg: InventoryConfig) -> Backend:
     else:
         store = SQLiteStore(cfg.sqlite_path or ":memory:")
     if cfg.seed_csv and (await store.stats()).rows == 0:
-        await import_csv(store, Path(cfg.seed_csv).read_text())
+        await import_csv(store, await asyncio.to_thread(Path(cfg.seed_csv).read_text))
     return store
 
 

@@ -36,10 +36,14 @@ SYNONYMS: dict[str, tuple[str, str]] = {
 }
 COLOR_WORDS = ("white", "black", "silver", "gray", "grey", "blue", "red", "green", "pearl",
                "orange", "yellow", "brown", "beige", "gold")
+# Spanish colour words, for the dealership's Spanish-speaking customers.
+COLOR_ES = {"blanco": "white", "blanca": "white", "negro": "black", "negra": "black",
+            "plata": "silver", "gris": "gray", "azul": "blue", "rojo": "red", "roja": "red",
+            "verde": "green", "naranja": "orange", "amarillo": "yellow"}
 AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s?(k|K|grand|thousand)?"
 PRICE_MAX = re.compile(rf"\b(?:under|below|less than|no more than|max(?:imum)?|up to|"
-                       rf"at most|cheaper than|within|budget(?: is| of)?)\s+{AMOUNT}(?!\s?(?:mi|miles))",
-                       re.I)
+                       rf"at most|cheaper than|within|budget(?: is| of)?|cheaper\b.{{0,30}}?\bthan)"
+                       rf"\s+{AMOUNT}(?!\s?(?:mi|miles))", re.I)
 PRICE_MIN = re.compile(rf"\b(?:over|above|more than|at least|starting at|from)\s+{AMOUNT}"
                        rf"(?!\s?(?:mi|miles))", re.I)
 PRICE_AROUND = re.compile(rf"\b(?:around|about|roughly|near|~)\s+{AMOUNT}(?!\s?(?:mi|miles))",
@@ -49,13 +53,16 @@ MILES_MAX = re.compile(rf"\b(?:under|below|less than|fewer than|no more than|max
 MILES_MAX_2 = re.compile(rf"\b(?:low miles|low mileage)\b|\bmileage\s+(?:under|below)\s+"
                          rf"{AMOUNT}", re.I)
 YEAR = r"(19[89]\d|20[0-4]\d)"
-YEAR_RANGE = re.compile(rf"\b{YEAR}\s*(?:-|–|to|through)\s*{YEAR}\b")
+YEAR_RANGE = re.compile(rf"\b(?:between\s+)?{YEAR}\s*(?:-|–|to|through|and)\s*{YEAR}\b")
 YEAR_MIN = re.compile(rf"\b(?:{YEAR}\s+or\s+(?:newer|later)|(?:newer than|after)\s+{YEAR}|"
-                      rf"(?:from|since)\s+{YEAR}(?:\s+on)?|{YEAR}\s*\+)", re.I)
+                      rf"(?:from|since)\s+{YEAR}\s+(?:on|onwards?|and up)\b|since\s+{YEAR}|"
+                      rf"{YEAR}\s*\+)", re.I)
 YEAR_MAX = re.compile(rf"\b(?:{YEAR}\s+or\s+older|(?:older than|before)\s+{YEAR})", re.I)
 YEAR_ONE = re.compile(rf"\b{YEAR}\b")
-NEW = re.compile(r"\b(?:brand[- ]new|new)\b(?!\s+(?:one|ones|to|customer))", re.I)
-USED = re.compile(r"\b(?:used|pre-?owned|certified|second[- ]hand)\b", re.I)
+NEW = re.compile(r"\b(?:brand[- ]new|new)\b(?!\s+(?:one|ones|to|customers?)\b)", re.I)
+USED = re.compile(r"\b(?:used|pre-?owned|certified|second[- ]hand|usad[oa]s?|seminuev[oa]s?)\b",
+                  re.I)
+NOT_FUEL_GAS = re.compile(r"\b(?:on|save|saving|good)\s+gas\b|\bgas\s+mileage\b", re.I)
 
 
 def amount(number: str, unit: str | None) -> int:
@@ -65,13 +72,27 @@ def amount(number: str, unit: str | None) -> int:
     return int(value)
 
 
+GENERIC_FIRST_WORDS = frozenset({"model", "new", "grand", "the", "super"})
+
+
 def _phrases(vocabulary: Mapping[str, Iterable[str]],
              synonyms: Mapping[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """(phrase, field, canonical value), longest first."""
+    """(phrase, field, canonical value), longest first. Each name also as customers type
+    it: without its hyphen ("F150", "CR V"), and a multi-word model by its distinctive
+    first word ("Bolt" for "Bolt EUV")."""
     out: list[tuple[str, str, str]] = []
     for column, field in (("make", "makes"), ("model", "models"), ("body_style", "body_styles"),
                           ("fuel", "fuels")):
-        out += [(v.lower(), field, v) for v in vocabulary.get(column, ())]
+        values = list(vocabulary.get(column, ()))
+        firsts = [v.split()[0].lower() for v in values if " " in v]
+        for v in values:
+            low = v.lower()
+            out += [(low, field, v), (low.replace("-", ""), field, v),
+                    (low.replace("-", " "), field, v)]
+            first = low.split()[0]
+            if field == "models" and " " in low and firsts.count(first) == 1 \
+                    and first not in GENERIC_FIRST_WORDS and len(first) > 3:
+                out.append((first, field, v))
     out += [(p, f, v) for p, (f, v) in synonyms.items()]
     return sorted(set(out), key=lambda t: -len(t[0]))
 
@@ -82,13 +103,17 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
     found: dict[str, list[str]] = {"makes": [], "models": [], "body_styles": [], "fuels": []}
     taken: list[tuple[int, int]] = []
     for phrase, field, value in _phrases(vocabulary, synonyms):
-        for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", low):
+        # A name in the plural too: "Camrys", "F-150s", "Tacomas".
+        for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?:s|es)?(?![\w-])", low):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue   # part of a longer phrase already read ("plug-in hybrid")
             taken.append((m.start(), m.end()))
+            if value == "gas" and field == "fuels" and NOT_FUEL_GAS.search(text):
+                continue   # "good on gas" is about economy, not the fuel
             if value not in found[field]:
                 found[field].append(value)
     colors = [c for c in COLOR_WORDS if re.search(rf"\b{c}\b", low)]
+    colors += [en for es, en in COLOR_ES.items() if re.search(rf"\b{es}\b", low)]
     colors = ["gray" if c == "grey" else c for c in colors]
     f = Filters(makes=tuple(found["makes"]), models=tuple(found["models"]),
                 body_styles=tuple(found["body_styles"]), fuels=tuple(found["fuels"]),

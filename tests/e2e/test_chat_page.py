@@ -65,7 +65,7 @@ async def test_chat_page_streams_names_the_tier_falls_back_and_resumes(aiohttp_s
 
         # 2. The GPU box goes away: the next answer comes from the backup, and says so.
         await onprem_sim.set_fault("refuse")
-        await page.fill("#q", "Do you have any minivans you'd suggest?")
+        await page.fill("#q", "Which minivan would you suggest for a big family?")
         await page.press("#q", "Enter")
         second = page.locator(".bot").nth(1)
         await second.wait_for(state="attached")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BASICS = ("bash", "dirname", "id", "printf", "grep", "sleep", "cat", "true")
+BASICS = ("bash", "dirname", "id", "printf", "grep", "sleep", "cat", "true", "ls")
 
 
 def bin_dir(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
@@ -42,7 +42,8 @@ def test_pip_refusing_the_system_python_says_to_make_a_venv(tmp_path):
     # Every tool present (as a no-op stand-in), and a python3 whose pip refuses like
     # Debian's does outside a venv.
     tools = {name: "exit 0\n" for name in ("redis-server", "chromium", "nginx", "ip", "tc",
-                                           "cloud-init", "openssl", "promtool", "cmake", "g++")}
+                                           "cloud-init", "openssl", "promtool", "cmake", "g++",
+                                           "runuser")}
     tools["python3"] = (f'if [ "$1 $2" = "-m pip" ]; then echo "error: '
                         f'externally-managed-environment" >&2; exit 1; fi\n'
                         f'exec {sys.executable} "$@"\n')

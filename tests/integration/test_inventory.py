@@ -1,0 +1,163 @@
+"""The inventory tier against real databases: SQLite and PostgreSQL pass the same tests."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.app import create_app
+from gateway.inventory.extract import extract
+from gateway.inventory.importer import import_csv
+from gateway.inventory.store import Backend, PostgresStore, SQLiteStore
+from gateway.inventory.tier import Inventory, InventorySettings
+from tests.conftest import STAFF, make_settings
+from tests.servers import PostgresServer
+from tests.sse_client import read_events
+
+SAMPLE = (Path(__file__).resolve().parents[2] / "gateway" / "data" / "inventory.csv").read_text()
+ROWS = list(csv.DictReader(io.StringIO(SAMPLE)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request, tmp_path) -> AsyncIterator[Backend]:
+    if request.param == "sqlite":
+        s: Backend = SQLiteStore(tmp_path / "inventory.sqlite3")
+        yield s
+        await s.close()
+        return
+    server = PostgresServer(tmp_path)
+    server.start()
+    try:
+        s = await PostgresStore.connect(server.dsn)
+        yield s
+        await s.close()
+    finally:
+        server.stop()
+
+
+def with_rows(rows: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, list(ROWS[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue()
+
+
+async def test_import_refuses_bad_rows_with_reasons_and_a_reimport_changes_nothing(store):
+    bad = [dict(r) for r in ROWS[:3]]
+    bad[0]["price"] = "call us"
+    vin = bad[1]["vin"]
+    bad[1]["vin"] = vin[:8] + ("0" if vin[8] != "0" else "1") + vin[9:]   # wrong check digit
+    bad[2]["status"] = "on hold"
+    report = await import_csv(store, with_rows(bad + ROWS[3:]))
+    assert (report.added, report.changed, report.unchanged) == (len(ROWS) - 3, 0, 0)
+    reasons = [why for _, _, why in report.refused]
+    assert reasons == ["price 'call us' is not a number",
+                       f"VIN {bad[1]['vin']} fails its check digit (or is not 17 valid "
+                       "characters)",
+                       "unknown status 'on hold' (known: available, pending, sold)"]
+    again = await import_csv(store, with_rows(ROWS[3:]))
+    assert (again.added, again.changed, again.unchanged, again.refused) == \
+        (0, 0, len(ROWS) - 3, [])
+    moved = dict(ROWS[5], price="19999")
+    third = await import_csv(store, with_rows([moved]))
+    assert (third.added, third.changed) == (0, 1)
+    assert (await store.get([moved["stock_number"]]))[moved["stock_number"]].price == 19999
+
+
+async def test_an_answer_names_exactly_the_available_rows_that_match(store):
+    await import_csv(store, SAMPLE)
+    inventory = Inventory(store, InventorySettings(max_results=50))
+    await inventory.refresh()
+    for question in ("Do you have a blue RAV4 hybrid under $45k?", "any used Honda SUVs?",
+                     "Show me trucks under 50,000 miles", "Any electric cars from 2024 or newer?"):
+        f = inventory.filters([{"role": "user", "content": question}])
+        expected = {r["stock_number"] for r in ROWS if r["status"] == "available"
+                    and matches(r, f)}
+        answer = await inventory.answer([{"role": "user", "content": question}])
+        named = {s for s in (r["stock_number"] for r in ROWS) if f"stock {s}:" in answer}
+        if expected:
+            assert named == expected, question
+        else:
+            assert answer.startswith("I don't see"), question
+        sold = {r["stock_number"] for r in ROWS if r["status"] != "available"}
+        assert not named & sold, "a pending or sold car is never named"
+
+
+def matches(row: dict[str, str], f) -> bool:
+    """The filters, by hand, on a CSV row: what the database query must agree with."""
+    checks = [
+        not f.makes or row["make"].lower() in {m.lower() for m in f.makes},
+        not f.models or row["model"].lower() in {m.lower() for m in f.models},
+        not f.body_styles or row["body_style"].lower() in {b.lower() for b in f.body_styles},
+        not f.fuels or row["fuel"].lower() in {x.lower() for x in f.fuels},
+        not f.colors or any(c in row["exterior_color"].lower() for c in f.colors),
+        f.year_min is None or int(row["year"]) >= f.year_min,
+        f.year_max is None or int(row["year"]) <= f.year_max,
+        f.price_max is None or int(row["price"]) <= f.price_max,
+        f.price_min is None or int(row["price"]) >= f.price_min,
+        f.mileage_max is None or int(row["mileage"]) <= f.mileage_max,
+        f.condition != "new" or int(row["mileage"]) < 100,
+        f.condition != "used" or int(row["mileage"]) >= 100,
+    ]
+    return all(checks)
+
+
+async def test_health_says_rows_age_and_stale(store):
+    await import_csv(store, SAMPLE)
+    fresh = Inventory(store, InventorySettings(max_age_h=10_000))
+    await fresh.refresh()
+    state, reason = fresh.health()
+    available = sum(r["status"] == "available" for r in ROWS)
+    assert state == "up" and f"{available} of {len(ROWS)} vehicles available" in reason
+    stale = Inventory(store, InventorySettings(max_age_h=0.001))
+    await stale.refresh()
+    assert stale.health()[0] == "stale" and "check the DMS import" in stale.health()[1]
+
+
+async def test_with_both_models_down_the_stock_answers(gw_client, onprem_sim, openai_sim):
+    await onprem_sim.set_fault("http_500")
+    await openai_sim.set_fault("refuse")
+    client = await gw_client(create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1")))
+    vocab = {"make": ["Toyota"], "model": ["RAV4"], "fuel": ["hybrid"]}
+    for question, exact in (("Do you have a RAV4 hybrid?", True),
+                            ("Do you have a blue RAV4 hybrid?", False)):   # none is blue
+        events = await read_events(await client.post("/api/chat", json={"message": question}))
+        done = events[-1][1]
+        assert done["served_by"] == ["inventory"] and done["models"] == ["scout-inventory"]
+        text = "".join(e[1]["text"] for e in events if e[0] == "delta")
+        f = extract([question], vocab)
+        expected = {r["stock_number"] for r in ROWS if r["status"] == "available"
+                    and matches(r, f)}
+        named = {r["stock_number"] for r in ROWS if f"stock {r['stock_number']}:" in text}
+        available_rav4_hybrids = {r["stock_number"] for r in ROWS if r["status"] == "available"
+                                  and r["model"] == "RAV4" and r["fuel"] == "hybrid"}
+        if exact:
+            assert expected and named == expected, question
+        else:
+            assert not expected and text.startswith("I don't see an exact match")
+            assert named and named <= available_rav4_hybrids, "the nearest: same model, fuel"
+    assert openai_sim.stats.requests == 0
+    health = await (await client.get("/health", headers=STAFF)).json()
+    assert health["tiers"]["inventory"]["state"] in ("up", "stale")
+
+
+async def test_a_grounded_turn_sends_on_prem_the_matching_rows(gw_client, onprem_sim, openai_sim):
+    client = await gw_client(create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1")))
+    events = await read_events(await client.post("/api/chat", json={
+        "message": "Any used Honda SUVs?"}))
+    done = events[-1][1]
+    assert done["served_by"] == ["onprem"] and done["grounded"].endswith(" rows")
+    sent = onprem_sim.stats.last_messages
+    table = next(m["content"] for m in sent if m["role"] == "system"
+                 and "live inventory" in m["content"])
+    f = extract(["Any used Honda SUVs?"], {"make": ["Honda"]})
+    for r in ROWS:
+        if r["status"] == "available" and matches(r, f):
+            assert r["stock_number"] in table
+        if r["status"] == "sold":
+            assert r["stock_number"] not in table

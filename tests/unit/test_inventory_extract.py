@@ -1,0 +1,80 @@
+"""Search filters read from customers' questions, on tests/data/inventory_questions.txt:
+150 hand-labelled questions (the vocabulary is the shipped sample lot's)."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+from gateway.config import settings_from_dict
+from gateway.inventory.extract import extract
+from gateway.inventory.store import Filters
+from tests.conftest import example_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = list(csv.DictReader((ROOT / "gateway" / "data" / "inventory.csv").read_text()
+                           .splitlines()))
+VOCAB = {c: sorted({r[c] for r in ROWS}) for c in ("make", "model", "body_style", "fuel")}
+LISTS = ("makes", "models", "body_styles", "fuels", "colors")
+FIELDS = (*LISTS, "year_min", "year_max", "price_min", "price_max", "mileage_max", "condition")
+
+
+def labelled() -> list[tuple[str, dict]]:
+    out = []
+    for line in (ROOT / "tests" / "data" / "inventory_questions.txt").read_text().splitlines():
+        if line.startswith("#") or " => " not in line:
+            continue
+        question, label = line.split(" => ")
+        want: dict = {}
+        for part in filter(None, (p.strip() for p in label.split(";"))):
+            key, value = part.split("=", 1)
+            want[key] = tuple(sorted(v.lower() for v in value.split("|"))) if key in LISTS \
+                else (int(value) if value.isdigit() else value)
+        out.append((question, want))
+    return out
+
+
+def normal(f: Filters) -> dict:
+    got = f.as_dict()
+    return {k: tuple(sorted(x.lower() for x in v)) if k in LISTS else v for k, v in got.items()}
+
+
+def test_filters_from_150_questions(capsys):
+    rows = labelled()
+    assert len(rows) >= 150
+    tp, fp, fn = Counter(), Counter(), Counter()
+    exact = 0
+    for question, want in rows:
+        got = normal(extract([question], VOCAB))
+        exact += got == want
+        for field in FIELDS:
+            w, g = want.get(field), got.get(field)
+            if w is None and g is None:
+                continue
+            if w == g:
+                tp[field] += 1
+            else:
+                fp[field] += g is not None
+                fn[field] += w is not None
+    accuracy = exact / len(rows)
+    with capsys.disabled():
+        print(f"\ninventory filters on {len(rows)} questions: exact {accuracy:.3f}; "
+              "field precision recall support")
+        for field in FIELDS:
+            p = tp[field] / (tp[field] + fp[field]) if tp[field] + fp[field] else 1.0
+            r = tp[field] / (tp[field] + fn[field]) if tp[field] + fn[field] else 1.0
+            print(f"  {field:12} {p:.3f} {r:.3f} {tp[field] + fn[field]}")
+    assert accuracy >= 0.95
+
+
+def test_recent_turns_carry_the_model_and_config_adds_synonyms():
+    turns = ["Do you have any RAV4 hybrids?", "what about in red?"]
+    f = extract(turns, VOCAB)
+    assert f.models == ("RAV4",) and f.fuels == ("hybrid",) and f.colors == ("red",)
+    switched = extract([*turns, "and a Camry?"], VOCAB)
+    assert switched.models == ("Camry",)
+    settings = settings_from_dict(example_config(), {
+        "ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b", "SCOUT_API_KEYS": "t:0123456789abcdef"})
+    synonyms = {p: (f, v) for p, f, v in settings.inventory.synonyms}
+    assert extract(["Do you have family haulers?"], VOCAB, synonyms).body_styles == ("minivan",)
