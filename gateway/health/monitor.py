@@ -179,7 +179,7 @@ class HealthMonitor:
         self._target_urls = {name: url for url, name in self.url_targets.items()}
         self.tracked: set[str] = {"onprem"} if self.url_targets else set()
         self.tier_states: dict[str, TierHealth] = {}
-        self._lapse_seen: float | None = None
+        self._ejection_ends: float | None = None   # when the verdicts next change by time
         self.incidents: list[dict[str, Any]] = []
         self.alerting = False
         self.on_change: list[Callable[[dict[str, Any]], object]] = []
@@ -197,11 +197,8 @@ class HealthMonitor:
         if p is not None and p.state and p.until is not None and self.clock() >= p.until:
             p.state = ""
             self._refresh()
-        lapse = self.outliers.next_change()
-        if self._lapse_seen is not None and (lapse is None or lapse > self._lapse_seen) \
-                and self.clock() >= self._lapse_seen:
+        if self._ejection_ends is not None and self.clock() >= self._ejection_ends:
             self._refresh()   # an ejected target's time is up: it is on probation now
-        self._lapse_seen = lapse
         known = self.tier_states.get(tier)
         return known if known is not None else self._compute(tier)
 
@@ -403,6 +400,7 @@ class HealthMonitor:
     # -- telling people ---------------------------------------------------------------
 
     def _refresh(self) -> None:
+        self._ejection_ends = self.outliers.next_change()
         for tier in {t.tier for t in self.targets.values()} | set(self.passive):
             now_state = self._compute(tier)
             before = self.tier_states.get(tier)

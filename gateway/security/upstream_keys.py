@@ -56,8 +56,6 @@ class KeySource:
         if key == self._current and self._previous is not None:
             self._previous = None
             log.info("key_rotated", key=self.name, note="the new key works; the old one is dropped")
-        elif key == self._previous and self._previous is not None:
-            pass   # the upstream hasn't switched yet: keep trying the new key first
 
     def refused(self, key: str) -> None:
         if key == self._current and self._previous is not None:
