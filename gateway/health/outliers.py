@@ -47,9 +47,7 @@ class Outliers:
             return None
         r.ejections += 1
         r.until = self.clock() + self.base_s * min(r.ejections, MAX_EJECTION_FACTOR)
-        times = "again after probation" if on_probation and r.failures < self.eject_after \
-            else f"{r.failures} times in a row"
-        r.reason = f"ejected by live traffic: {reason}, {times}"
+        r.reason = f"ejected by live traffic: {reason}, {r.failures} times in a row"
         return r.reason
 
     def success(self, key: str) -> bool:

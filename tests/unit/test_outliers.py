@@ -24,7 +24,7 @@ def test_three_failures_in_a_row_eject_for_longer_each_time_and_probation_is_one
     clock.now = 1010.5
     assert o.ejected("u") is None, "time served: on probation"
     again = o.failure("u", "on-prem answered 500")
-    assert again == "ejected by live traffic: on-prem answered 500, again after probation"
+    assert again == "ejected by live traffic: on-prem answered 500, 4 times in a row"
     assert o.next_change() == 1010.5 + 20, "twice the base the second time"
     clock.now = 1100
     assert o.success("u") is True and o.ejected("u") is None
