@@ -18,6 +18,7 @@ from gateway.cache.stampede import Lease, Stampede
 from gateway.cache.store import CachedAnswer, ResponseCache
 from gateway.config import IntentConfig, Settings
 from gateway.cost import cost_usd, estimate_tokens, prompt_text
+from gateway.health.states import TierHealth
 from gateway.inventory.tier import Inventory
 from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
@@ -25,7 +26,7 @@ from gateway.providers.cache_tier import CACHE_MODEL
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
 from gateway.routing.hedging import Hedging, HedgingConfig
 from gateway.routing.intents import IntentClassifier
-from gateway.routing.plan import RoutePlan, TierHealth, plan_route
+from gateway.routing.plan import RoutePlan, plan_route
 from gateway.tracing import Tracing
 
 log = get_logger("scout.chat")

@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 
 from gateway import __version__
-from gateway.health.probes import STATES
+from gateway.health.states import State
 
 # `_created` series double every counter and histogram for nothing a dashboard uses.
 disable_created_metrics()
@@ -146,5 +146,5 @@ class Metrics:
         return OTHER_KEYS
 
     def set_state(self, gauge: Gauge, label: str, state: str) -> None:
-        for s in STATES:
+        for s in State:
             gauge.labels(label, s).set(1 if s == state else 0)

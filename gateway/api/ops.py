@@ -29,7 +29,7 @@ from gateway.appkeys import (
     TURNS,
     UPSTREAM_KEYS,
 )
-from gateway.routing.plan import SKIP_STATES
+from gateway.health.states import SERVING, SKIPPED
 
 CHAT_PAGE = Path(__file__).resolve().parents[1] / "static" / "chat.html"
 OPENAPI = Path(__file__).resolve().parents[1] / "data" / "openapi.yaml"
@@ -71,7 +71,7 @@ def health_picture(app: web.Application) -> dict[str, Any]:
         h = chat.tier_health(tier)
         tiers[tier] = {"state": h.state, "reason": h.reason}
     generative = [t for t in ("onprem", "openai") if t in tiers]
-    bad = [t for t in generative if tiers[t]["state"] in SKIP_STATES]
+    bad = [t for t in generative if tiers[t]["state"] in SKIPPED]
     status = "ok" if not bad else ("degraded" if len(bad) < len(generative) else "down")
     link = app.get(REDIS)
     if link is not None:
@@ -83,7 +83,7 @@ def health_picture(app: web.Application) -> dict[str, Any]:
                  "reason": "in-process store: cache and sessions are this process's own"}
     replicas = {n.split(".", 1)[1]: t for n, t in monitor.snapshot()["targets"].items()
                 if t["kind"] == "replica"}
-    serving = sum(1 for r in replicas.values() if r["state"] in ("up", "busy"))
+    serving = sum(1 for r in replicas.values() if r["state"] in SERVING)
     store["rate_limits"] = app[RATE_LIMITER].mode
     addresses = app[CLIENT_ADDRESSES]
     return {"status": status, "version": __version__, "draining": app[DRAINING].is_set(),

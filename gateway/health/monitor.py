@@ -41,10 +41,10 @@ import orjson
 
 from gateway.config import Settings
 from gateway.health.outliers import Outliers
-from gateway.health.probes import BAD, Verdict, probe_openai, probe_path, probe_replica
+from gateway.health.probes import Verdict, probe_openai, probe_path, probe_replica
+from gateway.health.states import FAILING, SERVING, TierHealth
 from gateway.logs import get_logger
 from gateway.providers.openai_tier import base_url
-from gateway.routing.plan import TierHealth
 from gateway.security.upstream_keys import KeySource
 from gateway.state import keys
 from gateway.state.kv import KV
@@ -53,7 +53,6 @@ from gateway.stats import Stats
 log = get_logger("scout.health")
 LEADER = keys.HEALTH + "leader"
 SNAPSHOT = keys.HEALTH + "snapshot"
-GOOD = frozenset({"up", "busy"})
 NO_CREDIT_HOLD_S = 300.0   # an out-of-credit backup is retried this often, not every probe
 
 
@@ -74,9 +73,9 @@ class Target:
 def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
     """Fold one probe into a target, with hysteresis. Pure; True if the state changed."""
     t.latency_ms = v.latency_ms
-    if v.state in GOOD:
+    if v.state in SERVING:
         t.failures = 0
-        if t.state in BAD:
+        if t.state in FAILING:
             t.good += 1
             if t.good < rise:
                 t.reason = f"recovering ({t.good}/{rise} good probes): {v.reason}"
@@ -96,7 +95,7 @@ def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
 
 def next_probe_in(t: Target, interval: float, jitter: float, cap: float,
                   rand: Callable[[], float] = random.random) -> float:
-    base = interval if t.state not in BAD else min(cap, interval * 2 ** max(0, t.failures - 1))
+    base = interval if t.state not in FAILING else min(cap, interval * 2 ** max(0, t.failures - 1))
     return base * (1 + jitter * (2 * rand() - 1))
 
 
@@ -111,7 +110,7 @@ def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
     if path is not None and path.state == "down":
         return TierHealth("down", path.reason)
     if replicas:
-        good = [r for r in replicas if r.state in GOOD]
+        good = [r for r in replicas if r.state in SERVING]
         n = len(replicas)
         if good:
             if all(r.state == "busy" for r in good):
@@ -224,7 +223,7 @@ class HealthMonitor:
         if self.outliers.ejected(url) is not None:
             return False
         t = self.targets.get(self.url_targets.get(url, ""))
-        return t is None or t.kind == "path" or t.state not in BAD
+        return t is None or t.kind == "path" or t.state not in FAILING
 
     def why_not(self, url: str) -> str:
         t = self.targets.get(self.url_targets.get(url, ""))
@@ -311,7 +310,7 @@ class HealthMonitor:
         if self.role != "follower":
             if "onprem" in self.tier_states:  # on-prem availability, sampled once a tick
                 self.stats.add({"avail:n": 1,
-                                "avail:up": int(self.tier_states["onprem"].state in GOOD)})
+                                "avail:up": int(self.tier_states["onprem"].state in SERVING)})
             await self.stats.flush()
             await self._check_fallback_rate()
         else:
@@ -361,7 +360,7 @@ class HealthMonitor:
                 self._incident({"kind": "target", "target": t.name, "tier": t.tier,
                                 "from": before, "to": t.state, "reason": t.reason})
             p = self.passive.get(t.tier)
-            if p and p.state and p.probe_clears and t.kind != "path" and t.state in GOOD \
+            if p and p.state and p.probe_clears and t.kind != "path" and t.state in SERVING \
                     and started >= p.at:
                 # A probe sent after the live-traffic verdict saw the model answer: lift it.
                 # (nginx answering on the path says nothing about keys or models.)
@@ -417,8 +416,8 @@ class HealthMonitor:
         event = {"at": self.clock(), **event}
         self.incidents = [*self.incidents[-99:], event]
         if event["kind"] == "target":
-            if not (event["from"] == "unknown" and event["to"] in GOOD):
-                log.log(logging.INFO if event["to"] in GOOD else logging.WARNING,
+            if not (event["from"] == "unknown" and event["to"] in SERVING):
+                log.log(logging.INFO if event["to"] in SERVING else logging.WARNING,
                         "target_state", target=event["target"], **{"from": event["from"]},
                         to=event["to"], reason=event["reason"])
         elif self.role == "follower" and event["kind"] == "state":
@@ -427,14 +426,14 @@ class HealthMonitor:
         else:
             bad = event.get("to") in ("misconfigured",) or event["kind"] == "fallback_alert"
             level = logging.ERROR if bad else (
-                logging.WARNING if event.get("to") not in GOOD else logging.INFO)
+                logging.WARNING if event.get("to") not in SERVING else logging.INFO)
             if event["kind"] == "state":
                 log.log(level, "tier_state", tier=event["tier"], **{"from": event["from"]},
                         to=event["to"], reason=event["reason"])
             else:
                 log.log(level, event["kind"], text=event["text"])
         startup = event["kind"] in ("state", "target") and event["from"] == "unknown" \
-            and event["to"] in GOOD
+            and event["to"] in SERVING
         if self.role != "follower" and not startup:  # one process tells people; startup isn't news
             for hook in self.on_change:
                 hook(event)

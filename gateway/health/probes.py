@@ -18,8 +18,6 @@ import aiohttp
 
 from gateway.errors import connect_failure
 
-STATES = ("up", "busy", "loading", "down", "misconfigured", "stale", "unknown")
-BAD = frozenset({"down", "misconfigured", "loading"})
 _WAITING = re.compile(r"^vllm:num_requests_waiting(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
 
 

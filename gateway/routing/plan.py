@@ -7,16 +7,7 @@ from dataclasses import dataclass
 
 from gateway.config import OFFSITE_TIERS, Deadlines, IntentConfig
 from gateway.errors import PrivacyViolation
-
-# Health states that make the race skip a tier without waiting for a deadline.
-SKIP_STATES = frozenset({"down", "misconfigured"})
-
-
-@dataclass(frozen=True, slots=True)
-class TierHealth:
-    state: str  # up, busy, loading, down, misconfigured, unknown
-    reason: str = ""
-    skip: bool = False  # busy and asked us to wait (429 Retry-After): leave it out till then
+from gateway.health.states import SKIPPED, TierHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +62,7 @@ def plan_route(
             skipped.append((tier, f"private conversation: {why}"))
         elif tool_tiers is not None and tier not in tool_tiers:
             skipped.append((tier, "cannot serve requests with tools"))
-        elif (h := health(tier)).state in SKIP_STATES or h.skip:
+        elif (h := health(tier)).state in SKIPPED or h.skip:
             skipped.append((tier, f"{h.state}: {h.reason}" if h.reason else h.state))
         else:
             kept.append(tier)
