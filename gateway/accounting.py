@@ -6,20 +6,8 @@ from gateway.chat import Turn, TurnObserver, TurnOutcome
 from gateway.config import Settings
 from gateway.cost import cost_usd
 from gateway.metrics import Metrics
+from gateway.routing.race import SwitchKind
 from gateway.stats import Stats
-
-
-def switch_kind(reason: str) -> str:
-    """What a switch event's reason says happened, as a small label set. Pure."""
-    if "stalled" in reason:
-        return "stalled"
-    if reason.startswith("dropped"):
-        return "dropped"
-    if "hedging" in reason:
-        return "hedge"
-    if "headers" in reason:
-        return "headers_deadline"
-    return "failed"
 
 
 def cache_result(turn: Turn, outcome: TurnOutcome) -> str | None:
@@ -46,9 +34,8 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
             metrics.ttft.labels(tier).observe(outcome.ttft_ms / 1000)
         metrics.duration.labels(tier).observe(outcome.total_ms / 1000)
         for sw in outcome.switches:
-            kind = switch_kind(sw.reason)
-            metrics.fallbacks.labels(sw.from_tier, sw.to_tier, kind).inc()
-            if kind in ("stalled", "dropped"):
+            metrics.fallbacks.labels(sw.from_tier, sw.to_tier, sw.kind).inc()
+            if sw.kind in (SwitchKind.STALLED, SwitchKind.DROPPED):
                 metrics.resumes.labels(sw.from_tier, sw.to_tier).inc()
         for skipped, _ in turn.plan.skipped:
             metrics.fallbacks.labels(skipped, turn.plan.ladder[0], "skipped").inc()

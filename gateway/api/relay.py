@@ -46,7 +46,7 @@ def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
                          "skipped": [{"tier": t, "reason": r} for t, r in ev.skipped]}
     if isinstance(ev, SwitchOut):
         return "switch", {"id": turn_id, "from": ev.from_tier, "to": ev.to_tier,
-                          "reason": ev.reason}
+                          "kind": ev.kind, "reason": ev.reason}
     if ev.complete:
         return "done", ev.done_event()
     failed = all_tiers_failed(ev.error)

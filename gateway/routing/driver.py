@@ -41,6 +41,7 @@ from gateway.routing.race import (
     Race,
     RaceStats,
     StartTier,
+    SwitchKind,
 )
 from gateway.tracing import Tracing
 
@@ -67,7 +68,8 @@ class TextOut:
 class SwitchOut:
     from_tier: str
     to_tier: str
-    reason: str
+    reason: str        # in words, for people
+    kind: SwitchKind   # the label metrics and traces use
 
 
 @dataclass(slots=True)
@@ -215,11 +217,12 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                                         error=act.missed or None)
                 elif isinstance(act, EmitSwitch):
                     if turn_span is not None:
-                        Tracing.event(turn_span, "scout.hedge" if "hedging" in act.reason
+                        Tracing.event(turn_span, "scout.hedge" if act.kind is SwitchKind.HEDGE
                                       else "scout.switch", {"scout.from": act.from_tier,
                                                             "scout.to": act.to_tier,
+                                                            "scout.kind": str(act.kind),
                                                             "scout.reason": act.reason})
-                    yield SwitchOut(act.from_tier, act.to_tier, act.reason)
+                    yield SwitchOut(act.from_tier, act.to_tier, act.reason, act.kind)
                 elif isinstance(act, Finish):
                     yield result(True)
                     return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from gateway.config import Deadlines
@@ -64,11 +65,23 @@ class EmitText:
     payload: Any = None  # what the driver attached to the token (its Delta)
 
 
+class SwitchKind(StrEnum):
+    """Why an answer moved to another tier, as a bounded label (metrics, traces).
+    The switch's `reason` says the same in words, for people."""
+
+    FAILED = "failed"                      # the tier failed before its first token
+    HEADERS_DEADLINE = "headers_deadline"  # no response headers in time
+    HEDGE = "hedge"                        # no first token in time: a second tier raced
+    STALLED = "stalled"                    # the answering tier went silent mid-answer
+    DROPPED = "dropped"                    # the answering tier failed mid-answer
+
+
 @dataclass(frozen=True, slots=True)
 class EmitSwitch:
     from_tier: str
     to_tier: str
     reason: str
+    kind: SwitchKind = SwitchKind.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +178,8 @@ class Race:
             return [Finish(tuple(self.served_by))]
         return self.on_failure(attempt_id, "finished without producing any text", now)
 
-    def on_failure(self, attempt_id: int, reason: str, now: float) -> list[Action]:
+    def on_failure(self, attempt_id: int, reason: str, now: float,
+                   kind: SwitchKind = SwitchKind.FAILED) -> list[Action]:
         a = self._live(attempt_id)
         if a is None:
             return []
@@ -174,10 +188,11 @@ class Race:
             self.winner = None
             self.stats.resumes += 1
             a.handed_over = True
-            return self._launch(now, a, f"dropped mid-answer: {reason}")
+            return self._launch(now, a, f"dropped mid-answer: {reason}",
+                                kind if kind is SwitchKind.STALLED else SwitchKind.DROPPED)
         if not a.handed_over:
             a.handed_over = True
-            return self._launch(now, a, reason)
+            return self._launch(now, a, reason, kind)
         return self._give_up_if_idle(now)
 
     def on_tick(self, now: float) -> list[Action]:
@@ -190,13 +205,15 @@ class Race:
             if not a.headers and now >= a.started_at + d.headers_s:
                 actions.append(CancelTier(a.id, a.tier, "headers deadline",
                                           missed=f"no response headers within {d.headers_s:g} s"))
-                actions += self.on_failure(a.id, f"no response headers within {d.headers_s:g} s", now)
+                actions += self.on_failure(a.id, f"no response headers within {d.headers_s:g} s",
+                                           now, SwitchKind.HEADERS_DEADLINE)
             elif (a.first_token_at is None and not a.handed_over
                   and now >= a.started_at + self.first_token_s(a.tier)):
                 a.handed_over = True
                 before = len(self.attempts)
                 launched = self._launch(
-                    now, a, f"no first token within {self.first_token_s(a.tier):.3g} s; hedging")
+                    now, a, f"no first token within {self.first_token_s(a.tier):.3g} s; hedging",
+                    SwitchKind.HEDGE)
                 if len(self.attempts) > before:
                     self.stats.hedges.append((a.tier, self.attempts[self._ids].tier))
                 actions += launched
@@ -204,7 +221,8 @@ class Race:
                   and now >= a.last_token_at + d.gap_s):
                 actions.append(CancelTier(a.id, a.tier, "gap deadline",
                                           missed=f"stalled: no token for {d.gap_s:g} s"))
-                actions += self.on_failure(a.id, f"stalled: no token for {d.gap_s:g} s", now)
+                actions += self.on_failure(a.id, f"stalled: no token for {d.gap_s:g} s", now,
+                                           SwitchKind.STALLED)
         return actions
 
     # -- queries ------------------------------------------------------------
@@ -234,7 +252,8 @@ class Race:
         a = self.attempts.get(attempt_id)
         return a if a is not None and a.active and not self.done else None
 
-    def _launch(self, now: float, source: Attempt | None, reason: str) -> list[Action]:
+    def _launch(self, now: float, source: Attempt | None, reason: str,
+                kind: SwitchKind = SwitchKind.FAILED) -> list[Action]:
         resume = bool(self.text)
         while self._next < len(self._ladder):
             tier = self._ladder[self._next]
@@ -246,7 +265,7 @@ class Race:
             self.attempts[a.id] = a
             actions: list[Action] = []
             if source is not None:
-                actions.append(EmitSwitch(source.tier, tier, reason))
+                actions.append(EmitSwitch(source.tier, tier, reason, kind))
             actions.append(StartTier(a.id, tier, "".join(self.text) if resume else ""))
             return actions
         return self._give_up_if_idle(now)

@@ -13,6 +13,7 @@ from gateway.routing.race import (
     GiveUp,
     Race,
     StartTier,
+    SwitchKind,
 )
 
 D = Deadlines(headers_s=1.0, first_token_s=2.0, gap_s=3.0)
@@ -167,3 +168,26 @@ def test_a_tool_call_without_text_is_a_token():
     out = r.on_token(1, "", 0.1, payload={"tool_calls": [1]})
     assert isinstance(out[-1], EmitText) and r.winner is r.attempts[1]
     assert r.on_token(1, "", 0.2) == [], "an empty token with nothing attached is not a token"
+
+
+def kinds(actions):
+    return [a.kind for a in actions if isinstance(a, EmitSwitch)]
+
+
+# Upstream error text can say anything, "stalled" and "headers" included: the label must
+# come from what the race decided, never from the words.
+WORDY = "unavailable: upstream said 'stalled waiting for headers; hedging disabled'"
+
+
+@pytest.mark.parametrize(("events", "kind"), [
+    (lambda r: r.on_failure(1, WORDY, 0.1), SwitchKind.FAILED),
+    (lambda r: r.on_tick(1.0), SwitchKind.HEADERS_DEADLINE),
+    (lambda r: (r.on_headers(1, 0.1), r.on_tick(2.0))[1], SwitchKind.HEDGE),
+    (lambda r: (r.on_token(1, "Part", 0.5), r.on_tick(3.5))[1], SwitchKind.STALLED),
+    (lambda r: (r.on_token(1, "Part", 0.5), r.on_failure(1, WORDY, 0.7))[1],
+     SwitchKind.DROPPED),
+])
+def test_every_switch_carries_the_kind_the_race_decided(events, kind):
+    r = Race(LADDER, D)
+    r.start(0.0)
+    assert kinds(events(r)) == [kind]
