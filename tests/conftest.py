@@ -171,6 +171,17 @@ def unparseable_log_lines(lines: list[str], json_lines: list[str]) -> list[str]:
 _ALL_LOGS = _AllLogs()
 
 
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything outside tests/unit starts real processes or sockets: mark it, so
+    `pytest -m "not integration"` is the fast loop and CI can still run all of it."""
+    for item in items:
+        if UNIT not in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     logging.getLogger().addHandler(_ALL_LOGS)
     logging.getLogger("scout").setLevel(logging.DEBUG)
