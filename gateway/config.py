@@ -6,6 +6,7 @@ problem at once, so an operator fixes the file in one pass.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -272,21 +273,74 @@ class Settings:
         return f"scout-{tier}"
 
 
+class _Read(dict[str, Any]):
+    """A mapping from the file that remembers which keys the code looked up, so a key it
+    never asked for (a typo: `intervall_s`, `ratelimits`) is reported, not ignored."""
+
+    def __init__(self, where: str, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.where = where
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    def unknown(self) -> list[str]:
+        """One line per key nobody asked for, with the likeliest meant one."""
+        out = []
+        for key in sorted(set(map(str, self)) - self.asked):
+            where = f"{self.where}.{key}" if self.where else key
+            what = "unknown setting" if self.where else "unknown section"
+            close = difflib.get_close_matches(key, self.asked, n=1, cutoff=0.6)
+            hint = (f"did you mean {close[0]!r}?" if close
+                    else f"known: {', '.join(sorted(self.asked))}")
+            out.append(f"{where}: {what} ({hint})")
+        return out
+
+
 class _Problems:
     """Collects every problem so they are reported together."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self._read: list[_Read] = []
 
     def add(self, msg: str) -> None:
         self.items.append(msg)
 
+    def read(self, where: str, data: Mapping[str, Any]) -> _Read:
+        """Track a mapping of settings; `finish` reports the keys in it nobody read."""
+        tracked = _Read(where, data)
+        self._read.append(tracked)
+        return tracked
 
-def _section(data: Mapping[str, Any], key: str, p: _Problems) -> Mapping[str, Any]:
+    def finish(self) -> None:
+        for tracked in self._read:
+            self.items.extend(tracked.unknown())
+
+
+def _section(data: Mapping[str, Any], key: str, p: _Problems, *,
+             names: bool = False) -> Mapping[str, Any]:
+    """A section of settings; `names` for one keyed by free names (intents, prices)."""
     value = data.get(key) or {}
     if not isinstance(value, Mapping):
         p.add(f"{key}: must be a mapping, got {type(value).__name__}")
         return {}
+    return value if names else p.read(key, value)
+
+
+def _flag(sec: Mapping[str, Any], key: str, default: bool, where: str, p: _Problems) -> bool:
+    """A true/false setting. YAML's own booleans only: a quoted "false" is a string, and
+    reading it as truthy would turn a tier on."""
+    value = sec.get(key, default)
+    if not isinstance(value, bool):
+        p.add(f"{where}.{key}: must be true or false (unquoted), got {value!r}")
+        return default
     return value
 
 
@@ -370,6 +424,7 @@ def _deadlines(raw: Any, where: str, base: Deadlines, p: _Problems) -> Deadlines
     if not isinstance(raw, Mapping):
         p.add(f"{where}: must be a mapping of headers_s, first_token_s, gap_s")
         return base
+    raw = p.read(where, raw)
     d = Deadlines(
         headers_s=_num(raw, "headers_s", base.headers_s, where, p),
         first_token_s=_num(raw, "first_token_s", base.first_token_s, where, p),
@@ -389,6 +444,7 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
     if not isinstance(raw, Mapping):
         p.add(f"{where}: must be a mapping")
         return None
+    raw = p.read(where, raw)
     ladder_raw = raw.get("ladder")
     if not isinstance(ladder_raw, list) or not ladder_raw:
         p.add(f"{where}.ladder: must be a non-empty list of tiers ({', '.join(TIERS)})")
@@ -399,10 +455,8 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
             p.add(f"{where}.ladder: unknown tier {tier!r} (known: {', '.join(TIERS)})")
     if len(set(ladder)) != len(ladder):
         p.add(f"{where}.ladder: names a tier twice")
-    private = raw.get("private", False)
-    if not isinstance(private, bool):
-        p.add(f"{where}.private: must be true or false, got {private!r}")
-        private = True   # fail closed while the problem is reported
+    private = _flag(raw, "private", True, where, p) if "private" in raw else False
+    # (a malformed value fails closed, as private, while the problem is reported)
     offsite = raw.get("offsite", "never" if private else "redacted")
     if offsite not in OFFSITE_POLICIES:
         p.add(f"{where}.offsite: must be one of {', '.join(OFFSITE_POLICIES)}, got {offsite!r}")
@@ -413,7 +467,7 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
         why = "is private" if private else "has offsite: never"
         p.add(f"{where}: {why}, so its ladder must not contain "
               f"{', '.join(sorted(OFFSITE_TIERS & set(ladder)))}")
-    cacheable = bool(raw.get("cacheable", False))
+    cacheable = _flag(raw, "cacheable", False, where, p)
     if private and cacheable:
         p.add(f"{where}: is private, so it cannot be cacheable")
     static_reply = raw.get("static_reply")
@@ -421,6 +475,10 @@ def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentCon
         p.add(f"{where}.static_reply: every intent needs a static reply (the last resort)")
         static_reply = ""
     match = raw.get("match") or {}
+    if not isinstance(match, Mapping):
+        p.add(f"{where}.match: must be a mapping of keywords and patterns")
+        match = {}
+    match = p.read(f"{where}.match", match)
     keywords = tuple(str(k).lower() for k in (match.get("keywords") or []))
     patterns: list[re.Pattern[str]] = []
     for pat in match.get("patterns") or []:
@@ -505,6 +563,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     p = _Problems()
     if not isinstance(data, Mapping):
         raise ConfigError(["the configuration must be a YAML mapping"])
+    data = p.read("", data)
     warnings: list[str] = []
 
     s = _section(data, "server", p)
@@ -522,8 +581,9 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     )
 
     o = _section(data, "onprem", p)
-    onprem_enabled = bool(o.get("enabled", True))
-    urls = _urls(o.get("url"), p) if onprem_enabled else ()
+    onprem_enabled = _flag(o, "enabled", True, "onprem", p)
+    url_raw = o.get("url")
+    urls = _urls(url_raw, p) if onprem_enabled else ()
     onprem = OnpremConfig(
         enabled=onprem_enabled,
         urls=urls,
@@ -533,12 +593,12 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         api_key=_secret(o, "onprem", env, onprem_enabled, p),
         api_key_file=_key_file(o, env),
         api_key_rotated_at=_rotated_at(o, "onprem", p),
-        supports_tools=bool(o.get("supports_tools", False)),
+        supports_tools=_flag(o, "supports_tools", False, "onprem", p),
         max_connections=_num(o, "max_connections", 200, "onprem", p, integer=True),
     )
 
     a = _section(data, "openai", p)
-    openai_enabled = bool(a.get("enabled", True))
+    openai_enabled = _flag(a, "enabled", True, "openai", p)
     openai = OpenAIConfig(
         enabled=openai_enabled,
         model=str(a.get("model", "gpt-4o-mini")),
@@ -546,9 +606,9 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         api_key_file=_key_file(a, env),
         api_key_rotated_at=_rotated_at(a, "openai", p),
         base_url=(str(env.get("OPENAI_BASE_URL") or a.get("base_url") or "") or None),
-        supports_tools=bool(a.get("supports_tools", True)),
+        supports_tools=_flag(a, "supports_tools", True, "openai", p),
         timeout_s=_num(a, "timeout_s", 60.0, "openai", p),
-        propagate_trace=a.get("propagate_trace", False) is True,
+        propagate_trace=_flag(a, "propagate_trace", False, "openai", p),
     )
     if openai_enabled and not (a.get("api_key_env") or a.get("api_key_file")):
         p.add("openai: enabled but names no api_key_env or api_key_file")
@@ -591,7 +651,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if keys_file and not Path(str(keys_file)).is_file():
         p.add(f"auth.api_keys_file: {keys_file} does not exist")
     api_keys = _from_env(env, keys_env, p)
-    allow_anonymous = bool(au.get("allow_anonymous", False))
+    allow_anonymous = _flag(au, "allow_anonymous", False, "auth", p)
     if not api_keys and not keys_file and not allow_anonymous:
         p.add(f"auth: no API keys: set {keys_env} (label:key,...) or auth.api_keys_file")
     origins = au.get("allowed_origins") or []
@@ -608,7 +668,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         signing_secret=Secret(signing) if signing else None,
         ws_token_ttl_s=_num(au, "ws_token_ttl_s", 60.0, "auth", p),
         allowed_origins=tuple(o.rstrip("/") for o in origins),
-        demo_tokens=bool(au.get("demo_tokens", False)),
+        demo_tokens=_flag(au, "demo_tokens", False, "auth", p),
         allow_anonymous=allow_anonymous,
         staff_keys=Secret(staff) if staff else None,
         end_user_keys=_labels(au.get("end_user_keys"), "auth.end_user_keys", p),
@@ -667,10 +727,11 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     )
 
     prices: dict[str, Price] = {}
-    for model, raw in _section(data, "prices", p).items():
+    for model, raw in _section(data, "prices", p, names=True).items():
         if not isinstance(raw, Mapping):
             p.add(f"prices.{model}: must be a mapping of input and output USD per 1M tokens")
             continue
+        raw = p.read(f"prices.{model}", raw)
         prices[str(model)] = Price(
             input=_num(raw, "input", 0.0, f"prices.{model}", p, minimum=-1e-12),
             output=_num(raw, "output", 0.0, f"prices.{model}", p, minimum=-1e-12),
@@ -682,7 +743,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
 
     defaults = _deadlines(data.get("deadlines"), "deadlines", Deadlines(), p)
     intents: dict[str, IntentConfig] = {}
-    for name, raw in _section(data, "intents", p).items():
+    for name, raw in _section(data, "intents", p, names=True).items():
         intent = _intent(str(name), raw, defaults, p)
         if intent:
             intents[intent.name] = intent
@@ -721,7 +782,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     if "{stock_number}" not in link:
         p.add("inventory.link: must contain {stock_number}")
     inventory = InventoryConfig(
-        enabled=iv.get("enabled", True) is True, dsn=Secret(dsn) if dsn else None,
+        enabled=_flag(iv, "enabled", True, "inventory", p), dsn=Secret(dsn) if dsn else None,
         sqlite_path=str(iv.get("sqlite_path") or ""), seed_csv=seed_path,
         max_results=_num(iv, "max_results", 5, "inventory", p, integer=True),
         max_age_h=_num(iv, "max_age_h", 24.0, "inventory", p),
@@ -752,6 +813,7 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
     privacy = PrivacyConfig(redact=frozenset(
         k for k in PII_KINDS if redact_raw.get(k, True) is not False))
 
+    p.finish()
     if p.items:
         raise ConfigError(p.items)
     return Settings(privacy=privacy, hedging=hedging, inventory=inventory, server=server,

@@ -45,7 +45,6 @@ async def test_workers_share_a_port_sum_their_metrics_and_are_replaced(tmp_path,
     data["onprem"]["url"] = [onprem_sim.url]
     data["onprem"]["replicas"] = [{"name": "r1", "url": onprem_sim.url}]
     data["openai"]["enabled"] = False
-    data["cache"]["enabled"] = False
     cfg = tmp_path / "scout.yaml"
     cfg.write_text(yaml.safe_dump(data))
     port = free_port()

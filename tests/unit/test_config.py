@@ -162,3 +162,62 @@ def test_a_redaction_kind_can_be_switched_off():
     data["privacy"]["redact"]["name"] = False
     s = settings_from_dict(data, ENV)
     assert "name" not in s.privacy.redact and "phone" in s.privacy.redact
+
+
+def at(data, dotted):
+    """The mapping at `intents.default.match`, created if the example leaves it out."""
+    for part in dotted.split("."):
+        data = data.setdefault(part, {})
+    return data
+
+
+# A typo in any section, as an operator makes them: refused, with the key that was meant.
+@pytest.mark.parametrize(("section", "typo", "meant"), [
+    ("server", "max_body_byte", "max_body_bytes"),
+    ("onprem", "modle", "model"),
+    ("openai", "timout_s", "timeout_s"),
+    ("cache", "max_entires", "max_entries"),
+    ("redis", "timout_ms", "timeout_ms"),
+    ("sessions", "max_turn", "max_turns"),
+    ("auth", "allowed_origin", "allowed_origins"),
+    ("health", "intervall_s", "interval_s"),
+    ("rate_limits", "per_usr", "per_user"),
+    ("websocket", "heartbeat", "heartbeat_s"),
+    ("inventory", "max_result", "max_results"),
+    ("hedging", "flor_s", "floor_s"),
+    ("privacy", "redacts", "redact"),
+    ("deadlines", "gap", "gap_s"),
+    ("intents.default", "cachable", "cacheable"),
+    ("intents.default.match", "keyword", "keywords"),
+    ("prices.gpt-4o-mini", "inptu", "input"),
+])
+def test_a_typo_in_any_section_is_refused_with_what_was_meant(section, typo, meant):
+    data = example_config()
+    at(data, section)[typo] = 5
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, ENV)
+    assert f"{section}.{typo}: unknown setting (did you mean '{meant}'?)" in exc.value.problems
+
+
+def test_a_misspelt_section_is_refused_and_every_problem_still_listed():
+    data = example_config()
+    data["ratelimits"] = data.pop("rate_limits")
+    data["health"]["zzz"] = 1
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, ENV)
+    assert "ratelimits: unknown section (did you mean 'rate_limits'?)" in exc.value.problems
+    zzz = next(p for p in exc.value.problems if p.startswith("health.zzz"))
+    assert "known: " in zzz and "interval_s" in zzz   # nothing close: the choices instead
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("openai", "enabled"), ("onprem", "enabled"), ("openai", "supports_tools"),
+    ("auth", "allow_anonymous"), ("inventory", "enabled"), ("intents.default", "cacheable"),
+])
+def test_a_quoted_false_is_refused_not_read_as_true(section, key):
+    data = example_config()
+    at(data, section)[key] = "false"
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, ENV)
+    assert f"{section}.{key}: must be true or false (unquoted), got 'false'" in \
+        exc.value.problems
