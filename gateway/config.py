@@ -196,6 +196,7 @@ class HealthConfig:
     rise: int = 2                  # good probes in a row before a bad target is up again
     busy_waiting: int = 8          # vllm:num_requests_waiting above this → busy
     eject_after: int = 3           # live-traffic failures in a row that eject a tier
+    eject_ttl_s: float = 10.0      # the first ejection's length (longer each time after)
     webhook_url: Secret | None = None   # Slack-compatible; from the environment
     fallback_window_s: float = 900.0
     fallback_threshold: float = 0.5     # share of answers not from on-prem that alerts
@@ -217,7 +218,6 @@ class WebSocketConfig:
     heartbeat_s: float = 20.0           # ping interval; no pong within half of it closes
     max_in_flight: int = 4              # chats in flight on one socket
     max_frame_bytes: int = 64 * 1024
-    max_buffered_bytes: int = 256 * 1024  # per chat, for a client that reads too slowly
     messages_per_s: float = 5.0
     burst: int = 20
     drain_s: float = 20.0               # on SIGTERM, how long in-flight answers may finish
@@ -232,8 +232,9 @@ class ServerConfig:
     max_messages: int = 200
     body_timeout_s: float = 10.0  # the whole body must arrive within this (slow-loris)
     system_prompt: str = ""
-    # How long a tier that failed on live traffic is skipped before traffic tries it again.
-    passive_health_ttl_s: float = 10.0
+    # Per chat, SSE or WebSocket: a client further behind than this loses the stream
+    # (the answer still completes and can be resumed).
+    max_buffered_bytes: int = 256 * 1024
     # Peers whose X-Forwarded-For is believed (addresses or CIDRs): the edge nginx. From any
     # other peer the header is ignored and the peer's own address is the client's.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
@@ -308,19 +309,19 @@ class _Problems:
 
     def __init__(self) -> None:
         self.items: list[str] = []
-        self._read: list[_Read] = []
+        self._read: dict[str, _Read] = {}
 
     def add(self, msg: str) -> None:
         self.items.append(msg)
 
     def read(self, where: str, data: Mapping[str, Any]) -> _Read:
         """Track a mapping of settings; `finish` reports the keys in it nobody read."""
-        tracked = _Read(where, data)
-        self._read.append(tracked)
-        return tracked
+        if where not in self._read:
+            self._read[where] = _Read(where, data)
+        return self._read[where]
 
     def finish(self) -> None:
-        for tracked in self._read:
+        for tracked in self._read.values():
             self.items.extend(tracked.unknown())
 
 
@@ -332,6 +333,22 @@ def _section(data: Mapping[str, Any], key: str, p: _Problems, *,
         p.add(f"{key}: must be a mapping, got {type(value).__name__}")
         return {}
     return value if names else p.read(key, value)
+
+
+def _moved(data: Mapping[str, Any], old: str, new: str, old_key: str, new_key: str,
+           warnings: list[str], p: _Problems) -> Mapping[str, Any]:
+    """The `new` section, taking a setting still written under its old place (`old.old_key`)
+    for one release, with a warning that says where it lives now."""
+    section = _section(data, new, p)
+    before = _section(data, old, p)
+    if old_key not in before:
+        return section
+    if new_key in section:
+        p.add(f"{old}.{old_key}: moved to {new}.{new_key}, which is also set; keep only that")
+        return section
+    warnings.append(f"{old}.{old_key} is now {new}.{new_key}; the old name is read until "
+                    "the next release")
+    return {**section, new_key: before.get(old_key)}
 
 
 def _flag(sec: Mapping[str, Any], key: str, default: bool, where: str, p: _Problems) -> bool:
@@ -575,7 +592,9 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         max_messages=_num(s, "max_messages", 200, "server", p, integer=True),
         body_timeout_s=_num(s, "body_timeout_s", 10.0, "server", p),
         system_prompt=str(s.get("system_prompt") or ""),
-        passive_health_ttl_s=_num(s, "passive_health_ttl_s", 10.0, "server", p),
+        max_buffered_bytes=_num(_moved(data, "websocket", "server", "max_buffered_bytes",
+                                       "max_buffered_bytes", warnings, p),
+                                "max_buffered_bytes", 256 * 1024, "server", p, integer=True),
         trusted_proxies=_networks(s.get("trusted_proxies", ["127.0.0.1", "::1"]),
                                   "server.trusted_proxies", p),
     )
@@ -688,6 +707,8 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         rise=_num(h, "rise", 2, "health", p, integer=True),
         busy_waiting=_num(h, "busy_waiting", 8, "health", p, integer=True, minimum=-1),
         eject_after=_num(h, "eject_after", 3, "health", p, integer=True),
+        eject_ttl_s=_num(_moved(data, "server", "health", "passive_health_ttl_s",
+                                "eject_ttl_s", warnings, p), "eject_ttl_s", 10.0, "health", p),
         webhook_url=Secret(hook) if hook else None,
         fallback_window_s=_num(h, "fallback_window_s", 900.0, "health", p),
         fallback_threshold=_num(h, "fallback_threshold", 0.5, "health", p),
@@ -719,8 +740,6 @@ def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Setti
         heartbeat_s=_num(w, "heartbeat_s", 20.0, "websocket", p),
         max_in_flight=_num(w, "max_in_flight", 4, "websocket", p, integer=True),
         max_frame_bytes=_num(w, "max_frame_bytes", 64 * 1024, "websocket", p, integer=True),
-        max_buffered_bytes=_num(w, "max_buffered_bytes", 256 * 1024, "websocket", p,
-                                integer=True),
         messages_per_s=_num(w, "messages_per_s", 5.0, "websocket", p),
         burst=_num(w, "burst", 20, "websocket", p, integer=True),
         drain_s=_num(w, "drain_s", 20.0, "websocket", p, minimum=-1),

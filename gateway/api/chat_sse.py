@@ -94,7 +94,7 @@ async def chat_sse(request: web.Request) -> web.StreamResponse:
     body = parse_chat_body(await read_json_body(request), app)
     async with admitted(app, caller(request, body.user)):
         sid, turn, user = await session_turn(app, body, request.get(KEY_LABEL, "anonymous"))
-        _, listener = app[TURNS].start(turn, sid, user, app[SETTINGS].ws.max_buffered_bytes)
+        _, listener = app[TURNS].start(turn, sid, user, app[SETTINGS].server.max_buffered_bytes)
         resp = web.StreamResponse(headers=SSE_HEADERS)
         await resp.prepare(request)
 

@@ -132,6 +132,7 @@ class Connection:
         self.who = who
         self.label = who.label
         self.cfg = app[SETTINGS].ws
+        self.max_buffered = app[SETTINGS].server.max_buffered_bytes  # per chat
         self.bucket = TokenBucket(self.cfg.messages_per_s, self.cfg.burst)
         self.strikes = 0
         self.pumps: dict[str, asyncio.Task[None]] = {}
@@ -235,8 +236,7 @@ class Connection:
         try:
             async with admitted(self.app, self.who):
                 sid, turn, user = await session_turn(self.app, parsed, self.label)
-                live, listener = self.app[TURNS].start(turn, sid, user,
-                                                       self.cfg.max_buffered_bytes)
+                live, listener = self.app[TURNS].start(turn, sid, user, self.max_buffered)
                 self.turns[chat_id] = live
                 await self._forward(chat_id, listener, sid, resumed=False)
         except RequestRejected as exc:
@@ -247,7 +247,7 @@ class Connection:
         sid = checked_session(self.app, body.get("session"))
         chat_id = checked_message_id(body.get("id"))
         self._admit(chat_id)
-        attached = self.app[TURNS].attach(sid, chat_id, self.cfg.max_buffered_bytes)
+        attached = self.app[TURNS].attach(sid, chat_id, self.max_buffered)
         if attached is not None:  # still streaming in this process
             self.turns[chat_id] = attached[0]
             self._spawn(chat_id, self._forward(chat_id, attached[1], sid, resumed=True))

@@ -12,7 +12,7 @@ good probes in a row, so a flapping target does not flip the route each time.
 Live traffic counts too: one 401/403 turns a tier misconfigured, `eject_after`
 failures in a row eject it, until a probe (or a live success) sees it work. A tier that
 keeps losing hedges because its first token never comes (hung generation: probes still
-pass) is ejected for `passive_health_ttl_s` instead, then live traffic tries it again.
+pass) is ejected for `health.eject_ttl_s` instead, then live traffic tries it again.
 
 With Redis, one process is elected to probe and publishes what it sees under a
 key that expires after 2 × interval: the others read it, and a dead monitor
@@ -137,7 +137,7 @@ class Passive:
     until: float | None = None  # lapses (no probe covers this tier) or None (a probe clears it)
     at: float = 0.0             # when the verdict was given
     # A tier that answers probes but not chats in time (hung generation) is ejected for
-    # passive_health_ttl_s: a probe that never generates can't clear it.
+    # health.eject_ttl_s: a probe that never generates can't clear it.
     probe_clears: bool = True
 
 
@@ -168,7 +168,7 @@ class HealthMonitor:
         self.passive: dict[str, Passive] = {}
         # Per target (each on-prem URL): live failures eject it on its own (Envoy's outlier
         # detection); the on-prem tier is then down only when all of its targets are.
-        self.outliers = Outliers(self.cfg.eject_after, settings.server.passive_health_ttl_s,
+        self.outliers = Outliers(self.cfg.eject_after, settings.health.eject_ttl_s,
                                  clock)
         self.url_targets: dict[str, str] = {}
         if settings.onprem.enabled:
@@ -261,7 +261,7 @@ class HealthMonitor:
         p = self.passive.setdefault(tier, Passive())
         p.failures += 1
         probed = any(t.tier == tier for t in self.targets.values())
-        until = None if probed else self.clock() + self.settings.server.passive_health_ttl_s
+        until = None if probed else self.clock() + self.settings.health.eject_ttl_s
         if kind == "misconfigured":
             p.state, p.reason, p.until = "misconfigured", f"live traffic: {reason}", until
             p.at, p.probe_clears = self.clock(), True
@@ -271,7 +271,7 @@ class HealthMonitor:
         elif kind in ("unavailable", "stalled") and p.failures >= self.cfg.eject_after:
             p.state, p.at, p.probe_clears = "down", self.clock(), kind == "unavailable"
             p.until = until if kind == "unavailable" else \
-                self.clock() + self.settings.server.passive_health_ttl_s
+                self.clock() + self.settings.health.eject_ttl_s
             p.reason = f"ejected after {p.failures} failures in a row: {reason}"
         self._refresh()
 

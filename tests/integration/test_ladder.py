@@ -84,7 +84,7 @@ async def test_a_tier_that_keeps_losing_hedges_is_ejected_and_probes_do_not_brin
         gw_client, settings, onprem_sim, openai_sim):
     """Hung generation (headers, then nothing) while /health and /v1/models still answer:
     after eject_after lost hedges, turns skip on-prem instead of each waiting a deadline,
-    and the passing probes don't undo that before passive_health_ttl_s."""
+    and the passing probes don't undo that before health.eject_ttl_s."""
     await onprem_sim.set_fault("hang_after_headers")
     client = await gw_client(create_app(settings))
     eject_after = settings.health.eject_after

@@ -18,9 +18,11 @@ from tests.ws_client import connect, text, token, until, until_all
 Q = "Which hybrid SUV would you recommend for a family of five?"
 
 
-def ws_settings(onprem_sim, openai_sim, redis_url=None, **ws):
+def ws_settings(onprem_sim, openai_sim, redis_url=None, max_buffered_bytes=None, **ws):
     def mutate(data):
         data["websocket"].update(ws)
+        if max_buffered_bytes is not None:
+            data["server"]["max_buffered_bytes"] = max_buffered_bytes
         data["auth"]["allowed_origins"] = ["https://scout.example"]
     return make_settings([onprem_sim.url], f"{openai_sim.url}/v1", mutate=mutate,
                          redis_url=redis_url)

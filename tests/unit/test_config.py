@@ -221,3 +221,21 @@ def test_a_quoted_false_is_refused_not_read_as_true(section, key):
         settings_from_dict(data, ENV)
     assert f"{section}.{key}: must be true or false (unquoted), got 'false'" in \
         exc.value.problems
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("server.passive_health_ttl_s", "health.eject_ttl_s"),
+    ("websocket.max_buffered_bytes", "server.max_buffered_bytes"),
+])
+def test_a_moved_setting_is_still_read_under_its_old_name_with_a_warning(old, new):
+    (old_sec, old_key), (new_sec, new_key) = old.split("."), new.split(".")
+    data = example_config()
+    del data[new_sec][new_key]
+    data[old_sec][old_key] = 7
+    s = settings_from_dict(data, ENV)
+    assert getattr({"health": s.health, "server": s.server}[new_sec], new_key) == 7
+    assert f"{old} is now {new}; the old name is read until the next release" in s.warnings
+    data[new_sec][new_key] = 9   # both: ambiguous, so refused
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, ENV)
+    assert f"{old}: moved to {new}, which is also set; keep only that" in exc.value.problems
