@@ -291,6 +291,10 @@ class _Read(dict[str, Any]):
         self.asked.add(str(key))
         return super().__contains__(key)
 
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
     def unknown(self) -> list[str]:
         """One line per key nobody asked for, with the likeliest meant one."""
         out = []
