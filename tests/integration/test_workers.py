@@ -17,11 +17,17 @@ from tests.servers import free_port
 
 
 async def serving_line(stdout: asyncio.StreamReader) -> int:
-    async with asyncio.timeout(30):
-        while line := await stdout.readline():
-            if found := re.search(rb"serving on .* \(pid (\d+)\)", line):
-                return int(found.group(1))
-    raise AssertionError("the gateway exited before serving")
+    seen: list[bytes] = []   # shown if no worker says it is serving: why it did not
+    try:
+        async with asyncio.timeout(30):
+            while line := await stdout.readline():
+                if found := re.search(rb"serving on .* \(pid (\d+)\)", line):
+                    return int(found.group(1))
+                seen.append(line)
+    except TimeoutError:
+        raise AssertionError(b"no worker serving within 30 s; output:\n" + b"".join(seen)
+                             ) from None
+    raise AssertionError(b"the gateway exited before serving; output:\n" + b"".join(seen))
 
 
 def requests_total(metrics: str) -> float:
