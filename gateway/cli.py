@@ -110,8 +110,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.workers > 1:
         raise SystemExit(supervise(args.workers, port, args.argv))
     with contextlib.suppress(KeyboardInterrupt):
-        run(run_server(create_app(settings), host, port, lambda: print(
-            f"scout-gateway serving on http://{host}:{port} (pid {os.getpid()})", flush=True)))
+        run(run_server(create_app(settings), host, port, lambda: say(
+            f"scout-gateway serving on http://{host}:{port} (pid {os.getpid()})")))
+
+
+def say(line: str) -> None:
+    """One line to stdout in one write: workers share the pipe, and print() writes the text
+    and its newline separately, so two workers' lines could merge into one."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def supervise(workers: int, port: int, cli_args: list[str]) -> int:
@@ -199,8 +206,14 @@ async def _real_replica(api_key: str, alias: str) -> tuple[asyncio.subprocess.Pr
     url = f"http://127.0.0.1:{port}"
     if await llamacpp.wait_ready(url, api_key, lambda: proc.returncode is None):
         return proc, url
-    proc.kill()
-    raise SystemExit(f"the llama.cpp replica did not start; see {log}")
+    if proc.returncode is None:
+        proc.kill()
+        why = "it did not answer in time"
+    else:
+        why = f"it exited with {proc.returncode}"
+    tail = log.read_text(errors="replace").splitlines()[-5:]
+    raise SystemExit(f"the llama.cpp replica did not start: {why}; the end of {log}:\n"
+                     + "\n".join(tail))
 
 
 async def _demo(port: int, host: str, real_model: bool = False) -> None:
