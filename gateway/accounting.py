@@ -8,6 +8,7 @@ from gateway.cost import cost_usd
 from gateway.metrics import Metrics
 from gateway.routing.race import SwitchKind
 from gateway.stats import Stats
+from gateway.tiers import registry
 
 
 def cache_result(turn: Turn, outcome: TurnOutcome) -> str | None:
@@ -18,13 +19,24 @@ def cache_result(turn: Turn, outcome: TurnOutcome) -> str | None:
     return "miss" if turn.cacheable else None
 
 
+def reference_model(settings: Settings) -> str | None:
+    """The model the saving is measured against: the first off-site (paid) tier's."""
+    reg = registry()
+    spec = next((s for s in reg.generative() if s.offsite), None)
+    return settings.tiers[spec.name].model if spec is not None else None
+
+
 def openai_equivalent(settings: Settings, outcome: TurnOutcome) -> float:
-    """What the answer would have cost had OpenAI served it all (the saving's baseline)."""
-    return cost_usd(settings.prices, settings.openai.model, outcome.prompt_tokens,
-                    outcome.completion_tokens)
+    """What the answer would have cost had the paid backup served it all (the saving's
+    baseline)."""
+    model = reference_model(settings)
+    if model is None:
+        return 0.0
+    return cost_usd(settings.prices, model, outcome.prompt_tokens, outcome.completion_tokens)
 
 
 def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver:
+    primary, last = registry().primary(), registry().last_resort()
     def observe(turn: Turn, outcome: TurnOutcome) -> None:
         intent = outcome.intent
         tier = outcome.served_by[0] if outcome.served_by else "none"
@@ -45,7 +57,7 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
         if cache is not None:
             metrics.cache.labels({"fresh": "fresh_hit", "stale": "stale_hit"}.get(cache, cache)
                                  ).inc()
-        if "static" in outcome.served_by:
+        if last in outcome.served_by:
             metrics.static.labels(intent).inc()
         for part_tier, prompt, completion, usd in outcome.parts:
             metrics.tokens.labels(part_tier, "prompt").inc(prompt)
@@ -59,7 +71,7 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
         equivalent = openai_equivalent(settings, outcome)
         metrics.cost_saved.inc(max(0.0, equivalent - outcome.cost_usd))
         stats.record_turn(outcome.served_by, outcome.ttft_ms,
-                          counts_for_fallback=("onprem" in turn.plan.intent.ladder
+                          counts_for_fallback=(primary in turn.plan.intent.ladder
                                                and outcome.cached != "fresh"),
                           cost_usd=outcome.cost_usd,
                           openai_equivalent_usd=equivalent, cache=cache)

@@ -47,18 +47,14 @@ from gateway.appkeys import (
 from gateway.cache.stampede import Stampede
 from gateway.cache.store import AnswerCache
 from gateway.chat import ChatService
-from gateway.config import OFFSITE_TIERS, Settings
-from gateway.health.monitor import HealthMonitor, Webhook
+from gateway.config import Settings
+from gateway.health.incidents import Webhook
+from gateway.health.monitor import HealthMonitor
 from gateway.inventory import open_inventory
-from gateway.inventory.tier import InventoryProvider
 from gateway.logs import get_logger, install_filters
 from gateway.metrics import Metrics, multiprocess_dir
 from gateway.providers.base import Provider
-from gateway.providers.cache_tier import CacheProvider
 from gateway.providers.offsite import OffsiteGuard
-from gateway.providers.onprem import OnpremProvider
-from gateway.providers.openai_tier import OpenAIProvider
-from gateway.providers.static import StaticProvider
 from gateway.routing.intents import IntentClassifier
 from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter
@@ -69,6 +65,7 @@ from gateway.sessions import SessionIds, SessionStore
 from gateway.state.kv import KV, MemoryKV, RedisKV
 from gateway.state.redis_link import RedisLink
 from gateway.stats import Stats
+from gateway.tiers import TierContext, registry
 from gateway.turns import TurnRunner
 
 log = get_logger("scout.app")
@@ -170,9 +167,8 @@ async def _security(app: web.Application) -> AsyncIterator[None]:
     app[SIGNING_SECRET] = secret
     settings = app[SETTINGS]
     app[UPSTREAM_KEYS] = {
-        tier: KeySource(tier, cfg.api_key.get(), cfg.api_key_file, cfg.api_key_rotated_at)
-        for tier, cfg in (("onprem", settings.onprem), ("openai", settings.openai))
-        if cfg.enabled and cfg.api_key}
+        tier: KeySource(tier, cfg.api_key.get(), cfg.watch_file, cfg.rotated_at)
+        for tier, cfg in settings.tiers.items() if cfg.enabled and cfg.api_key}
     max_age_s = auth_cfg.key_max_age_days * 86400
 
     async def watch_key_files() -> None:
@@ -224,7 +220,9 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    connector = aiohttp.TCPConnector(limit=settings.onprem.max_connections,
+    # Sized by the tiers that use the shared pool (on-prem's max_connections).
+    limit = max((getattr(c, "max_connections", 0) for c in settings.tiers.values()), default=0)
+    connector = aiohttp.TCPConnector(limit=limit or 100,
                                      keepalive_timeout=30, enable_cleanup_closed=True)
     # No total timeout: each stream is bounded by its plan's deadlines instead.
     async with aiohttp.ClientSession(connector=connector,
@@ -237,20 +235,18 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    providers: dict[str, Provider] = {"static": StaticProvider(),
-                                      "cache": CacheProvider(app[CACHE])}
-    if settings.onprem.enabled:
-        providers["onprem"] = OnpremProvider(settings.onprem, app[UPSTREAM_SESSION], app[HEALTH],
-                                             app[UPSTREAM_KEYS].get("onprem"))
-    if settings.openai.enabled:
-        providers["openai"] = OpenAIProvider(
-            settings.openai, app[UPSTREAM_KEYS].get("openai"),
-            app[TRACING].client_trace_configs() if settings.openai.propagate_trace else [])
     inventory = None
     if settings.inventory.enabled:
         inventory = await open_inventory(settings.inventory)
-        providers["inventory"] = InventoryProvider(inventory)
         app[INVENTORY] = inventory
+    providers: dict[str, Provider] = {}
+    for spec in registry().all():   # each enabled tier, built from its spec
+        if spec.name not in settings.enabled_tiers() or spec.provider is None:
+            continue
+        providers[spec.name] = spec.provider(TierContext(
+            settings, app[UPSTREAM_SESSION], keys=app[UPSTREAM_KEYS].get(spec.name),
+            health=app[HEALTH], trace_configs=app[TRACING].client_trace_configs(),
+            cache=app[CACHE], inventory=inventory))
     classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
     metrics, stats = app[METRICS], app[STATS]
 
@@ -260,7 +256,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         for kind, n in redacted.items():
             metrics.pii_redacted.labels(kind).inc(n)
 
-    for tier in OFFSITE_TIERS & providers.keys():  # privacy by construction, for each
+    for tier in registry().offsite() & providers.keys():  # privacy by construction, for each
         providers[tier] = OffsiteGuard(providers[tier], classifier, settings.privacy.redact,
                                        audit, settings.server.system_prompt)
     app[PROVIDERS] = providers
@@ -277,6 +273,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         webhook = Webhook(settings.health.webhook_url.get(), app[UPSTREAM_SESSION])
         monitor.on_change.append(webhook)
     probes = asyncio.get_running_loop().create_task(monitor.run(app[UPSTREAM_SESSION]))
+    flusher = asyncio.get_running_loop().create_task(monitor.background())
 
     async def watch_inventory() -> None:   # row count and data age for /health
         while inventory is not None:
@@ -292,6 +289,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     finally:
         await _stop(gauges)
         await _stop(probes)
+        await _stop(flusher)
         await _stop(stock)
         await app[TURNS].close()
         if webhook is not None:

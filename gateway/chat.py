@@ -27,6 +27,7 @@ from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOu
 from gateway.routing.hedging import Hedging, HedgingConfig
 from gateway.routing.intents import IntentClassifier
 from gateway.routing.plan import RoutePlan, plan_route
+from gateway.tiers import registry
 from gateway.tracing import Tracing
 
 log = get_logger("scout.chat")
@@ -119,12 +120,9 @@ class ChatService:
         self.hedging = Hedging(HedgingConfig(floor_s=h.floor_s, factor=h.factor,
                                              budget=h.budget, window_s=h.window_s))
         self._enabled = settings.enabled_tiers()
-        tool_tiers = []
-        if settings.onprem.supports_tools:
-            tool_tiers.append("onprem")
-        if settings.openai.supports_tools:
-            tool_tiers.append("openai")
-        self._tool_tiers = frozenset(tool_tiers)
+        self._tool_tiers = frozenset(t for t in settings.tiers
+                                     if registry().supports(settings, t, "supports_tools"))
+        self._generative = registry().generative_names()
 
     def tier_health(self, tier: str) -> TierHealth:
         return self.health.state(tier)
@@ -279,7 +277,7 @@ class ChatService:
         cost = 0.0
         parts = []
         for tier, p, c, part in r.parts:
-            p = p if p is not None else (prompt_estimate if tier in ("onprem", "openai") else 0)
+            p = p if p is not None else (prompt_estimate if tier in self._generative else 0)
             c = c if c is not None else estimate_tokens(part)
             prompt += p
             completion += c
@@ -298,7 +296,7 @@ class ChatService:
     def _should_store(self, turn: Turn, r: RaceResult) -> bool:
         """Only whole answers from one generative tier, of cacheable, non-private intents."""
         return (turn.cacheable and r.complete and not r.stats.resumes and not r.tool_calls
-                and len(r.served_by) == 1 and r.served_by[0] in ("onprem", "openai")
+                and len(r.served_by) == 1 and r.served_by[0] in self._generative
                 and (r.finish_reason or "stop") == "stop" and bool(r.text))
 
     async def _store(self, turn: Turn, r: RaceResult, outcome: TurnOutcome) -> None:

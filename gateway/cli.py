@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -336,7 +335,7 @@ def cmd_inventory_import(args: argparse.Namespace) -> None:
                          f"{exc.strerror}") from None
 
     async def go() -> int:
-        store = await open_store(replace(cfg, seed_csv=""))
+        store = await open_store(cfg.model_copy(update={"seed": ""}))
         try:
             report = await import_csv(store, text)
         finally:

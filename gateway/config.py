@@ -1,32 +1,63 @@
 """Settings: one YAML file plus secrets from the environment or files.
 
-`load_settings` validates everything and raises `ConfigError` listing every
-problem at once, so an operator fixes the file in one pass.
+The file's shape is a set of pydantic models: each default is written once, on its field;
+an unknown key is refused with the one that was probably meant; booleans and numbers are
+YAML's own (a quoted "false" is text, not false). `scout-gateway config schema` prints the
+models as a JSON Schema for editors, and `scout-gateway config check FILE` validates a file
+without starting anything.
+
+`load_settings` raises `ConfigError` listing every problem at once, in plain words, so an
+operator fixes the file in one pass. Rules that span several settings (a private intent
+with an off-site tier in its ladder, a model without a price) are checked on the file as
+written, so they are listed even when a field elsewhere is wrong.
+
+Each generative tier's section (`onprem`, `openai`, ...) is declared by its module in the
+tier registry (`gateway.tiers`), not here: adding a tier adds its section.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from gateway.errors import ConfigError
 
-TIERS = ("onprem", "openai", "inventory", "cache", "static")
-GENERATIVE_TIERS = ("onprem", "openai")
-OFFSITE_TIERS = frozenset({"openai"})   # tiers outside the dealership: privacy rules apply
 # Where an intent's turns may go: `allowed` off-site as written, `redacted` off-site with
 # personal data replaced by placeholders, `never` on-site only (on-prem, cache, static).
 OFFSITE_POLICIES = ("allowed", "redacted", "never")
 PII_KINDS = ("email", "phone", "card", "ssn", "dl", "vin", "plate", "dob", "address",
              "bank_account", "routing", "income", "credit_score", "name")
+
+# Numbers as YAML writes them: no quoted "5", no `true` for 1.
+Seconds = Annotated[float, Strict(), Field(gt=0)]
+NonNegative = Annotated[float, Strict(), Field(ge=0)]
+Count = Annotated[int, Strict(), Field(gt=0)]
+Flag = StrictBool
 
 
 class Secret:
@@ -49,40 +80,170 @@ class Secret:
         return bool(self._value)
 
 
-@dataclass(frozen=True, slots=True)
-class Deadlines:
+@dataclass
+class Loading:
+    """What validation reads and reports besides the file: the environment (secrets) and
+    the problems and warnings found by rules that span fields. Passed as pydantic's
+    validation context."""
+
+    env: Mapping[str, str]
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def from_env(self, name: str) -> str:
+        """A secret: `NAME`, or the file that `NAME_FILE` names (the convention of Docker's
+        official images, so compose `secrets:` work without putting the value in the
+        container's environment, where `docker inspect` shows it)."""
+        value = self.env.get(name, "").strip()
+        if value or not self.env.get(f"{name}_FILE"):
+            return value
+        path = self.env[f"{name}_FILE"]
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            self.problems.append(f"{name}_FILE: cannot read {path}: {exc.strerror}")
+            return ""
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.from_env(name)
+        return Secret(value) if value else None
+
+
+def context_of(info: ValidationInfo) -> Loading:
+    """The context of this validation; a model built in code (tests) reads no environment."""
+    ctx = info.context
+    return ctx if isinstance(ctx, Loading) else Loading(env={})
+
+
+class Section(BaseModel):
+    """One mapping of the file: unknown keys refused, values fixed once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _from_file(alias: str | None = None) -> Any:
+    """A section's default: its own defaults, validated like a written one (so the
+    environment's secrets are read for it too)."""
+    return Field(default_factory=dict, validate_default=True, alias=alias)
+
+
+class Deadlines(Section):
     """The three deadlines that guard one tier's stream, in seconds."""
 
-    headers_s: float = 2.0
-    first_token_s: float = 5.0
-    gap_s: float = 10.0
+    headers_s: Seconds = 2.0
+    first_token_s: Seconds = 5.0
+    gap_s: Seconds = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+def _deadline_rules(where: str, raw: Mapping[str, Any], problems: list[str]) -> None:
+    """Deadlines that can't work together, on the values as written (beside a bad field)."""
+    d = {k: raw.get(k, f.default) for k, f in Deadlines.model_fields.items()}
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in d.values()):
+        return
+    if d["headers_s"] > d["first_token_s"]:
+        problems.append(f"{where}: headers_s ({d['headers_s']:g}) cannot be longer than "
+                        f"first_token_s ({d['first_token_s']:g}): no token can arrive before "
+                        "the headers")
+    for key, value in d.items():
+        if value > 600:
+            problems.append(f"{where}.{key}: {value:g} s is longer than any client waits "
+                            "(max 600)")
+
+
+class Price(Section):
     """USD per one million tokens."""
 
-    input: float
-    output: float
+    input: NonNegative = 0.0
+    output: NonNegative = 0.0
 
 
-@dataclass(frozen=True)
-class IntentConfig:
-    name: str
-    ladder: tuple[str, ...]
-    deadlines: Deadlines
+class Match(Section):
+    keywords: list[str] = []
+    patterns: list[str] = []
+
+
+class IntentConfig(Section):
+    """One intent: how it is recognised, where its turns may go and how long each may take."""
+
+    name: SkipJsonSchema[str] = ""   # the key it is written under
+    ladder: tuple[str, ...] = Field(min_length=1)
     static_reply: str
-    keywords: tuple[str, ...] = ()
-    patterns: tuple[re.Pattern[str], ...] = ()
-    cacheable: bool = False
-    cache_ttl_s: float = 3600.0
-    private: bool = False
-    offsite: str = ""     # one of OFFSITE_POLICIES; unset: never if private, else redacted
-    ground: bool = False  # put the matching stock in the models' system prompt
+    deadlines: Deadlines = _from_file()
+    match: Match = Match()
+    cacheable: Flag = False
+    cache_ttl_s: Seconds = 3600.0
+    private: Flag = False
+    # unset: never if private, else redacted
+    offsite: Literal["allowed", "redacted", "never"] = "redacted"
+    ground: Flag = False  # put the matching stock in the models' system prompt
+    _patterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
 
-    def __post_init__(self) -> None:
-        if not self.offsite:
-            object.__setattr__(self, "offsite", "never" if self.private else "redacted")
+    @field_validator("static_reply")
+    @classmethod
+    def _reply(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("every intent needs a static reply (the last resort)")
+        return value
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.tiers import registry
+        known = registry().names()
+        unknown = [t for t in value if t not in known]
+        if unknown:
+            raise ValueError(f"unknown tier {unknown[0]!r} (known: {', '.join(known)})")
+        if len(set(value)) != len(value):
+            raise ValueError("names a tier twice")
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _patterns_compile(cls, value: Match) -> Match:
+        for pat in value.patterns:
+            try:
+                re.compile(pat, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"patterns: {pat!r} is not a valid regex: {exc}") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_offsite(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("offsite") is None:
+            data = {**data, "offsite": "never" if data.get("private") is True else "redacted"}
+        return data
+
+    @model_validator(mode="after")
+    def _settle(self) -> IntentConfig:
+        self._patterns = tuple(re.compile(p, re.IGNORECASE) for p in self.match.patterns)
+        return self
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(k.lower() for k in self.match.keywords)
+
+    @property
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return self._patterns
+
+
+def _intent_rules(name: str, raw: Mapping[str, Any], offsite_tiers: frozenset[str],
+                  problems: list[str]) -> None:
+    """The rules between an intent's own fields, on the values as written."""
+    where = f"intents.{name}"
+    private = raw.get("private") is True
+    offsite = raw.get("offsite") or ("never" if private else "redacted")
+    ladder = raw.get("ladder")
+    ladder = set(map(str, ladder)) if isinstance(ladder, list | tuple) else set()
+    if private and offsite != "never" and offsite in OFFSITE_POLICIES:
+        problems.append(f"{where}: is private, so offsite must be never (got {offsite})")
+    if offsite == "never" and offsite_tiers & ladder:
+        why = "is private" if private else "has offsite: never"
+        problems.append(f"{where}: {why}, so its ladder must not contain "
+                        f"{', '.join(sorted(offsite_tiers & ladder))}")
+    if private and raw.get("cacheable") is True:
+        problems.append(f"{where}: is private, so it cannot be cacheable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,760 +252,623 @@ class Replica:
     base_url: str  # serves /health, /v1/models, /metrics (nginx's /replicas/NAME, or direct)
 
 
-@dataclass(frozen=True)
-class OnpremConfig:
-    enabled: bool = True
-    # The GPU box's nginx (one URL); several URLs are balanced client-side
-    # (least in flight), which the demo uses when no nginx runs.
-    urls: tuple[str, ...] = ("http://127.0.0.1:8000",)
-    model: str = "llama-3.1-70b-instruct"
-    api_key: Secret | None = None
-    api_key_file: str | None = None     # re-read on change and SIGHUP (rotation)
-    api_key_rotated_at: float | None = None
-    supports_tools: bool = False
-    max_connections: int = 200
-    replicas: tuple[Replica, ...] = ()
-    path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
+class TierConfig(Section):
+    """What every generative tier's section has: a model, its key, what it can do.
 
+    A tier's module subclasses this with its own fields and defaults (`OnpremConfig`,
+    `OpenAIConfig`, ...) and names it in its `TierSpec`. The key itself never goes in the
+    file: `api_key_env` names a variable, `api_key_file` a file (re-read on change).
+    """
 
-@dataclass(frozen=True)
-class OpenAIConfig:
-    enabled: bool = True
-    model: str = "gpt-4o-mini"
-    api_key: Secret | None = None
+    section: ClassVar[str] = ""            # its name in the file: the tier's name
+    key_required: ClassVar[bool] = False   # enabled without naming a key is an error
+
+    enabled: Flag = True
+    model: str
+    api_key_env: str | None = None
     api_key_file: str | None = None
-    api_key_rotated_at: float | None = None
-    base_url: str | None = None
-    supports_tools: bool = True
-    timeout_s: float = 60.0
-    propagate_trace: bool = False   # send traceparent to OpenAI too (tracing on)
+    api_key_rotated_at: datetime.date | None = None   # one warning when the key gets old
+    supports_tools: Flag = False
+    supports_response_format: Flag = False
+    _key: Secret | None = PrivateAttr(default=None)
+    _watch: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_key(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, Mapping) and "api_key" in data:
+            where = cls.section or cls.__name__
+            context_of(info).problems.append(f"{where}.api_key: secrets never go in the file; "
+                                           "use api_key_env or api_key_file")
+            data = {k: v for k, v in data.items() if k != "api_key"}
+        return data
+
+    @model_validator(mode="after")
+    def _resolve_key(self, info: ValidationInfo) -> TierConfig:
+        loading = context_of(info)
+        where = self.section or type(self).__name__
+        if self.enabled and self.key_required and not (self.api_key_env or self.api_key_file):
+            loading.problems.append(f"{where}: enabled but names no api_key_env or api_key_file")
+        if self.api_key_env:
+            self._key = loading.secret(self.api_key_env)
+        if self._key is None and self.api_key_file:
+            try:
+                value = Path(self.api_key_file).read_text().strip()
+            except OSError as exc:
+                loading.problems.append(f"{where}.api_key_file: cannot read "
+                                        f"{self.api_key_file}: {exc.strerror}")
+                value = ""
+            if value:
+                self._key, self._watch = Secret(value), self.api_key_file
+        if self.enabled and self._key is None and (self.api_key_env or self.api_key_file):
+            source = (f"environment variable {self.api_key_env}" if self.api_key_env
+                      else f"file {self.api_key_file}")
+            loading.problems.append(f"{where}: enabled but its API key is missing: set {source}")
+        return self
+
+    @property
+    def api_key(self) -> Secret | None:
+        return self._key
+
+    @property
+    def watch_file(self) -> str | None:
+        """The key file to watch for rotation: only when the key really came from it."""
+        return self._watch
+
+    @property
+    def rotated_at(self) -> float | None:
+        day = self.api_key_rotated_at
+        if day is None:
+            return None
+        return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
 
 
-@dataclass(frozen=True)
-class CacheConfig:
-    max_entries: int = 10_000
+class CacheConfig(Section):
+    max_entries: Count = 10_000
     # How long an answer is kept past its fresh TTL for the ladder's stale tier.
-    stale_ttl_s: float = 86_400.0
+    stale_ttl_s: NonNegative = 86_400.0
     # How long identical questions wait for the one that went upstream.
-    stampede_wait_s: float = 5.0
+    stampede_wait_s: Seconds = 5.0
 
 
-@dataclass(frozen=True)
-class HedgingKnobs:
-    floor_s: float = 0.3
-    factor: float = 1.5
-    budget: float = 0.05
-    window_s: float = 300.0
+class HedgingKnobs(Section):
+    floor_s: Seconds = 0.3
+    factor: Annotated[float, Strict(), Field(ge=1)] = 1.5  # below 1 hedges before the p95
+    budget: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.05  # a share of requests
+    window_s: Seconds = 300.0
 
 
-@dataclass(frozen=True)
-class InventoryConfig:
-    enabled: bool = True
-    dsn: Secret | None = None          # PostgreSQL (INVENTORY_DSN); None: SQLite
+Synonym = Literal["make", "model", "body_style", "fuel"]
+_SYNONYM_FIELDS = {"make": "makes", "model": "models", "body_style": "body_styles",
+                   "fuel": "fuels"}
+
+
+class InventoryConfig(Section):
+    enabled: Flag = True
+    dsn_env: str = "INVENTORY_DSN"     # PostgreSQL; unset: SQLite
     sqlite_path: str = ""              # "" keeps it in memory, loaded from seed_csv at start
-    seed_csv: str = ""                 # loaded when the store is empty ("" : none)
-    max_results: int = 5
-    max_age_h: float = 24.0
+    seed: str = Field(default="builtin", alias="seed_csv")  # loaded when the store is empty
+    max_results: Count = 5
+    max_age_h: Seconds = 24.0
     link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
-    ground_rows: int = 8
-    synonyms: tuple[tuple[str, str, str], ...] = ()
+    ground_rows: Count = 8
+    # a phrase → {make|model|body_style|fuel: value}
+    phrases: dict[str, dict[Synonym, str]] = Field(default={}, alias="synonyms")
+    _dsn: Secret | None = PrivateAttr(default=None)
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: str) -> str:
+        if "{stock_number}" not in value:
+            raise ValueError("must contain {stock_number}")
+        return value
+
+    @field_validator("phrases")
+    @classmethod
+    def _one_each(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for phrase, target in value.items():
+            if len(target) != 1:
+                raise ValueError(f"{phrase}: must be one of make, model, body_style, fuel: value")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> InventoryConfig:
+        loading = context_of(info)
+        dsn = loading.from_env(self.dsn_env)
+        if dsn and not re.match(r"^postgres(ql)?://", dsn):
+            loading.problems.append(f"inventory: {self.dsn_env} must be a postgresql:// URL")
+        self._dsn = Secret(dsn) if dsn else None
+        if self.seed_csv and not Path(self.seed_csv).is_file():
+            loading.problems.append(f"inventory.seed_csv: {self.seed_csv} does not exist")
+        return self
+
+    @property
+    def dsn(self) -> Secret | None:
+        return self._dsn
+
+    @property
+    def seed_csv(self) -> str:
+        if self.seed == "builtin":
+            return str(Path(__file__).parent / "data" / "inventory.csv")
+        return self.seed
+
+    @property
+    def synonyms(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple((phrase.lower(), _SYNONYM_FIELDS[k], v)
+                     for phrase, target in self.phrases.items() for k, v in target.items())
 
 
-@dataclass(frozen=True)
-class PrivacyConfig:
+class PrivacyConfig(Section):
     # Personal data replaced before an off-site tier sees it, per kind (all on by default).
-    redact: frozenset[str] = frozenset(PII_KINDS)
+    switches: dict[str, StrictBool] = Field(default={}, alias="redact")
+
+    @field_validator("switches", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, Mapping):
+            for kind, on in value.items():
+                if kind not in PII_KINDS:
+                    context_of(info).problems.append(
+                        f"privacy.redact.{kind}: unknown kind (known: {', '.join(PII_KINDS)})")
+                elif not isinstance(on, bool):
+                    context_of(info).problems.append(
+                        f"privacy.redact.{kind}: must be true or false, got {on!r}")
+            return {k: v for k, v in value.items() if k in PII_KINDS and isinstance(v, bool)}
+        return value
+
+    @property
+    def redact(self) -> frozenset[str]:
+        return frozenset(k for k in PII_KINDS if self.switches.get(k, True))
 
 
-@dataclass(frozen=True)
-class RedisConfig:
-    url: Secret | None = None   # None: the in-process store (demo, single box)
-    timeout_s: float = 0.05
+class RedisConfig(Section):
+    url_env: str = "REDIS_URL"      # e.g. redis://:password@10.0.0.5:6379/0
+    timeout_ms: Annotated[float, Strict(), Field(gt=0)] = 50
+    _url: Secret | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_url(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, Mapping) and "url" in data:
+            context_of(info).problems.append(
+                "redis.url: a Redis URL may hold a password; name it with url_env instead")
+            data = {k: v for k, v in data.items() if k != "url"}
+        return data
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> RedisConfig:
+        loading = context_of(info)
+        url = loading.from_env(self.url_env)
+        if url and not re.match(r"^(redis|rediss|unix)://", url):
+            loading.problems.append(f"redis: {self.url_env} must be a redis://, rediss:// or "
+                                    "unix:// URL")
+        self._url = Secret(url) if url else None
+        return self
+
+    @property
+    def url(self) -> Secret | None:
+        """None: the in-process store (demo, single box)."""
+        return self._url
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_ms / 1000
 
 
-@dataclass(frozen=True)
-class SessionsConfig:
-    ttl_s: float = 86_400.0
-    max_turns: int = 20           # user+assistant pairs kept and sent upstream
-    max_prompt_tokens: int = 3000  # oldest turns are dropped past this (estimated)
-    answer_ttl_s: float = 3600.0  # finished answers kept for a client that reconnects
+class SessionsConfig(Section):
+    ttl_s: Seconds = 86_400.0
+    max_turns: Count = 20           # user+assistant pairs kept and sent upstream
+    max_prompt_tokens: Count = 3000  # oldest turns are dropped past this (estimated)
+    answer_ttl_s: Seconds = 3600.0  # finished answers kept for a client that reconnects
 
 
-@dataclass(frozen=True)
-class AuthConfig:
-    api_keys: Secret | None = None      # "label:key,label:key" from the environment
+class AuthConfig(Section):
+    api_keys_env: str = "SCOUT_API_KEYS"   # "label:key,label:key"
     api_keys_file: str | None = None    # "label key" or "label sha256:<hex>" per line; reloaded
     # Signs session ids and WebSocket tokens; the same on every gateway process.
-    signing_secret: Secret | None = None
-    ws_token_ttl_s: float = 60.0
+    signing_secret_env: str = "SCOUT_SIGNING_SECRET"
+    ws_token_ttl_s: Seconds = 60.0
     allowed_origins: tuple[str, ...] = ()
-    demo_tokens: bool = False           # /api/demo-token hands out WebSocket tokens (demo only)
-    allow_anonymous: bool = False       # no API key needed at all (never on the internet)
-    staff_keys: Secret | None = None    # "label:token,..." for /health detail, /metrics, dashboard
+    demo_tokens: Flag = False           # /api/demo-token hands out WebSocket tokens (demo only)
+    allow_anonymous: Flag = False       # no API key needed at all (never on the internet)
+    staff_keys_env: str = "SCOUT_STAFF_KEYS"  # "label:token,..." for /health detail, /metrics
     # Key labels (the frontend's server) trusted to name the end user they call for, with
     # the OpenAI `user` field or the X-Scout-User header: the per-user limits' third key.
     end_user_keys: tuple[str, ...] = ()
-    key_max_age_days: float = 30.0      # one warning when a key gets older than this
+    key_max_age_days: Seconds = 30.0      # one warning when a key gets older than this
+    _keys: Secret | None = PrivateAttr(default=None)
+    _signing: Secret | None = PrivateAttr(default=None)
+    _staff: Secret | None = PrivateAttr(default=None)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.match(r"^https?://[^/\s]+/?$", origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return tuple(o.rstrip("/") for o in value)
+
+    @field_validator("end_user_keys", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+            raise ValueError("must be a list of API key labels")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> AuthConfig:
+        loading = context_of(info)
+        signing = loading.from_env(self.signing_secret_env)
+        if signing and len(signing) < 16:
+            loading.problems.append(f"auth: {self.signing_secret_env} is too short to sign "
+                                    "session ids and tokens (16+ characters)")
+        if not signing:
+            loading.warnings.append(
+                f"auth: {self.signing_secret_env} is not set; session ids and WebSocket tokens "
+                "are signed with a per-process key, so other gateway processes refuse them")
+        if self.api_keys_file and not Path(self.api_keys_file).is_file():
+            loading.problems.append(f"auth.api_keys_file: {self.api_keys_file} does not exist")
+        self._keys = loading.secret(self.api_keys_env)
+        if self._keys is None and not self.api_keys_file and not self.allow_anonymous:
+            loading.problems.append(f"auth: no API keys: set {self.api_keys_env} "
+                                    "(label:key,...) or auth.api_keys_file")
+        self._signing = Secret(signing) if signing else None
+        self._staff = loading.secret(self.staff_keys_env)
+        return self
+
+    @property
+    def api_keys(self) -> Secret | None:
+        return self._keys
+
+    @property
+    def signing_secret(self) -> Secret | None:
+        return self._signing
+
+    @property
+    def staff_keys(self) -> Secret | None:
+        return self._staff
 
 
-@dataclass(frozen=True)
-class HealthConfig:
-    interval_s: float = 2.0
-    jitter: float = 0.2            # ± this fraction of the interval
-    timeout_s: float = 1.0         # one attempt per probe, never retried
-    backoff_max_s: float = 10.0    # a down target is probed less often, up to this
-    rise: int = 2                  # good probes in a row before a bad target is up again
-    busy_waiting: int = 8          # vllm:num_requests_waiting above this → busy
-    eject_after: int = 3           # live-traffic failures in a row that eject a tier
-    eject_ttl_s: float = 10.0      # the first ejection's length (longer each time after)
-    webhook_url: Secret | None = None   # Slack-compatible; from the environment
-    fallback_window_s: float = 900.0
-    fallback_threshold: float = 0.5     # share of answers not from on-prem that alerts
-    fallback_min_requests: int = 3
+class HealthConfig(Section):
+    interval_s: Seconds = 2.0
+    jitter: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.2  # ± this share of the interval
+    timeout_s: Seconds = 1.0         # one attempt per probe, never retried
+    backoff_max_s: Seconds = 10.0    # a down target is probed less often, up to this
+    rise: Count = 2                  # good probes in a row before a bad target is up again
+    busy_waiting: Annotated[int, Strict(), Field(ge=0)] = 8  # vLLM queue above this → busy
+    eject_after: Count = 3           # live-traffic failures in a row that eject a tier
+    eject_ttl_s: Seconds = 10.0      # the first ejection's length (longer each time after)
+    webhook_url_env: str = "SCOUT_ALERT_WEBHOOK"   # Slack-compatible; optional
+    fallback_window_s: Seconds = 900.0
+    fallback_threshold: Seconds = 0.5     # share of answers not from on-prem that alerts
+    fallback_min_requests: Count = 3
+    _hook: Secret | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> HealthConfig:
+        loading = context_of(info)
+        if self.timeout_s >= self.interval_s:
+            loading.problems.append(f"health.timeout_s ({self.timeout_s:g}) must be shorter "
+                                    f"than interval_s ({self.interval_s:g})")
+        self._hook = loading.secret(self.webhook_url_env)
+        if self._hook is not None and not re.match(r"^https?://", self._hook.get()):
+            loading.problems.append(f"health: {self.webhook_url_env} must be an http(s) URL")
+        return self
+
+    @property
+    def webhook_url(self) -> Secret | None:
+        return self._hook
 
 
-@dataclass(frozen=True)
-class RateLimitConfig:
+def _limit(value: str) -> str:
+    from limits import parse as parse_limit
+    try:
+        parse_limit(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a limit like '60/minute'") from None
+    return value
+
+
+class RateLimitConfig(Section):
     per_key: str = "600/minute"
     per_ip: str = "60/minute"
-    streams_per_key: int = 200
-    streams_per_ip: int = 8
+    streams_per_key: Count = 200
+    streams_per_ip: Count = 8
     per_user: str = "30/minute"   # per end user named by a key in auth.end_user_keys
-    streams_per_user: int = 2
+    streams_per_user: Count = 2
+
+    _limits = field_validator("per_key", "per_ip", "per_user")(_limit)
 
 
-@dataclass(frozen=True)
-class WebSocketConfig:
-    heartbeat_s: float = 20.0           # ping interval; no pong within half of it closes
-    max_in_flight: int = 4              # chats in flight on one socket
-    max_frame_bytes: int = 64 * 1024
-    messages_per_s: float = 5.0
-    burst: int = 20
-    drain_s: float = 20.0               # on SIGTERM, how long in-flight answers may finish
+class WebSocketConfig(Section):
+    heartbeat_s: Seconds = 20.0           # ping interval; no pong within half of it closes
+    max_in_flight: Count = 4              # chats in flight on one socket
+    max_frame_bytes: Count = 64 * 1024
+    messages_per_s: Seconds = 5.0
+    burst: Count = 20
+    drain_s: NonNegative = 20.0           # on SIGTERM, how long in-flight answers may finish
 
 
-@dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(Section):
     host: str = "0.0.0.0"
-    port: int = 8080
-    max_body_bytes: int = 256 * 1024
-    max_message_bytes: int = 32 * 1024
-    max_messages: int = 200
-    body_timeout_s: float = 10.0  # the whole body must arrive within this (slow-loris)
+    port: Annotated[int, Strict(), Field(ge=0, le=65535)] = 8080
+    max_body_bytes: Count = 256 * 1024
+    max_message_bytes: Count = 32 * 1024
+    max_messages: Count = 200
+    body_timeout_s: Seconds = 10.0  # the whole body must arrive within this (slow-loris)
     system_prompt: str = ""
     # Per chat, SSE or WebSocket: a client further behind than this loses the stream
     # (the answer still completes and can be resumed).
-    max_buffered_bytes: int = 256 * 1024
+    max_buffered_bytes: Count = 256 * 1024
     # Peers whose X-Forwarded-For is believed (addresses or CIDRs): the edge nginx. From any
     # other peer the header is ignored and the peer's own address is the client's.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
+    @field_validator("system_prompt", mode="before")
+    @classmethod
+    def _prompt(cls, value: Any) -> Any:
+        return "" if value is None else value
 
-@dataclass(frozen=True)
-class Settings:
-    server: ServerConfig
-    onprem: OnpremConfig
-    openai: OpenAIConfig
-    cache: CacheConfig
-    redis: RedisConfig
-    sessions: SessionsConfig
-    auth: AuthConfig
-    ws: WebSocketConfig
-    health: HealthConfig
-    rate_limits: RateLimitConfig
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
+
+
+# Settings that moved to the section that uses them: (old section, key) → (new section, key).
+# The old name is read, with a warning, for one release.
+MOVED = {("server", "passive_health_ttl_s"): ("health", "eject_ttl_s"),
+         ("websocket", "max_buffered_bytes"): ("server", "max_buffered_bytes")}
+
+
+class Settings(BaseModel):
+    """The whole file. Each generative tier's section is added by the registry
+    (`settings_model`); `tiers` maps a tier's name to its section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerConfig = _from_file()
+    cache: CacheConfig = _from_file()
+    redis: RedisConfig = _from_file()
+    sessions: SessionsConfig = _from_file()
+    auth: AuthConfig = _from_file()
+    ws: WebSocketConfig = _from_file(alias="websocket")
+    health: HealthConfig = _from_file()
+    rate_limits: RateLimitConfig = _from_file()
+    deadlines: Deadlines = _from_file()   # every intent's, unless it sets its own
     intents: dict[str, IntentConfig]
-    prices: dict[str, Price]
     default_intent: str = "default"
-    warnings: tuple[str, ...] = field(default=())
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    hedging: HedgingKnobs = field(default_factory=HedgingKnobs)
-    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    prices: dict[str, Price] = {}        # USD per 1M tokens, per model name
+    privacy: PrivacyConfig = _from_file()
+    hedging: HedgingKnobs = _from_file()
+    inventory: InventoryConfig = _from_file()
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_written(cls, data: Any, info: ValidationInfo) -> Any:
+        """Moved names, intent names and deadlines, and the rules across sections, on the
+        file as written: they are listed even when some field elsewhere is wrong."""
+        if not isinstance(data, Mapping):
+            return data
+        loading = context_of(info)
+        data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+        for (old, old_key), (new, new_key) in MOVED.items():
+            before = data.get(old)
+            if not isinstance(before, dict) or old_key not in before:
+                continue
+            value = before.pop(old_key)
+            after = data.setdefault(new, {})
+            if not isinstance(after, dict):
+                continue
+            if new_key in after:
+                loading.problems.append(f"{old}.{old_key}: moved to {new}.{new_key}, which "
+                                        "is also set; keep only that")
+                continue
+            loading.warnings.append(f"{old}.{old_key} is now {new}.{new_key}; the old name "
+                                    "is read until the next release")
+            after[new_key] = value
+        from gateway.tiers import registry
+        tiers = registry()
+        base = data.get("deadlines") if isinstance(data.get("deadlines"), dict) else {}
+        _deadline_rules("deadlines", base, loading.problems)
+        intents = data.get("intents")
+        if isinstance(intents, dict):
+            for name, raw in list(intents.items()):
+                if not isinstance(raw, Mapping):
+                    continue
+                own = raw.get("deadlines")
+                raw = {**raw, "name": str(name)}
+                if own is None or isinstance(own, Mapping):
+                    raw["deadlines"] = {**base, **(own or {})}
+                    if own:
+                        _deadline_rules(f"intents.{name}.deadlines", raw["deadlines"],
+                                        loading.problems)
+                intents[name] = raw
+                _intent_rules(str(name), raw, tiers.offsite(), loading.problems)
+        default_intent = data.get("default_intent", "default")
+        if isinstance(intents, dict) and default_intent not in intents:
+            loading.problems.append(f"default_intent: {default_intent!r} is not among the "
+                                    "intents")
+        prices = data.get("prices") if isinstance(data.get("prices"), Mapping) else {}
+        for spec in tiers.generative():
+            section = data.get(spec.name) if isinstance(data.get(spec.name), Mapping) else {}
+            if section.get("enabled", True) is False:
+                users = sorted(str(n) for n, i in (intents or {}).items()
+                               if isinstance(i, Mapping) and spec.name in (i.get("ladder") or ()))
+                if users:
+                    loading.warnings.append(f"tier {spec.name} is disabled and is skipped in "
+                                            f"the ladders of {', '.join(users)}")
+                continue
+            assert spec.config is not None
+            model = section.get("model", spec.config.model_fields["model"].default)
+            if isinstance(model, str) and model not in prices:
+                loading.problems.append(f"{spec.name}.model: {model!r} has no entry under "
+                                        "prices (on-prem may be 0)")
+        return data
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self._warnings
+
+    @property
+    def tiers(self) -> dict[str, TierConfig]:
+        """Each generative tier's section, by tier name (enabled or not)."""
+        from gateway.tiers import registry
+        return {s.name: getattr(self, s.name) for s in registry().generative()}
+
+    def tier_config(self, tier: str) -> TierConfig | None:
+        return self.tiers.get(tier)
 
     def enabled_tiers(self) -> tuple[str, ...]:
-        on = {"onprem": self.onprem.enabled, "openai": self.openai.enabled,
+        from gateway.tiers import registry
+        on = {**{name: cfg.enabled for name, cfg in self.tiers.items()},
               "inventory": self.inventory.enabled}
-        return tuple(t for t in TIERS if on.get(t, True))
+        return tuple(t for t in registry().names() if on.get(t, True))
 
     def tier_model(self, tier: str) -> str:
         """The model name a tier reports as having produced its text."""
-        if tier == "onprem":
-            return self.onprem.model
-        if tier == "openai":
-            return self.openai.model
-        return f"scout-{tier}"
+        cfg = self.tiers.get(tier)
+        return cfg.model if cfg is not None else f"scout-{tier}"
 
 
-class _Read(dict[str, Any]):
-    """A mapping from the file that remembers which keys the code looked up, so a key it
-    never asked for (a typo: `intervall_s`, `ratelimits`) is reported, not ignored."""
-
-    def __init__(self, where: str, data: Mapping[str, Any]) -> None:
-        super().__init__(data)
-        self.where = where
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.asked.add(str(key))
-        return super().__contains__(key)
-
-    def __getitem__(self, key: str) -> Any:
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-    def unknown(self) -> list[str]:
-        """One line per key nobody asked for, with the likeliest meant one."""
-        out = []
-        for key in sorted(set(map(str, self)) - self.asked):
-            where = f"{self.where}.{key}" if self.where else key
-            what = "unknown setting" if self.where else "unknown section"
-            close = difflib.get_close_matches(key, self.asked, n=1, cutoff=0.6)
-            hint = (f"did you mean {close[0]!r}?" if close
-                    else f"known: {', '.join(sorted(self.asked))}")
-            out.append(f"{where}: {what} ({hint})")
-        return out
+def settings_model() -> type[Settings]:
+    """`Settings` with a section for each generative tier in the registry."""
+    from gateway.tiers import registry
+    return _settings_model(registry().version, registry().names())
 
 
-class _Problems:
-    """Collects every problem so they are reported together."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self._read: dict[str, _Read] = {}
-
-    def add(self, msg: str) -> None:
-        self.items.append(msg)
-
-    def read(self, where: str, data: Mapping[str, Any]) -> _Read:
-        """Track a mapping of settings; `finish` reports the keys in it nobody read."""
-        if where not in self._read:
-            self._read[where] = _Read(where, data)
-        return self._read[where]
-
-    def finish(self) -> None:
-        for tracked in self._read.values():
-            self.items.extend(tracked.unknown())
+@cache
+def _settings_model(version: int, names: tuple[str, ...]) -> type[Settings]:
+    from gateway.tiers import registry
+    sections: dict[str, Any] = {}
+    for spec in registry().generative():
+        assert spec.config is not None
+        sections[spec.name] = (spec.config, _from_file())
+    return create_model("ScoutConfig", __base__=Settings, **sections)
 
 
-def _section(data: Mapping[str, Any], key: str, p: _Problems, *,
-             names: bool = False) -> Mapping[str, Any]:
-    """A section of settings; `names` for one keyed by free names (intents, prices)."""
-    value = data.get(key) or {}
-    if not isinstance(value, Mapping):
-        p.add(f"{key}: must be a mapping, got {type(value).__name__}")
-        return {}
-    return value if names else p.read(key, value)
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
-def _moved(data: Mapping[str, Any], old: str, new: str, old_key: str, new_key: str,
-           warnings: list[str], p: _Problems) -> Mapping[str, Any]:
-    """The `new` section, taking a setting still written under its old place (`old.old_key`)
-    for one release, with a warning that says where it lives now."""
-    section = _section(data, new, p)
-    before = _section(data, old, p)
-    if old_key not in before:
-        return section
-    if new_key in section:
-        p.add(f"{old}.{old_key}: moved to {new}.{new_key}, which is also set; keep only that")
-        return section
-    warnings.append(f"{old}.{old_key} is now {new}.{new_key}; the old name is read until "
-                    "the next release")
-    return {**section, new_key: before.get(old_key)}
-
-
-def _flag(sec: Mapping[str, Any], key: str, default: bool, where: str, p: _Problems) -> bool:
-    """A true/false setting. YAML's own booleans only: a quoted "false" is a string, and
-    reading it as truthy would turn a tier on."""
-    value = sec.get(key, default)
-    if not isinstance(value, bool):
-        p.add(f"{where}.{key}: must be true or false (unquoted), got {value!r}")
-        return default
-    return value
-
-
-def _num(sec: Mapping[str, Any], key: str, default: float, where: str, p: _Problems,
-         *, minimum: float = 0.0, integer: bool = False) -> Any:
-    value = sec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        p.add(f"{where}.{key}: must be a number, got {value!r}")
-        return default
-    if value <= minimum:
-        p.add(f"{where}.{key}: must be greater than {minimum:g}, got {value!r}")
-        return default
-    return int(value) if integer else float(value)
-
-
-def _from_env(env: Mapping[str, str], name: str, p: _Problems) -> str:
-    """A secret from the environment: `NAME`, or the file that `NAME_FILE` names (the
-    convention of Docker's official images, so compose `secrets:` work without putting the
-    value in the container's environment, where `docker inspect` shows it)."""
-    value = env.get(name, "").strip()
-    if value or not env.get(f"{name}_FILE"):
-        return value
-    path = env[f"{name}_FILE"]
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        p.add(f"{name}_FILE: cannot read {path}: {exc.strerror}")
-        return ""
-
-
-def _secret(sec: Mapping[str, Any], where: str, env: Mapping[str, str], required: bool,
-            p: _Problems) -> Secret | None:
-    """Resolve `api_key_env` / `api_key_file`; a key written inline is refused."""
-    if "api_key" in sec:
-        p.add(f"{where}.api_key: secrets never go in the file; use api_key_env or api_key_file")
-    env_name = sec.get("api_key_env")
-    file_name = sec.get("api_key_file")
-    if env_name:
-        value = _from_env(env, str(env_name), p)
-        if value:
-            return Secret(value)
-    if file_name:
-        try:
-            value = Path(str(file_name)).read_text().strip()
-        except OSError as exc:
-            p.add(f"{where}.api_key_file: cannot read {file_name}: {exc.strerror}")
-            return None
-        if value:
-            return Secret(value)
-    if required and (env_name or file_name):
-        source = f"environment variable {env_name}" if env_name else f"file {file_name}"
-        p.add(f"{where}: enabled but its API key is missing: set {source}")
-    return None
-
-
-def _key_file(sec: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
-    """The key file to watch for rotation: only when the key really came from it."""
-    name = str(sec.get("api_key_env") or "")
-    if not sec.get("api_key_file") or (name and env.get(name, "").strip()):
-        return None
-    return str(sec["api_key_file"])
-
-
-def _rotated_at(sec: Mapping[str, Any], where: str, p: _Problems) -> float | None:
-    """`api_key_rotated_at: 2026-11-01` (YAML reads it as a date) as a UNIX time."""
-    import datetime
-    raw = sec.get("api_key_rotated_at")
-    if raw is None:
-        return None
-    try:
-        day = raw if isinstance(raw, datetime.date) else datetime.date.fromisoformat(str(raw))
-    except ValueError:
-        p.add(f"{where}.api_key_rotated_at: {raw!r} is not a date like 2026-11-01")
-        return None
-    return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
-
-
-def _deadlines(raw: Any, where: str, base: Deadlines, p: _Problems) -> Deadlines:
-    if raw is None:
-        return base
-    if not isinstance(raw, Mapping):
-        p.add(f"{where}: must be a mapping of headers_s, first_token_s, gap_s")
-        return base
-    raw = p.read(where, raw)
-    d = Deadlines(
-        headers_s=_num(raw, "headers_s", base.headers_s, where, p),
-        first_token_s=_num(raw, "first_token_s", base.first_token_s, where, p),
-        gap_s=_num(raw, "gap_s", base.gap_s, where, p),
-    )
-    if d.headers_s > d.first_token_s:
-        p.add(f"{where}: headers_s ({d.headers_s:g}) cannot be longer than first_token_s "
-              f"({d.first_token_s:g}): no token can arrive before the headers")
-    for key in ("headers_s", "first_token_s", "gap_s"):
-        if getattr(d, key) > 600:
-            p.add(f"{where}.{key}: {getattr(d, key):g} s is longer than any client waits (max 600)")
-    return d
-
-
-def _intent(name: str, raw: Any, defaults: Deadlines, p: _Problems) -> IntentConfig | None:
-    where = f"intents.{name}"
-    if not isinstance(raw, Mapping):
-        p.add(f"{where}: must be a mapping")
-        return None
-    raw = p.read(where, raw)
-    ladder_raw = raw.get("ladder")
-    if not isinstance(ladder_raw, list) or not ladder_raw:
-        p.add(f"{where}.ladder: must be a non-empty list of tiers ({', '.join(TIERS)})")
-        ladder_raw = ["static"]
-    ladder = tuple(str(t) for t in ladder_raw)
-    for tier in ladder:
-        if tier not in TIERS:
-            p.add(f"{where}.ladder: unknown tier {tier!r} (known: {', '.join(TIERS)})")
-    if len(set(ladder)) != len(ladder):
-        p.add(f"{where}.ladder: names a tier twice")
-    private = _flag(raw, "private", True, where, p) if "private" in raw else False
-    # (a malformed value fails closed, as private, while the problem is reported)
-    offsite = raw.get("offsite", "never" if private else "redacted")
-    if offsite not in OFFSITE_POLICIES:
-        p.add(f"{where}.offsite: must be one of {', '.join(OFFSITE_POLICIES)}, got {offsite!r}")
-        offsite = "never"
-    if private and offsite != "never":
-        p.add(f"{where}: is private, so offsite must be never (got {offsite})")
-    if offsite == "never" and OFFSITE_TIERS & set(ladder):
-        why = "is private" if private else "has offsite: never"
-        p.add(f"{where}: {why}, so its ladder must not contain "
-              f"{', '.join(sorted(OFFSITE_TIERS & set(ladder)))}")
-    cacheable = _flag(raw, "cacheable", False, where, p)
-    if private and cacheable:
-        p.add(f"{where}: is private, so it cannot be cacheable")
-    static_reply = raw.get("static_reply")
-    if not isinstance(static_reply, str) or not static_reply.strip():
-        p.add(f"{where}.static_reply: every intent needs a static reply (the last resort)")
-        static_reply = ""
-    match = raw.get("match") or {}
-    if not isinstance(match, Mapping):
-        p.add(f"{where}.match: must be a mapping of keywords and patterns")
-        match = {}
-    match = p.read(f"{where}.match", match)
-    keywords = tuple(str(k).lower() for k in (match.get("keywords") or []))
-    patterns: list[re.Pattern[str]] = []
-    for pat in match.get("patterns") or []:
-        try:
-            patterns.append(re.compile(str(pat), re.IGNORECASE))
-        except re.error as exc:
-            p.add(f"{where}.match.patterns: {pat!r} is not a valid regex: {exc}")
-    return IntentConfig(
-        name=name,
-        ladder=ladder,
-        deadlines=_deadlines(raw.get("deadlines"), f"{where}.deadlines", defaults, p),
-        static_reply=static_reply,
-        keywords=keywords,
-        patterns=tuple(patterns),
-        cacheable=cacheable,
-        cache_ttl_s=_num(raw, "cache_ttl_s", 3600.0, where, p),
-        private=private,
-        offsite=offsite,
-        ground=raw.get("ground", False) is True,
-    )
-
-
-def _urls(raw: Any, p: _Problems) -> tuple[str, ...]:
-    urls = [raw] if isinstance(raw, str) else list(raw or [])
-    out = []
-    for u in urls:
-        u = str(u).rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", u):
-            p.add(f"onprem.url: {u!r} is not an http(s) URL")
-        out.append(u)
-    if not out:
-        p.add("onprem.url: the GPU box's URL is required when onprem is enabled")
-    return tuple(out)
-
-
-def _replicas(raw: Any, urls: tuple[str, ...], p: _Problems) -> tuple[Replica, ...]:
-    """Names behind nginx (/replicas/NAME), or {name, url} for replicas reached directly."""
-    out: list[Replica] = []
-    for i, item in enumerate(raw or []):
-        if isinstance(item, str) and re.match(r"^[A-Za-z0-9_.-]+$", item) and urls:
-            out.append(Replica(item, f"{urls[0]}/replicas/{item}"))
-        elif isinstance(item, Mapping) and isinstance(item.get("name"), str) \
-                and re.match(r"^https?://", str(item.get("url", ""))):
-            out.append(Replica(item["name"], str(item["url"]).rstrip("/")))
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the file may hold at `loc` (the mapping an unknown key was found in)."""
+    node: Any = settings_model()
+    for part in loc:
+        node = _optional(node)
+        if get_origin(node) is dict:      # `part` is a free name (an intent, a model)
+            node = get_args(node)[-1]
+        elif get_origin(node) in (list, tuple):
+            node = get_args(node)[0]
+        elif isinstance(node, type) and issubclass(node, BaseModel):
+            fld = next((f for n, f in node.model_fields.items() if (f.alias or n) == part),
+                       None)
+            node = fld.annotation if fld is not None else None
         else:
-            p.add(f"onprem.replicas[{i}]: a name (behind nginx) or {{name, url}}, got {item!r}")
-    if len({r.name for r in out}) != len(out):
-        p.add("onprem.replicas: names must be unique")
-    return tuple(out)
+            return []
+    node = _optional(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items() if n != "name"]
+    return []
 
 
-def _networks(raw: Any, where: str, p: _Problems) -> tuple[str, ...]:
-    """Addresses or CIDRs (`10.0.0.5`, `172.18.0.0/16`, `::1`), each checked."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        p.add(f"{where}: must be a list of addresses or CIDRs like 172.18.0.0/16")
-        return ()
-    out = []
-    for item in raw:
-        try:
-            ipaddress.ip_network(str(item), strict=False)
-        except ValueError:
-            p.add(f"{where}: {item!r} is not an IP address or CIDR")
-            continue
-        out.append(str(item))
-    return tuple(out)
+def _optional(node: Any) -> Any:
+    """`X | None` as X."""
+    args = [a for a in get_args(node) if a is not type(None)]
+    return args[0] if get_origin(node) in (Union, UnionType) and len(args) == 1 else node
 
 
-def _labels(raw: Any, where: str, p: _Problems) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
-        p.add(f"{where}: must be a list of API key labels")
-        return ()
-    return tuple(raw)
+def _plain(err: Mapping[str, Any]) -> str:
+    """One pydantic error in the words an operator reads."""
+    loc = tuple(err["loc"])
+    where, kind, value = _where(loc), err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        known = _known_keys(loc[:-1])
+        what = "unknown setting" if len(loc) > 1 else "unknown section"
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+        return f"{where}: {what} ({hint})"
+    if kind in ("bool_type", "bool_parsing"):
+        quoted = isinstance(value, str) and value.lower() in ("true", "false")
+        return f"{where}: must be true or false{' (unquoted)' if quoted else ''}, got {value!r}"
+    if kind in ("int_type", "float_type", "int_parsing", "float_parsing", "int_from_float"):
+        whole = " whole" if kind in ("int_type", "int_from_float") and \
+            isinstance(value, float) else ""
+        return f"{where}: must be a{whole} number, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        words = {"greater_than": "greater than", "greater_than_equal": "at least",
+                 "less_than": "less than", "less_than_equal": "at most"}[kind]
+        bound = next(iter(err.get("ctx", {}).values()), "")
+        return f"{where}: must be {words} {bound}, got {value!r}"
+    if kind == "missing":
+        return f"{where}: is required"
+    if kind == "too_short":
+        return f"{where}: must be a non-empty list"
+    if kind in ("string_type",):
+        return f"{where}: must be text, got {value!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{where}: must be a mapping, got {type(value).__name__}"
+    if kind in ("list_type", "tuple_type"):
+        return f"{where}: must be a list, got {value!r}"
+    if kind == "literal_error":
+        choices = err.get("ctx", {}).get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"{where}: must be one of {choices}, got {value!r}"
+    if kind in ("date_from_datetime_parsing", "date_parsing", "date_type"):
+        return f"{where}: {value!r} is not a date like 2026-11-01"
+    if kind == "value_error":
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if msg.startswith("patterns: "):   # a nested list's problem, named where it is
+            return f"{where}.{msg}"
+        return f"{where}: {msg}"
+    return f"{where}: {err['msg']}"
 
 
 def settings_from_dict(data: Any, env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate Settings; raises ConfigError with every problem found."""
-    env = os.environ if env is None else env
-    p = _Problems()
+    loading = Loading(os.environ if env is None else env)
     if not isinstance(data, Mapping):
         raise ConfigError(["the configuration must be a YAML mapping"])
-    data = p.read("", data)
-    warnings: list[str] = []
+    try:
+        settings = settings_model().model_validate(data, context=loading)
+    except ValidationError as exc:
+        problems = [_plain(e) for e in exc.errors()]
+    else:
+        problems = []
+    problems = list(dict.fromkeys([*loading.problems, *problems]))
+    if problems:
+        raise ConfigError(sorted(problems, key=_order))
+    settings._warnings = tuple(loading.warnings)
+    return settings
 
-    s = _section(data, "server", p)
-    server = ServerConfig(
-        host=str(s.get("host", "0.0.0.0")),
-        port=int(_num(s, "port", 8080, "server", p, minimum=-1, integer=True)),
-        max_body_bytes=_num(s, "max_body_bytes", 256 * 1024, "server", p, integer=True),
-        max_message_bytes=_num(s, "max_message_bytes", 32 * 1024, "server", p, integer=True),
-        max_messages=_num(s, "max_messages", 200, "server", p, integer=True),
-        body_timeout_s=_num(s, "body_timeout_s", 10.0, "server", p),
-        system_prompt=str(s.get("system_prompt") or ""),
-        max_buffered_bytes=_num(_moved(data, "websocket", "server", "max_buffered_bytes",
-                                       "max_buffered_bytes", warnings, p),
-                                "max_buffered_bytes", 256 * 1024, "server", p, integer=True),
-        trusted_proxies=_networks(s.get("trusted_proxies", ["127.0.0.1", "::1"]),
-                                  "server.trusted_proxies", p),
-    )
 
-    o = _section(data, "onprem", p)
-    onprem_enabled = _flag(o, "enabled", True, "onprem", p)
-    url_raw = o.get("url")
-    urls = _urls(url_raw, p) if onprem_enabled else ()
-    onprem = OnpremConfig(
-        enabled=onprem_enabled,
-        urls=urls,
-        replicas=_replicas(o.get("replicas"), urls, p),
-        path_health=str(o.get("path_health", "/health")),
-        model=str(o.get("model", "llama-3.1-70b-instruct")),
-        api_key=_secret(o, "onprem", env, onprem_enabled, p),
-        api_key_file=_key_file(o, env),
-        api_key_rotated_at=_rotated_at(o, "onprem", p),
-        supports_tools=_flag(o, "supports_tools", False, "onprem", p),
-        max_connections=_num(o, "max_connections", 200, "onprem", p, integer=True),
-    )
+def _order(problem: str) -> tuple[int, str]:
+    """Problems in the order of the file's sections."""
+    head = re.split(r"[.:\[ ]", problem, maxsplit=1)[0]
+    names = list(settings_model().model_fields)
+    aliases = [f.alias or n for n, f in settings_model().model_fields.items()]
+    for i, (n, a) in enumerate(zip(names, aliases, strict=True)):
+        if head in (n, a):
+            return i, problem
+    return len(names), problem
 
-    a = _section(data, "openai", p)
-    openai_enabled = _flag(a, "enabled", True, "openai", p)
-    openai = OpenAIConfig(
-        enabled=openai_enabled,
-        model=str(a.get("model", "gpt-4o-mini")),
-        api_key=_secret(a, "openai", env, openai_enabled, p),
-        api_key_file=_key_file(a, env),
-        api_key_rotated_at=_rotated_at(a, "openai", p),
-        base_url=(str(env.get("OPENAI_BASE_URL") or a.get("base_url") or "") or None),
-        supports_tools=_flag(a, "supports_tools", True, "openai", p),
-        timeout_s=_num(a, "timeout_s", 60.0, "openai", p),
-        propagate_trace=_flag(a, "propagate_trace", False, "openai", p),
-    )
-    if openai_enabled and not (a.get("api_key_env") or a.get("api_key_file")):
-        p.add("openai: enabled but names no api_key_env or api_key_file")
 
-    c = _section(data, "cache", p)
-    cache = CacheConfig(
-        max_entries=_num(c, "max_entries", 10_000, "cache", p, integer=True),
-        stale_ttl_s=_num(c, "stale_ttl_s", 86_400.0, "cache", p, minimum=-1),
-        stampede_wait_s=_num(c, "stampede_wait_s", 5.0, "cache", p),
-    )
-
-    r = _section(data, "redis", p)
-    if "url" in r:
-        p.add("redis.url: a Redis URL may hold a password; name it with url_env instead")
-    url_env = str(r.get("url_env", "REDIS_URL"))
-    redis_url = _from_env(env, url_env, p)
-    if redis_url and not re.match(r"^(redis|rediss|unix)://", redis_url):
-        p.add(f"redis: {url_env} must be a redis://, rediss:// or unix:// URL")
-    redis_cfg = RedisConfig(url=Secret(redis_url) if redis_url else None,
-                            timeout_s=_num(r, "timeout_ms", 50, "redis", p) / 1000)
-
-    se = _section(data, "sessions", p)
-    sessions = SessionsConfig(
-        ttl_s=_num(se, "ttl_s", 86_400.0, "sessions", p),
-        max_turns=_num(se, "max_turns", 20, "sessions", p, integer=True),
-        max_prompt_tokens=_num(se, "max_prompt_tokens", 3000, "sessions", p, integer=True),
-        answer_ttl_s=_num(se, "answer_ttl_s", 3600.0, "sessions", p),
-    )
-
-    au = _section(data, "auth", p)
-    secret_env = str(au.get("signing_secret_env", "SCOUT_SIGNING_SECRET"))
-    signing = _from_env(env, secret_env, p)
-    if signing and len(signing) < 16:
-        p.add(f"auth: {secret_env} is too short to sign session ids and tokens (16+ characters)")
-    if not signing:
-        warnings.append(f"auth: {secret_env} is not set; session ids and WebSocket tokens are "
-                        "signed with a per-process key, so other gateway processes refuse them")
-    keys_env = str(au.get("api_keys_env", "SCOUT_API_KEYS"))
-    keys_file = au.get("api_keys_file")
-    if keys_file and not Path(str(keys_file)).is_file():
-        p.add(f"auth.api_keys_file: {keys_file} does not exist")
-    api_keys = _from_env(env, keys_env, p)
-    allow_anonymous = _flag(au, "allow_anonymous", False, "auth", p)
-    if not api_keys and not keys_file and not allow_anonymous:
-        p.add(f"auth: no API keys: set {keys_env} (label:key,...) or auth.api_keys_file")
-    origins = au.get("allowed_origins") or []
-    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-        p.add("auth.allowed_origins: must be a list of origins like https://app.example.com")
-        origins = []
-    for origin in origins:
-        if not re.match(r"^https?://[^/\s]+$", origin):
-            p.add(f"auth.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
-    staff = _from_env(env, str(au.get("staff_keys_env", "SCOUT_STAFF_KEYS")), p)
-    auth = AuthConfig(
-        api_keys=Secret(api_keys) if api_keys else None,
-        api_keys_file=str(keys_file) if keys_file else None,
-        signing_secret=Secret(signing) if signing else None,
-        ws_token_ttl_s=_num(au, "ws_token_ttl_s", 60.0, "auth", p),
-        allowed_origins=tuple(o.rstrip("/") for o in origins),
-        demo_tokens=_flag(au, "demo_tokens", False, "auth", p),
-        allow_anonymous=allow_anonymous,
-        staff_keys=Secret(staff) if staff else None,
-        end_user_keys=_labels(au.get("end_user_keys"), "auth.end_user_keys", p),
-        key_max_age_days=_num(au, "key_max_age_days", 30.0, "auth", p),
-    )
-
-    h = _section(data, "health", p)
-    hook_env = str(h.get("webhook_url_env", "SCOUT_ALERT_WEBHOOK"))
-    hook = _from_env(env, hook_env, p)
-    if hook and not re.match(r"^https?://", hook):
-        p.add(f"health: {hook_env} must be an http(s) URL")
-    health = HealthConfig(
-        interval_s=_num(h, "interval_s", 2.0, "health", p),
-        jitter=_num(h, "jitter", 0.2, "health", p, minimum=-1e-9),
-        timeout_s=_num(h, "timeout_s", 1.0, "health", p),
-        backoff_max_s=_num(h, "backoff_max_s", 10.0, "health", p),
-        rise=_num(h, "rise", 2, "health", p, integer=True),
-        busy_waiting=_num(h, "busy_waiting", 8, "health", p, integer=True, minimum=-1),
-        eject_after=_num(h, "eject_after", 3, "health", p, integer=True),
-        eject_ttl_s=_num(_moved(data, "server", "health", "passive_health_ttl_s",
-                                "eject_ttl_s", warnings, p), "eject_ttl_s", 10.0, "health", p),
-        webhook_url=Secret(hook) if hook else None,
-        fallback_window_s=_num(h, "fallback_window_s", 900.0, "health", p),
-        fallback_threshold=_num(h, "fallback_threshold", 0.5, "health", p),
-        fallback_min_requests=_num(h, "fallback_min_requests", 3, "health", p, integer=True),
-    )
-    if health.timeout_s >= health.interval_s:
-        p.add(f"health.timeout_s ({health.timeout_s:g}) must be shorter than interval_s "
-              f"({health.interval_s:g})")
-    if health.jitter >= 1:
-        p.add("health.jitter is a fraction of the interval and must be below 1")
-
-    rl = _section(data, "rate_limits", p)
-    rate_limits = RateLimitConfig(
-        per_key=str(rl.get("per_key", "600/minute")), per_ip=str(rl.get("per_ip", "60/minute")),
-        streams_per_key=_num(rl, "streams_per_key", 200, "rate_limits", p, integer=True),
-        streams_per_ip=_num(rl, "streams_per_ip", 8, "rate_limits", p, integer=True),
-        per_user=str(rl.get("per_user", "30/minute")),
-        streams_per_user=_num(rl, "streams_per_user", 2, "rate_limits", p, integer=True))
-    from limits import parse as parse_limit
-    for name in ("per_key", "per_ip", "per_user"):
-        try:
-            parse_limit(getattr(rate_limits, name))
-        except ValueError:
-            p.add(f"rate_limits.{name}: {getattr(rate_limits, name)!r} is not a limit like "
-                  "'60/minute'")
-
-    w = _section(data, "websocket", p)
-    ws = WebSocketConfig(
-        heartbeat_s=_num(w, "heartbeat_s", 20.0, "websocket", p),
-        max_in_flight=_num(w, "max_in_flight", 4, "websocket", p, integer=True),
-        max_frame_bytes=_num(w, "max_frame_bytes", 64 * 1024, "websocket", p, integer=True),
-        messages_per_s=_num(w, "messages_per_s", 5.0, "websocket", p),
-        burst=_num(w, "burst", 20, "websocket", p, integer=True),
-        drain_s=_num(w, "drain_s", 20.0, "websocket", p, minimum=-1),
-    )
-
-    prices: dict[str, Price] = {}
-    for model, raw in _section(data, "prices", p, names=True).items():
-        if not isinstance(raw, Mapping):
-            p.add(f"prices.{model}: must be a mapping of input and output USD per 1M tokens")
-            continue
-        raw = p.read(f"prices.{model}", raw)
-        prices[str(model)] = Price(
-            input=_num(raw, "input", 0.0, f"prices.{model}", p, minimum=-1e-12),
-            output=_num(raw, "output", 0.0, f"prices.{model}", p, minimum=-1e-12),
-        )
-    for enabled, model, where in ((onprem_enabled, onprem.model, "onprem"),
-                                  (openai_enabled, openai.model, "openai")):
-        if enabled and model not in prices:
-            p.add(f"{where}.model: {model!r} has no entry under prices (on-prem may be 0)")
-
-    defaults = _deadlines(data.get("deadlines"), "deadlines", Deadlines(), p)
-    intents: dict[str, IntentConfig] = {}
-    for name, raw in _section(data, "intents", p, names=True).items():
-        intent = _intent(str(name), raw, defaults, p)
-        if intent:
-            intents[intent.name] = intent
-    default_intent = str(data.get("default_intent", "default"))
-    if default_intent not in intents:
-        p.add(f"default_intent: {default_intent!r} is not among the intents")
-    for intent in intents.values():
-        for tier, enabled in (("onprem", onprem_enabled), ("openai", openai_enabled)):
-            if tier in intent.ladder and not enabled:
-                warnings.append(f"intent {intent.name}: tier {tier} is disabled and is skipped")
-
-    iv = _section(data, "inventory", p)
-    dsn_env = str(iv.get("dsn_env", "INVENTORY_DSN"))
-    dsn = _from_env(env, dsn_env, p)
-    if dsn and not re.match(r"^postgres(ql)?://", dsn):
-        p.add(f"inventory: {dsn_env} must be a postgresql:// URL")
-    seed = iv.get("seed_csv", "builtin")
-    seed_path = str(Path(__file__).parent / "data" / "inventory.csv") if seed == "builtin" \
-        else str(seed or "")
-    if seed_path and not Path(seed_path).is_file():
-        p.add(f"inventory.seed_csv: {seed_path} does not exist")
-    raw_syn = iv.get("synonyms") or {}
-    synonyms: list[tuple[str, str, str]] = []
-    fields = {"make": "makes", "model": "models", "body_style": "body_styles", "fuel": "fuels"}
-    if not isinstance(raw_syn, Mapping):
-        p.add("inventory.synonyms: must map a phrase to {make|model|body_style|fuel: value}")
-        raw_syn = {}
-    for phrase, target in raw_syn.items():
-        if not isinstance(target, Mapping) or len(target) != 1 or \
-                next(iter(target)) not in fields:
-            p.add(f"inventory.synonyms.{phrase}: must be one of {', '.join(fields)}: value")
-            continue
-        key, value = next(iter(target.items()))
-        synonyms.append((str(phrase).lower(), fields[key], str(value)))
-    link = str(iv.get("link", InventoryConfig.link))
-    if "{stock_number}" not in link:
-        p.add("inventory.link: must contain {stock_number}")
-    inventory = InventoryConfig(
-        enabled=_flag(iv, "enabled", True, "inventory", p), dsn=Secret(dsn) if dsn else None,
-        sqlite_path=str(iv.get("sqlite_path") or ""), seed_csv=seed_path,
-        max_results=_num(iv, "max_results", 5, "inventory", p, integer=True),
-        max_age_h=_num(iv, "max_age_h", 24.0, "inventory", p),
-        link=link, ground_rows=_num(iv, "ground_rows", 8, "inventory", p, integer=True),
-        synonyms=tuple(synonyms))
-
-    hd = _section(data, "hedging", p)
-    hedging = HedgingKnobs(
-        floor_s=_num(hd, "floor_s", 0.3, "hedging", p),
-        factor=_num(hd, "factor", 1.5, "hedging", p),
-        budget=_num(hd, "budget", 0.05, "hedging", p, minimum=-1e-12),
-        window_s=_num(hd, "window_s", 300.0, "hedging", p))
-    if hedging.budget > 1:
-        p.add(f"hedging.budget is a share of requests (0 to 1), got {hedging.budget:g}")
-    if hedging.factor < 1:
-        p.add(f"hedging.factor below 1 hedges before the tier's own p95 ({hedging.factor:g})")
-
-    pv = _section(data, "privacy", p)
-    redact_raw = pv.get("redact") or {}
-    if not isinstance(redact_raw, Mapping):
-        p.add("privacy.redact: must be a mapping of kind: true/false")
-        redact_raw = {}
-    for kind, on in redact_raw.items():
-        if kind not in PII_KINDS:
-            p.add(f"privacy.redact.{kind}: unknown kind (known: {', '.join(PII_KINDS)})")
-        elif not isinstance(on, bool):
-            p.add(f"privacy.redact.{kind}: must be true or false, got {on!r}")
-    privacy = PrivacyConfig(redact=frozenset(
-        k for k in PII_KINDS if redact_raw.get(k, True) is not False))
-
-    p.finish()
-    if p.items:
-        raise ConfigError(p.items)
-    return Settings(privacy=privacy, hedging=hedging, inventory=inventory, server=server,
-                    onprem=onprem,
-                    openai=openai, cache=cache, redis=redis_cfg,
-                    sessions=sessions, auth=auth, ws=ws, health=health,
-                    rate_limits=rate_limits, intents=intents,
-                    prices=prices, default_intent=default_intent, warnings=tuple(warnings))
+def json_schema() -> dict[str, Any]:
+    """The file's JSON Schema (draft 2020-12): `scout-gateway config schema`."""
+    schema = settings_model().model_json_schema(by_alias=True, mode="validation")
+    schema["title"] = "Scout gateway configuration (scout.yaml)"
+    return schema
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -11,15 +11,7 @@ import aiohttp
 from gateway.config import Settings
 from gateway.errors import TierError
 from gateway.providers.base import Delta, Provider, TierRequest
-from gateway.providers.onprem import OnpremProvider
-from gateway.providers.openai_tier import OpenAIProvider
-
-_HINTS = {
-    ("onprem", "misconfigured"): "check ONPREM_API_KEY and onprem.model (vLLM --served-model-name)",
-    ("onprem", "unavailable"): "is the GPU box up and this host on the tailnet?",
-    ("openai", "misconfigured"): "set a valid OPENAI_API_KEY and check openai.model",
-    ("openai", "unavailable"): "check outbound HTTPS to the OpenAI API",
-}
+from gateway.tiers import TierContext, registry
 
 
 async def _try(provider: Provider, settings: Settings, timeout_s: float) -> tuple[bool, str]:
@@ -37,7 +29,8 @@ async def _try(provider: Provider, settings: Settings, timeout_s: float) -> tupl
     except TimeoutError:
         return False, f"no token within {timeout_s:g} s"
     except TierError as exc:
-        hint = _HINTS.get((provider.tier, exc.kind), "")
+        spec = registry().get(provider.tier)
+        hint = spec.hints.get(exc.kind, "") if spec is not None else ""
         return False, f"{exc.reason}" + (f" — {hint}" if hint else "")
 
 
@@ -45,11 +38,9 @@ async def run_checks(settings: Settings, say: Callable[[str], object],
                      timeout_s: float = 15.0) -> bool:
     ok = True
     async with aiohttp.ClientSession() as session:
-        providers: list[Provider] = []
-        if settings.onprem.enabled:
-            providers.append(OnpremProvider(settings.onprem, session))
-        if settings.openai.enabled:
-            providers.append(OpenAIProvider(settings.openai))
+        providers: list[Provider] = [
+            spec.provider(TierContext(settings, session)) for spec in registry().generative()
+            if settings.tiers[spec.name].enabled and spec.provider is not None]
         results = await asyncio.gather(*(_try(p, settings, timeout_s) for p in providers))
         for provider, (good, words) in zip(providers, results, strict=True):
             ok &= good

@@ -62,6 +62,8 @@ class Stats:
         self._minutes: dict[int, Counter[str]] = {}
         self._days: dict[str, Counter[str]] = {}
         self.gauge_sources: dict[str, Callable[[], int]] = {}  # read at each flush
+        from gateway.tiers import registry
+        self.primary = registry().primary()   # answers from any other tier are fallbacks
 
     def add(self, fields: dict[str, int]) -> None:
         c = self._minutes.setdefault(int(self.clock() // 60), Counter())
@@ -77,7 +79,7 @@ class Stats:
         fields = {"req": 1, f"req:{first}": 1}
         if counts_for_fallback:
             fields["fb_base"] = 1
-            if first != "onprem":
+            if first != self.primary:
                 fields["fallback"] = 1
         if cache:
             fields[f"cache:{cache}"] = 1
@@ -158,7 +160,7 @@ def summarize(rows: list[tuple[int, dict[str, Any]]], now: float) -> dict[str, A
         "ttft_p95_ms": percentile_ms(buckets, 95),
         "fallback_rate": (total("fallback", 5) / fb_base) if fb_base else None,
         "cache_hit_rate": (cache_hits / cache_all) if cache_all else None,
-        "onprem_availability": (total("avail:up") / avail_n) if avail_n else None,
+        "availability": (total("avail:up") / avail_n) if avail_n else None,
         "websockets": gauge_total(_latest_gauges(rows), "ws"),
         "active_sessions": gauge_total(_latest_gauges(rows), "sessions"),
     }

@@ -31,7 +31,11 @@ import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-GEN_AI_SYSTEM = {"onprem": "vllm", "openai": "openai"}
+
+def _gen_ai_system(tier: str) -> str:
+    from gateway.tiers import registry
+    spec = registry().get(tier)
+    return (spec.gen_ai_system if spec is not None else "") or "scout"
 
 
 def wanted(env: Mapping[str, str] | None = None) -> bool:
@@ -123,7 +127,7 @@ class Tracing:
         return self.tracer.start_span(f"chat {model}", context=ctx, kind=SpanKind.CLIENT,
                                       attributes={
                                           "gen_ai.operation.name": "chat",
-                                          "gen_ai.system": GEN_AI_SYSTEM.get(tier, "scout"),
+                                          "gen_ai.system": _gen_ai_system(tier),
                                           "gen_ai.request.model": model,
                                           "scout.tier": tier, "scout.resume": resume})
 

@@ -33,7 +33,8 @@ STAFF = {"Authorization": f"Bearer {STAFF_KEY}"}
 
 def make_settings(onprem_urls: list[str], openai_url: str | None, *,
                   deadlines: dict[str, float] | None = None,
-                  mutate: Any = None, redis_url: str | None = None) -> Settings:
+                  mutate: Any = None, redis_url: str | None = None,
+                  env: dict[str, str] | None = None) -> Settings:
     """The shipped example config pointed at local servers, with short deadlines."""
     data = example_config()
     data["onprem"]["url"] = onprem_urls
@@ -54,12 +55,12 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
         intent["deadlines"] = deadlines or FAST
     if mutate is not None:
         mutate(data)
-    env = {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
+    base = {"ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
            "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY},mobile:{OTHER_KEY}",
            "SCOUT_STAFF_KEYS": f"ops:{STAFF_KEY}"}
     if redis_url:
-        env["REDIS_URL"] = redis_url
-    return settings_from_dict(data, env)
+        base["REDIS_URL"] = redis_url
+    return settings_from_dict(data, {**base, **(env or {})})
 
 
 @pytest.fixture

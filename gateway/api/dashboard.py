@@ -16,15 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.accounting import reference_model
 from gateway.api.errors import error_response
 from gateway.api.ops import health_picture, hedge_after, is_staff
 from gateway.appkeys import CHAT, DRAINING, PROVIDERS, SETTINGS, SIGNER, STAFF_KEYS, STATS
 from gateway.stats import NANO, percentile_ms, summarize
+from gateway.tiers import registry
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 COOKIE = "scout_staff"
 COOKIE_TTL_S = 12 * 3600
-TIERS = ("onprem", "openai", "cache", "static")
 
 
 def staff_label(request: web.Request) -> str | None:
@@ -62,6 +63,16 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise resp
 
 
+def _tier_meta(app: web.Application) -> dict[str, Any]:
+    reg = registry()
+    primary = reg.primary()
+    reference = next((s for s in reg.generative() if s.offsite), None)
+    return {"primary": primary, "primary_label": reg[primary].label if primary else "",
+            "reference_label": reference.label if reference is not None else "",
+            "series": [{"name": s.name, "label": s.label, "color": s.color}
+                       for s in reg.all() if s.name in app[SETTINGS].enabled_tiers()]}
+
+
 def _minute_p95(row: dict[str, int]) -> float | None:
     buckets = {int(k[5:]): v for k, v in row.items() if k.startswith("ttft:")}
     return percentile_ms(buckets, 95)
@@ -79,7 +90,7 @@ async def snapshot(app: web.Application) -> dict[str, Any]:
                  saved_today_usd=max(0.0, today.get("equiv", 0) / NANO - spend),
                  answers_today=today.get("req", 0),
                  hedge_after_ms={t: round(hedge_after(app, t) * 1000)
-                                 for t in ("onprem", "openai") if t in app[PROVIDERS]},
+                                 for t in registry().generative_names() & app[PROVIDERS].keys()},
                  hedge_budget_used=app[CHAT].hedging.budget_used())
     return {
         "at": time.time(),
@@ -90,16 +101,20 @@ async def snapshot(app: web.Application) -> dict[str, Any]:
         "capacity": health["capacity"],
         "store": {k: health["store"].get(k) for k in ("backend", "state", "reason")},
         "fallback_alert": health["fallback_alert"],
+        # How to draw each tier, from the registry: the page names none itself.
+        "tier_meta": _tier_meta(app),
         "series": {"t": [m * 60 for m, _ in rows],
-                   **{tier: [row.get(f"req:{tier}", 0) for _, row in rows] for tier in TIERS},
+                   **{tier: [row.get(f"req:{tier}", 0) for _, row in rows]
+                      for tier in app[SETTINGS].enabled_tiers()},
                    "ttft_p95_ms": [_minute_p95(row) for _, row in rows]},
         "incidents": list(reversed(health["incidents"]))[:20],
         # What left the building today (UTC): counts per intent and per kind, never text.
         "privacy": {"offsite_turns": {k[8:]: v for k, v in today.items()
                                       if k.startswith("offsite:")},
                     "redacted": {k[4:]: v for k, v in today.items() if k.startswith("pii:")}},
-        "currency_note": "spend is UTC-day to date; saved = the same answers at OpenAI prices "
-                         f"({app[SETTINGS].openai.model}) minus what they cost",
+        "currency_note": "spend is UTC-day to date; saved = the same answers at the paid "
+                         f"backup's prices ({reference_model(app[SETTINGS])}) minus what they "
+                         "cost",
     }
 
 

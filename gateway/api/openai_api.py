@@ -20,9 +20,10 @@ from gateway.api.requests import (
 )
 from gateway.appkeys import CHAT, SETTINGS
 from gateway.chat import Turn, TurnOutcome
-from gateway.config import TIERS, Settings
+from gateway.config import Settings
 from gateway.routing.driver import TextOut
 from gateway.sse import DONE_LINE, encode_data
+from gateway.tiers import registry
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                "X-Accel-Buffering": "no"}
@@ -35,7 +36,7 @@ def model_ids(settings: Settings) -> frozenset[str]:
 async def list_models(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     data = [{"id": ROUTED_MODEL, "object": "model", "created": 0, "owned_by": "scout",
-             "description": "routed: " + " → ".join(TIERS)}]
+             "description": "routed: " + " → ".join(registry().names())}]
     for tier in settings.enabled_tiers():
         data.append({"id": tier_model_id(tier), "object": "model", "created": 0,
                      "owned_by": "scout", "upstream_model": settings.tier_model(tier)})

@@ -18,8 +18,8 @@ from gateway.appkeys import (
     CLIENT_ADDRESSES,
     DRAINING,
     HEALTH,
-    INVENTORY,
     METRICS,
+    PROVIDERS,
     RATE_LIMITER,
     REDIS,
     SETTINGS,
@@ -30,6 +30,7 @@ from gateway.appkeys import (
     UPSTREAM_KEYS,
 )
 from gateway.health.states import SERVING, SKIPPED
+from gateway.tiers import registry
 
 CHAT_PAGE = Path(__file__).resolve().parents[1] / "static" / "chat.html"
 OPENAPI = Path(__file__).resolve().parents[1] / "data" / "openapi.yaml"
@@ -60,17 +61,15 @@ def health_picture(app: web.Application) -> dict[str, Any]:
     chat = app[CHAT]
     monitor = app[HEALTH]
     tiers: dict[str, dict[str, Any]] = {}
+    generative = [t for t in settings.enabled_tiers() if t in registry().generative_names()]
     for tier in settings.enabled_tiers():
-        if tier in ("cache", "static"):
-            tiers[tier] = {"state": "up", "reason": ""}
-            continue
-        if tier == "inventory":
-            state, reason = app[INVENTORY].health() if INVENTORY in app else ("unknown", "")
+        if tier in generative:
+            h = chat.tier_health(tier)
+            tiers[tier] = {"state": h.state, "reason": h.reason}
+        else:   # answered here: a provider with health of its own reports it (a database)
+            own = getattr(app[PROVIDERS].get(tier), "health", None)
+            state, reason = own() if own is not None else ("up", "")
             tiers[tier] = {"state": state, "reason": reason}
-            continue
-        h = chat.tier_health(tier)
-        tiers[tier] = {"state": h.state, "reason": h.reason}
-    generative = [t for t in ("onprem", "openai") if t in tiers]
     bad = [t for t in generative if tiers[t]["state"] in SKIPPED]
     status = "ok" if not bad else ("degraded" if len(bad) < len(generative) else "down")
     link = app.get(REDIS)
@@ -118,7 +117,7 @@ def refresh_gauges(app: web.Application) -> None:
     m.websockets.set(len(app[SOCKETS]))
     m.sessions.set(app[TURNS].active_sessions())
     chat = app[CHAT]
-    for tier in ("onprem", "openai"):
+    for tier in registry().generative_names():
         if tier in app[SETTINGS].enabled_tiers():
             m.set_state(m.tier_state, tier, chat.tier_health(tier).state)
             m.hedge_delay.labels(tier).set(hedge_after(app, tier))

@@ -24,6 +24,7 @@ from gateway.errors import TierUnavailable
 from gateway.inventory.extract import SYNONYMS, extract
 from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
+from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
 # How a grounding message starts: the gateway's own text, stock only, never redacted.
@@ -159,5 +160,17 @@ class InventoryProvider:
             yield Delta(line + ("\n" if i < len(lines) - 1 else ""), MODEL)
         yield Delta("", MODEL, finish_reason="stop")
 
+    def health(self) -> tuple[str, str]:
+        """The database reachable, its row count and the age of its data (`/health`)."""
+        return self.inventory.health()
+
     async def close(self) -> None:
         await self.inventory.store.close()
+
+
+def _provider(ctx: TierContext) -> InventoryProvider:
+    return InventoryProvider(ctx.inventory)
+
+
+# Built only when `inventory.enabled`: the app opens the store first.
+TIER = TierSpec(name="inventory", label="inventory", color="#a371f7", provider=_provider)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from gateway.cache.store import ResponseCache
 from gateway.errors import TierUnavailable
 from gateway.providers.base import HEADERS, Delta, Provenance, StreamEvent, TierRequest
+from gateway.tiers import TierContext, TierSpec
 
 CACHE_MODEL = "scout-cache"
 
@@ -31,3 +32,10 @@ class CacheProvider:
 
     async def close(self) -> None:
         """The cache is owned by the app."""
+
+
+def _provider(ctx: TierContext) -> CacheProvider:
+    return CacheProvider(ctx.cache)
+
+
+TIER = TierSpec(name="cache", label="cache", color="#58a6ff", provider=_provider)

@@ -4,17 +4,79 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
+from pydantic import Field, field_validator, model_validator
 
-from gateway.config import OnpremConfig
+from gateway.config import Count, Flag, HealthConfig, Replica, TierConfig
 from gateway.errors import TierError, TierMisconfigured, TierUnavailable, TierUnreachable
+from gateway.health.probes import Verdict, probe_path, probe_replica
 from gateway.providers.base import Delta, StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
 from gateway.security.upstream_keys import KeySource
+from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
+
+
+class OnpremConfig(TierConfig):
+    """`onprem:` — the GPU box's nginx (one URL), or replicas reached directly (several
+    URLs, balanced here by least in flight, as the demo runs them)."""
+
+    section: ClassVar[str] = "onprem"
+
+    url: str | list[str] = "http://127.0.0.1:8000"
+    model: str = "llama-3.1-70b-instruct"    # vLLM's --served-model-name
+    supports_tools: Flag = False
+    max_connections: Count = 200
+    # Names behind nginx (/replicas/NAME), or {name, url} for replicas reached directly.
+    replica_entries: list[str | dict[str, str]] = Field(default=[], alias="replicas")
+    path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
+
+    @field_validator("url")
+    @classmethod
+    def _urls(cls, value: str | list[str]) -> str | list[str]:
+        for u in [value] if isinstance(value, str) else value:
+            if not re.match(r"^https?://[^/\s]+", u):
+                raise ValueError(f"{u!r} is not an http(s) URL")
+        if not value:
+            raise ValueError("the GPU box's URL is required when onprem is enabled")
+        return value
+
+    @field_validator("replica_entries")
+    @classmethod
+    def _replicas(cls, value: list[Any]) -> list[Any]:
+        names = []
+        for i, item in enumerate(value):
+            ok = (isinstance(item, str) and re.match(r"^[A-Za-z0-9_.-]+$", item)) or (
+                isinstance(item, Mapping) and set(item) == {"name", "url"}
+                and re.match(r"^https?://", item["url"]))
+            if not ok:
+                raise ValueError(f"[{i}]: a name (behind nginx) or {{name, url}}, got {item!r}")
+            names.append(item if isinstance(item, str) else item["name"])
+        if len(set(names)) != len(names):
+            raise ValueError("names must be unique")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_replicas(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("replicas", ()) is None:
+            data = {k: v for k, v in data.items() if k != "replicas"}
+        return data
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(u.rstrip("/") for u in ([self.url] if isinstance(self.url, str)
+                                             else self.url))
+
+    @property
+    def replicas(self) -> tuple[Replica, ...]:
+        return tuple(Replica(r, f"{self.urls[0]}/replicas/{r}") if isinstance(r, str)
+                     else Replica(r["name"], r["url"].rstrip("/"))
+                     for r in self.replica_entries)
 
 
 class TargetHealth(Protocol):
@@ -122,3 +184,38 @@ class OnpremProvider:
 
     async def close(self) -> None:
         """The shared ClientSession is closed by the app's cleanup context."""
+
+
+def _targets(cfg: TierConfig) -> Targets:
+    """The path (the GPU box's nginx over the tailnet) and each replica, probed together so
+    one round tells "the box is unreachable" from "replica 2 is down"."""
+    assert isinstance(cfg, OnpremConfig)
+    probes: list[ProbeTarget] = []
+    if cfg.replicas or len(cfg.urls) == 1:
+        async def path(session: aiohttp.ClientSession, key: str | None,
+                       h: HealthConfig) -> Verdict:
+            results = await asyncio.gather(*(probe_path(session, f"{u}{cfg.path_health}",
+                                                        h.timeout_s) for u in cfg.urls))
+            return next((r for r in results if r.state == "up"), results[0])
+        probes.append(ProbeTarget("onprem.path", "path", path))
+    for r in cfg.replicas:
+        async def replica(session: aiohttp.ClientSession, key: str | None, h: HealthConfig,
+                          url: str = r.base_url) -> Verdict:
+            return await probe_replica(session, url, cfg.model, key, h.timeout_s,
+                                       h.busy_waiting)
+        probes.append(ProbeTarget(f"onprem.{r.name}", "replica", replica))
+    by_url = {r.base_url: f"onprem.{r.name}" for r in cfg.replicas}
+    return Targets(tuple(probes), {u: by_url.get(u, "onprem.path") for u in cfg.urls})
+
+
+def _provider(ctx: TierContext) -> OnpremProvider:
+    cfg = ctx.settings.tiers["onprem"]
+    assert isinstance(cfg, OnpremConfig)
+    return OnpremProvider(cfg, ctx.session, ctx.health, ctx.keys)
+
+
+TIER = TierSpec(
+    name="onprem", label="on-prem", color="#3fb950", generative=True, primary=True,
+    config=OnpremConfig, provider=_provider, targets=_targets, gen_ai_system="vllm",
+    hints={"misconfigured": "check ONPREM_API_KEY and onprem.model (vLLM --served-model-name)",
+           "unavailable": "is the GPU box up and this host on the tailnet?"})

@@ -10,19 +10,50 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import ClassVar
 
 import aiohttp
+from pydantic import PrivateAttr, ValidationInfo, model_validator
 
-from gateway.config import OpenAIConfig
+from gateway.config import Flag, HealthConfig, Seconds, TierConfig, context_of
+from gateway.health.probes import Verdict, probe_openai
 from gateway.providers.base import StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
 from gateway.security.upstream_keys import KeySource
+from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
+class OpenAIConfig(TierConfig):
+    """`openai:` — the paid backup. Private intents never reach it."""
+
+    section: ClassVar[str] = "openai"
+    key_required: ClassVar[bool] = True
+
+    model: str = "gpt-4o-mini"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    base_url: str | None = None     # OPENAI_BASE_URL overrides
+    supports_tools: Flag = True
+    supports_response_format: Flag = True
+    timeout_s: Seconds = 60.0
+    propagate_trace: Flag = False   # send traceparent to OpenAI too (tracing on)
+    _base: str = PrivateAttr(default=DEFAULT_BASE_URL)
+
+    @model_validator(mode="after")
+    def _resolve_base(self, info: ValidationInfo) -> OpenAIConfig:
+        env = context_of(info).env
+        self._base = (env.get("OPENAI_BASE_URL") or self.base_url or DEFAULT_BASE_URL).rstrip("/")
+        return self
+
+
+    @property
+    def api_base(self) -> str:
+        return self._base
+
+
 def base_url(config: OpenAIConfig) -> str:
-    return (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+    return config.api_base
 
 
 class OpenAIProvider:
@@ -55,3 +86,25 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def _targets(cfg: TierConfig) -> Targets:
+    assert isinstance(cfg, OpenAIConfig)
+
+    async def models(session: aiohttp.ClientSession, key: str | None,
+                     h: HealthConfig) -> Verdict:
+        return await probe_openai(session, base_url(cfg), cfg.model, key, h.timeout_s)
+    return Targets((ProbeTarget("openai", "api", models),))
+
+
+def _provider(ctx: TierContext) -> OpenAIProvider:
+    cfg = ctx.settings.tiers["openai"]
+    assert isinstance(cfg, OpenAIConfig)
+    return OpenAIProvider(cfg, ctx.keys, ctx.trace_configs if cfg.propagate_trace else [])
+
+
+TIER = TierSpec(
+    name="openai", label="OpenAI", color="#d29922", generative=True, offsite=True,
+    config=OpenAIConfig, provider=_provider, targets=_targets, gen_ai_system="openai",
+    hints={"misconfigured": "set a valid OPENAI_API_KEY and check openai.model",
+           "unavailable": "check outbound HTTPS to the OpenAI API"})

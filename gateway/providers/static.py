@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
+from gateway.tiers import TierContext, TierSpec
 
 STATIC_MODEL = "scout-static"
 
@@ -21,3 +22,11 @@ class StaticProvider:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _provider(ctx: TierContext) -> StaticProvider:
+    return StaticProvider()
+
+
+TIER = TierSpec(name="static", label="static reply", color="#f85149", provider=_provider,
+                last_resort=True)

@@ -43,11 +43,10 @@ from gateway.routing.race import (
     StartTier,
     SwitchKind,
 )
+from gateway.tiers import registry
 from gateway.tracing import Tracing
 
 log = get_logger("scout.race")
-
-GENERATIVE = frozenset({"onprem", "openai"})
 
 
 class HealthObserver(Protocol):
@@ -115,8 +114,9 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
     """Yield text and switches as they happen, then one RaceResult."""
     loop = asyncio.get_running_loop()
     spans: dict[int, Any] = {}   # per attempt, when tracing is on
+    generative = registry().generative_names()   # hedged, and their health observed
     hedge_after = {t: hedging.delay(t, plan.deadlines.first_token_s)
-                   for t in plan.ladder if t in GENERATIVE} if hedging is not None else None
+                   for t in plan.ladder if t in generative} if hedging is not None else None
     race = Race(plan.ladder, plan.deadlines, hedge_after)
     hedges_seen = 0
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -163,7 +163,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     if not served or served[-1] != act.attempt:
                         served.append(act.attempt)
                         text_of[act.attempt] = []
-                        if act.tier in GENERATIVE:
+                        if act.tier in generative:
                             health.observe_success(act.tier)
                             attempt = race.attempts[act.attempt]
                             if hedging is not None and not attempt.resume:
@@ -181,7 +181,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     check_offsite(plan.intent.name, plan.policy, (act.tier,))  # again at dispatch
                     notes[act.attempt] = AttemptNote()
                     req = replace(request, prefix=act.prefix, note=notes[act.attempt])
-                    if hedging is not None and act.tier in GENERATIVE:
+                    if hedging is not None and act.tier in generative:
                         if len(race.stats.hedges) > hedges_seen:
                             hedges_seen = len(race.stats.hedges)
                             hedging.hedged()
@@ -207,7 +207,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                         # A missed deadline is a live failure of the target the attempt used
                         # (told through its note) and, for tiers without targets, of the tier.
                         notes[act.attempt].missed = act.missed
-                        if act.tier in GENERATIVE:
+                        if act.tier in generative:
                             health.observe_failure(act.tier, "stalled", act.missed)
                     task = tasks.pop(act.attempt, None)
                     if task is not None:
@@ -263,7 +263,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 tasks.pop(aid, None)
                 Tracing.end_attempt(spans.pop(aid, None), f"failed: {ev.kind}", error=ev.reason)
                 tier = tier_of[aid]
-                if tier in GENERATIVE and race.attempts[aid].active and ev.kind != "refused":
+                if tier in generative and race.attempts[aid].active and ev.kind != "refused":
                     if isinstance(ev, TierBusy):   # rate-limited: skip it until Retry-After
                         health.observe_failure(tier, ev.kind, ev.reason, ev.retry_after_s)
                     else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.config import OFFSITE_TIERS, Deadlines, IntentConfig
+from gateway.config import Deadlines, IntentConfig
 from gateway.errors import PrivacyViolation
 from gateway.health.states import SKIPPED, TierHealth
+from gateway.tiers import registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,13 @@ def plan_route(
         ladder = [pin]
     skipped: list[tuple[str, str]] = []
     kept: list[str] = []
+    offsite_tiers, last = registry().offsite(), registry().last_resort()
     for tier in ladder:
-        if tier == "static":
+        if tier == last:
             continue
         if tier not in enabled:
             skipped.append((tier, "disabled in configuration"))
-        elif offsite == "never" and tier in OFFSITE_TIERS:
+        elif offsite == "never" and tier in offsite_tiers:
             why = f"an earlier turn is {private_turn.name}" if private_turn is not None \
                 else f"intent {intent.name} is never sent off-site"
             skipped.append((tier, f"private conversation: {why}"))
@@ -66,7 +68,7 @@ def plan_route(
             skipped.append((tier, f"{h.state}: {h.reason}" if h.reason else h.state))
         else:
             kept.append(tier)
-    kept.append("static")  # always available, always last
+    kept.append(last)  # always available, always last
     check_offsite(intent.name, offsite, kept)
     return RoutePlan(intent, tuple(kept), intent.deadlines, tuple(skipped), offsite)
 
@@ -74,6 +76,6 @@ def plan_route(
 def check_offsite(intent: str, offsite: str, tiers: list[str] | tuple[str, ...]) -> None:
     """Refuse to dispatch an on-site-only turn to an off-site tier, whatever built the
     ladder."""
-    if offsite == "never" and OFFSITE_TIERS & set(tiers):
+    if offsite == "never" and registry().offsite() & set(tiers):
         raise PrivacyViolation(
             f"intent {intent} is private and may not be sent to an off-site tier")

@@ -15,18 +15,18 @@ const el = (tag, attrs = {}, text = "") => {
   return e;
 };
 
-function tiles(t) {
+function tiles(t, meta) {
   const items = [
     ["requests / min", t.requests_per_min ?? "–"],
-    ["on-prem availability", pct(t.onprem_availability)],
+    [`${meta.primary_label} availability`, pct(t.availability)],
     ["TTFT p50", ms(t.ttft_p50_ms)],
     ["TTFT p95", ms(t.ttft_p95_ms)],
     ["fallback rate (5 min)", pct(t.fallback_rate)],
     ["cache hit rate", pct(t.cache_hit_rate)],
     ["active sessions", t.active_sessions],
     ["spend today", usd(t.spend_today_usd)],
-    ["saved vs all-OpenAI", usd(t.saved_today_usd)],
-    ["hedge on-prem after", ms((t.hedge_after_ms || {}).onprem)],
+    [`saved vs all-${meta.reference_label}`, usd(t.saved_today_usd)],
+    [`hedge ${meta.primary_label} after`, ms((t.hedge_after_ms || {})[meta.primary])],
     ["hedge budget used", pct(t.hedge_budget_used)],
   ];
   $("tiles").replaceChildren(...items.map(([k, v]) => {
@@ -58,10 +58,12 @@ function targets(snap) {
 }
 
 let plot = null;
-function chart(s) {
+function chart(s, meta) {
   // Stacked answers per minute: each series is drawn as the running sum of the tiers before it.
-  const tiers = ["onprem", "openai", "cache", "static"];
-  const colors = { onprem: "#3fb950", openai: "#d29922", cache: "#58a6ff", static: "#f85149" };
+  // The tiers, their labels and colours come from the gateway's tier registry.
+  const tiers = meta.series.map((m) => m.name);
+  const colors = Object.fromEntries(meta.series.map((m) => [m.name, m.color]));
+  const labels = Object.fromEntries(meta.series.map((m) => [m.name, m.label]));
   const stacked = [];
   let acc = s.t.map(() => 0);
   for (const tier of tiers) {
@@ -69,9 +71,10 @@ function chart(s) {
     stacked.push(acc.slice());
   }
   // uPlot paints in series order: the tallest (the total) first, each lower tier over it.
-  const order = [3, 2, 1, 0];
+  const order = tiers.map((_, i) => tiers.length - 1 - i);
   const data = [s.t, ...order.map((i) => stacked[i]), s.ttft_p95_ms.map((v) => v)];
   const width = Math.min(1150, $("chart").clientWidth || 600);
+  if (plot && plot.series.length !== tiers.length + 2) { plot.destroy(); plot = null; }
   if (!plot) {
     plot = new uPlot({
       width, height: 240,
@@ -79,7 +82,7 @@ function chart(s) {
       axes: [{ stroke: "#8b98a5", grid: { stroke: "#2d3b48" } },
              { scale: "n", stroke: "#8b98a5", grid: { stroke: "#2d3b48" }, label: "answers/min" },
              { scale: "ms", side: 1, stroke: "#8b98a5", grid: { show: false }, label: "p95 ms" }],
-      series: [{}, ...[3, 2, 1, 0].map((i) => tiers[i]).map((t) => ({ label: t, scale: "n", stroke: colors[t], fill: colors[t] + "99", width: 1 })),
+      series: [{}, ...order.map((i) => tiers[i]).map((t) => ({ label: labels[t], scale: "n", stroke: colors[t], fill: colors[t] + "99", width: 1 })),
                { label: "TTFT p95", scale: "ms", stroke: "#e6edf3", width: 2, dash: [4, 3] }],
     }, data, $("chart"));
   } else {
@@ -91,7 +94,7 @@ function incidents(list) {
   list = list.filter((i) => !(i.from === "unknown" && ["up", "busy"].includes(i.to)));
   if (!list.length) return;
   $("incidents").replaceChildren(...list.map((i) => {
-    const who = i.kind === "target" ? i.target.replace(/^onprem\./, "") : i.tier;
+    const who = i.kind === "target" ? i.target.replace(/^[^.]+\./, "") : i.tier;
     const text = i.text ?? `${who}: ${i.from} → ${i.to} — ${i.reason}`;
     const li = el("li", {}, `${new Date(i.at * 1000).toLocaleTimeString()} · ${text}`);
     li.dataset.kind = i.kind;
@@ -111,11 +114,11 @@ function privacy(p) {
 function render(snap) {
   $("overall").textContent = snap.status;
   $("overall").dataset.s = snap.status;
-  $("alert").textContent = snap.fallback_alert ? "Fallback rate alert: most answers are not coming from the GPU box — see incidents." : "";
+  $("alert").textContent = snap.fallback_alert ? `Fallback rate alert: most answers are not coming from ${snap.tier_meta.primary_label} — see incidents.` : "";
   $("alert").className = snap.fallback_alert ? "on" : "";
-  tiles(snap.tiles);
+  tiles(snap.tiles, snap.tier_meta);
   targets(snap);
-  chart(snap.series);
+  chart(snap.series, snap.tier_meta);
   incidents(snap.incidents);
   privacy(snap.privacy || {});
   $("note").textContent = `${snap.currency_note} · updated ${new Date(snap.at * 1000).toLocaleTimeString()}`;

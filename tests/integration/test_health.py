@@ -215,9 +215,8 @@ async def test_the_webhook_fires_once_per_transition_and_on_fallback_rate(
     def alerting(data):
         data["health"].update(fallback_min_requests=5, fallback_threshold=0.5)
 
-    settings = make_settings([onprem_sim.url], f"{openai_sim.url}/v1", mutate=alerting)
-    object.__setattr__(settings.health, "webhook_url",
-                       type(settings.openai.api_key)(str(rs.make_url("/hook"))))
+    settings = make_settings([onprem_sim.url], f"{openai_sim.url}/v1", mutate=alerting,
+                             env={"SCOUT_ALERT_WEBHOOK": str(rs.make_url("/hook"))})
     client = await gw_client(create_app(settings))
     await wait_for(client, lambda h: h["tiers"]["onprem"]["state"] == "up")
     await onprem_sim.set_fault("http_401")  # the expired-key incident

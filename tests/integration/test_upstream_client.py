@@ -10,13 +10,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.config import PII_KINDS, Deadlines, IntentConfig, OpenAIConfig, Secret
+from gateway.config import PII_KINDS, IntentConfig
 from gateway.errors import TierMisconfigured, TierUnavailable
 from gateway.health.probes import get, probe_openai
 from gateway.providers.base import Delta, Headers, Provider, TierRequest, Usage
 from gateway.providers.offsite import OffsiteGuard
-from gateway.providers.openai_tier import OpenAIProvider
+from gateway.providers.openai_tier import OpenAIConfig, OpenAIProvider
 from gateway.routing.intents import IntentClassifier
+from gateway.security.upstream_keys import KeySource
 
 KEY = "upstream-test-key-51d0"
 
@@ -49,10 +50,11 @@ def scripted(pieces: list[bytes], seen: list[dict[str, Any]] | None = None,
 
 
 def provider_for(server) -> OpenAIProvider:
-    return OpenAIProvider(OpenAIConfig(api_key=Secret(KEY), base_url=str(server.make_url("/v1"))))
+    return OpenAIProvider(OpenAIConfig(base_url=str(server.make_url("/v1"))),
+                          KeySource("openai", KEY))
 
 
-INTENT = IntentConfig("t", ("openai",), Deadlines(), "static")
+INTENT = IntentConfig(name="t", ladder=("openai",), static_reply="static")
 
 
 def ask(text: str) -> TierRequest:

@@ -50,7 +50,7 @@ async def test_the_fallback_alert_fires_within_15_minutes_at_14_questions_an_hou
                               openai_equivalent_usd=0.0001, cache=None)
             next_turn += gap_s
         await stats.flush()
-        await m._check_fallback_rate()
+        await m.fallback.check()
         if m.alerting:
             fired_at = clock.now
     assert fired_at is not None, "the alert never fired"
@@ -71,7 +71,7 @@ async def test_a_quiet_normal_hour_does_not_alert():
             stats.record_turn(["openai"], 300.0, counts_for_fallback=True, cost_usd=0.0001,
                               openai_equivalent_usd=0.0001, cache=None)
         await stats.flush()
-        await m._check_fallback_rate()
+        await m.fallback.check()
         assert not m.alerting
 
 

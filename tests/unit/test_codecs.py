@@ -74,7 +74,8 @@ def test_context_and_intent_are_part_of_the_key():
 
 
 def test_cost_arithmetic():
-    prices = {"gpt-4o-mini": Price(0.15, 0.60), "llama": Price(0.0, 0.0)}
+    prices = {"gpt-4o-mini": Price(input=0.15, output=0.60),
+              "llama": Price(input=0.0, output=0.0)}
     assert cost_usd(prices, "gpt-4o-mini", 1_000_000, 0) == pytest.approx(0.15)
     assert cost_usd(prices, "gpt-4o-mini", 200, 100) == pytest.approx((200 * 0.15 + 100 * 0.6) / 1e6)
     assert cost_usd(prices, "llama", 10_000, 10_000) == 0
@@ -93,7 +94,7 @@ def test_dashboard_tiles_from_minute_rows():
     assert tiles["requests_per_min"] == round(40 / 1.5, 1)
     assert tiles["fallback_rate"] == 10 / 40
     assert tiles["cache_hit_rate"] == 0.25
-    assert tiles["onprem_availability"] == 0.75
+    assert tiles["availability"] == 0.75
     # Interpolated within the bucket: 9 answers in (100, 200] and one in (2000, 3000].
     assert tiles["ttft_p50_ms"] == 100 + 100 * 5 / 9 and tiles["ttft_p95_ms"] == 2500
     assert tiles["websockets"] == 7 and tiles["active_sessions"] == 4

@@ -17,8 +17,10 @@ from gateway.routing.plan import RoutePlan
 from tests.fakes import Observer, ScriptedProvider
 
 D = Deadlines(headers_s=0.2, first_token_s=0.3, gap_s=0.3)
-INTENT = IntentConfig("vehicle", ("onprem", "openai", "static"), D, "static reply")
-PRIVATE = IntentConfig("financing", ("onprem", "static"), D, "call us", private=True)
+INTENT = IntentConfig(name="vehicle", ladder=("onprem", "openai", "static"), deadlines=D,
+                      static_reply="static reply")
+PRIVATE = IntentConfig(name="financing", ladder=("onprem", "static"), deadlines=D,
+                       static_reply="call us", private=True)
 
 
 def plan(ladder=("onprem", "openai", "static"), intent=INTENT):

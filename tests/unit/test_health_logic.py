@@ -5,7 +5,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.health.monitor import Target, apply_verdict, next_probe_in, tier_verdict
 from gateway.health.probes import (
     HttpResult,
     Verdict,
@@ -14,6 +13,7 @@ from gateway.health.probes import (
     judge_replica,
     queue_waiting,
 )
+from gateway.health.targets import Target, apply_verdict, next_probe_in, tier_verdict
 
 M = "llama-3.1-70b-instruct"
 MODELS_OK = HttpResult(200, orjson.dumps({"data": [{"id": M}]}).decode())

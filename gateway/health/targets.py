@@ -1,0 +1,286 @@
+"""What this process knows of every target and tier: pure state, no I/O, no clock of its own.
+
+Probe verdicts go in with hysteresis: a target turns bad on the first bad probe (a dead
+replica is out of the route within one interval) but is trusted again only after `rise`
+good probes in a row, so a flapping target does not flip the route each time.
+
+Live traffic counts too: one 401/403 turns a tier misconfigured, `eject_after` failures in
+a row eject it, until a probe (or a live success) sees it work. A tier that keeps losing
+hedges because its first token never comes (hung generation: probes still pass) is
+ejected for `health.eject_ttl_s` instead, then live traffic tries it again. Per target
+(each URL chats go to), live failures eject the target on its own (`Outliers`); the tier
+is down only when all of its targets are.
+
+Every change is told to `tell` as an incident (`gateway.health.incidents`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import HealthConfig
+from gateway.health.outliers import Outliers
+from gateway.health.probes import Verdict
+from gateway.health.states import FAILING, SERVING, TierHealth
+from gateway.tiers import ProbeTarget
+
+NO_CREDIT_HOLD_S = 300.0   # an out-of-credit backup is retried this often, not every probe
+
+
+@dataclass
+class Target:
+    name: str
+    kind: str  # path | replica | api
+    tier: str
+    state: str = "unknown"
+    reason: str = "not probed yet"
+    latency_ms: float | None = None
+    since: float = field(default_factory=time.time)
+    good: int = 0       # good probes in a row while still counted bad
+    failures: int = 0   # bad probes in a row (for backoff)
+    next_at: float = 0.0
+
+
+def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
+    """Fold one probe into a target, with hysteresis. Pure; True if the state changed."""
+    t.latency_ms = v.latency_ms
+    if v.state in SERVING:
+        t.failures = 0
+        if t.state in FAILING:
+            t.good += 1
+            if t.good < rise:
+                t.reason = f"recovering ({t.good}/{rise} good probes): {v.reason}"
+                return False
+        t.good = 0
+        changed = t.state != v.state
+        t.state, t.reason = v.state, v.reason
+    else:
+        t.good = 0
+        t.failures += 1
+        changed = t.state != v.state
+        t.state, t.reason = v.state, v.reason
+    if changed:
+        t.since = now
+    return changed
+
+
+def next_probe_in(t: Target, interval: float, jitter: float, cap: float,
+                  rand: Callable[[], float] = random.random) -> float:
+    base = interval if t.state not in FAILING else min(cap, interval * 2 ** max(0, t.failures - 1))
+    return base * (1 + jitter * (2 * rand() - 1))
+
+
+def _short(t: Target) -> str:
+    return t.name.split(".", 1)[-1]
+
+
+def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
+    """A tier's state from its targets: path down beats replicas; any good replica serves."""
+    path = next((t for t in targets if t.kind == "path"), None)
+    replicas = [t for t in targets if t.kind == "replica"]
+    if path is not None and path.state == "down":
+        return TierHealth("down", path.reason)
+    if replicas:
+        good = [r for r in replicas if r.state in SERVING]
+        n = len(replicas)
+        if good:
+            if all(r.state == "busy" for r in good):
+                return TierHealth("busy", f"all {len(good)} serving replicas are busy")
+            return TierHealth("up", f"{len(good)}/{n} replicas serving" + (
+                "" if len(good) == n else ": " + "; ".join(
+                    f"{_short(r)} {r.state} ({r.reason})" for r in replicas if r not in good)))
+        for state in ("misconfigured", "loading", "down"):
+            bad = [r for r in replicas if r.state == state]
+            if bad:
+                return TierHealth(state, "; ".join(f"{_short(r)}: {r.reason}" for r in bad))
+        return TierHealth("unknown", "replicas not probed yet")
+    others = [t for t in targets if t.kind != "path"] or ([path] if path else [])
+    if not others:
+        return TierHealth("unknown", "")
+    return TierHealth(others[0].state, others[0].reason)
+
+
+@dataclass
+class Passive:
+    state: str = ""          # "", "down" (ejected) or "misconfigured"
+    reason: str = ""
+    failures: int = 0
+    until: float | None = None  # lapses (no probe covers this tier) or None (a probe clears it)
+    at: float = 0.0             # when the verdict was given
+    # A tier that answers probes but not chats in time (hung generation) is ejected for
+    # health.eject_ttl_s: a probe that never generates can't clear it.
+    probe_clears: bool = True
+
+
+class TierBook:
+    """Targets, live-traffic verdicts and the folded state of every tier."""
+
+    def __init__(self, cfg: HealthConfig, clock: Callable[[], float],
+                 tell: Callable[[dict[str, Any]], None]) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.tell = tell
+        self.targets: dict[str, Target] = {}
+        self.probes: dict[str, ProbeTarget] = {}
+        self.passive: dict[str, Passive] = {}
+        self.outliers = Outliers(cfg.eject_after, cfg.eject_ttl_s, clock)
+        self.url_targets: dict[str, str] = {}   # a URL chats go to → the target for it
+        self._target_urls: dict[str, str] = {}
+        self._url_tier: dict[str, str] = {}
+        self.tracked: set[str] = set()          # tiers whose failures count per target
+        self.tier_states: dict[str, TierHealth] = {}
+        self._ejection_ends: float | None = None   # when the verdicts next change by time
+
+    def add(self, tier: str, probes: tuple[ProbeTarget, ...], routes: dict[str, str]) -> None:
+        for p in probes:
+            self.targets[p.name] = Target(p.name, p.kind, tier)
+            self.probes[p.name] = p
+        self.url_targets.update(routes)
+        self._url_tier.update(dict.fromkeys(routes, tier))
+        self._target_urls.update({name: url for url, name in routes.items()})
+        if routes:
+            self.tracked.add(tier)
+
+    # -- what the router asks ---------------------------------------------------
+
+    def state(self, tier: str) -> TierHealth:
+        """Asked for every tier of every chat turn: the verdict stored at the last change.
+
+        Targets and live-traffic verdicts change only in `fold` and `observe_*`, which
+        refresh the stored verdicts; the one thing that changes with time alone, a
+        live-traffic verdict lapsing, is noticed here.
+        """
+        p = self.passive.get(tier)
+        if p is not None and p.state and p.until is not None and self.clock() >= p.until:
+            p.state = ""
+            self.refresh()
+        if self._ejection_ends is not None and self.clock() >= self._ejection_ends:
+            self.refresh()   # an ejected target's time is up: it is on probation now
+        known = self.tier_states.get(tier)
+        return known if known is not None else self._compute(tier)
+
+    def _compute(self, tier: str) -> TierHealth:
+        p = self.passive.get(tier)
+        if p is not None and p.state:
+            return TierHealth(p.state, p.reason, skip=p.state == "busy")
+        return tier_verdict(tier, [self.effective(t) for t in self.targets.values()
+                                   if t.tier == tier])
+
+    def effective(self, t: Target) -> Target:
+        """The target as routing sees it: its probes, overruled by a live-traffic ejection."""
+        url = self._target_urls.get(t.name)
+        why = self.outliers.ejected(url) if url is not None else None
+        if why is None:
+            return t
+        return Target(t.name, t.kind, t.tier, "down", why, t.latency_ms, t.since)
+
+    # -- targets, as a provider reports them ----------------------------------------
+
+    def usable(self, url: str) -> bool:
+        """May a chat go to this URL now? Not ejected, and its probes don't say it's down."""
+        if self.outliers.ejected(url) is not None:
+            return False
+        t = self.targets.get(self.url_targets.get(url, ""))
+        return t is None or t.kind == "path" or t.state not in FAILING
+
+    def why_not(self, url: str) -> str:
+        t = self.targets.get(self.url_targets.get(url, ""))
+        return self.outliers.ejected(url) or (f"{t.state}: {t.reason}" if t else "unknown")
+
+    def observe_target_failure(self, url: str, reason: str) -> None:
+        name = self.url_targets.get(url)
+        target = self.targets.get(name or "")
+        before = self.effective(target).state if target is not None else "up"
+        why = self.outliers.failure(url, reason)
+        if why is not None and name is not None:
+            self.tell({"kind": "target", "target": name, "tier": self._url_tier[url],
+                       "from": before, "to": "down", "reason": why})
+            self.refresh()
+
+    def observe_target_success(self, url: str) -> None:
+        if self.outliers.success(url):
+            name = self.url_targets.get(url)
+            if name in self.targets:
+                t = self.targets[name]
+                self.tell({"kind": "target", "target": name, "tier": t.tier,
+                           "from": "down", "to": t.state,
+                           "reason": f"answering live traffic again; {t.reason}"})
+            self.refresh()
+
+    def observe_failure(self, tier: str, kind: str, reason: str,
+                        retry_after_s: float | None = None) -> None:
+        if kind == "busy":   # rate-limited: skipped until Retry-After, then tried again
+            p = self.passive.setdefault(tier, Passive())
+            p.state, p.reason, p.at = "busy", f"live traffic: {reason}", self.clock()
+            p.until = self.clock() + (retry_after_s or 5.0)
+            self.refresh()
+            return
+        if tier in self.tracked and kind in ("unavailable", "stalled"):
+            return   # counted per target (observe_target_failure): one bad replica is not the tier
+        p = self.passive.setdefault(tier, Passive())
+        p.failures += 1
+        probed = any(t.tier == tier for t in self.targets.values())
+        until = None if probed else self.clock() + self.cfg.eject_ttl_s
+        if kind == "misconfigured":
+            p.state, p.reason, p.until = "misconfigured", f"live traffic: {reason}", until
+            p.at, p.probe_clears = self.clock(), True
+        elif kind == "no_credit":   # probes still pass: hold it for minutes, then try again
+            p.state, p.reason, p.at = "misconfigured", f"live traffic: {reason}", self.clock()
+            p.until, p.probe_clears = self.clock() + NO_CREDIT_HOLD_S, False
+        elif kind in ("unavailable", "stalled") and p.failures >= self.cfg.eject_after:
+            p.state, p.at, p.probe_clears = "down", self.clock(), kind == "unavailable"
+            p.until = until if kind == "unavailable" else self.clock() + self.cfg.eject_ttl_s
+            p.reason = f"ejected after {p.failures} failures in a row: {reason}"
+        self.refresh()
+
+    def observe_success(self, tier: str) -> None:
+        p = self.passive.get(tier)
+        if p is not None and (p.failures or p.state):
+            p.failures, p.state = 0, ""
+            self.refresh()
+
+    # -- probes ------------------------------------------------------------------------
+
+    def fold(self, t: Target, v: Verdict, started: float) -> None:
+        """One probe's verdict for `t`, sent at `started`."""
+        now = self.clock()
+        before = t.state
+        if apply_verdict(t, v, self.cfg.rise, now):
+            self.tell({"kind": "target", "target": t.name, "tier": t.tier,
+                       "from": before, "to": t.state, "reason": t.reason})
+        p = self.passive.get(t.tier)
+        if p and p.state and p.probe_clears and t.kind != "path" and t.state in SERVING \
+                and started >= p.at:
+            # A probe sent after the live-traffic verdict saw the model answer: lift it.
+            # (nginx answering on the path says nothing about keys or models.)
+            p.state, p.failures = "", 0
+        t.next_at = now + next_probe_in(t, self.cfg.interval_s, self.cfg.jitter,
+                                        self.cfg.backoff_max_s)
+
+    def adopt(self, shared: dict[str, dict[str, Any]] | None) -> None:
+        """Targets as the elected monitor published them; none: never keep green on faith."""
+        for name, t in self.targets.items():
+            rec = (shared or {}).get(name)
+            if rec is None:
+                t.state, t.reason = "unknown", "no fresh probe from the monitor"
+            else:
+                t.state, t.reason = rec["state"], rec["reason"]
+                t.latency_ms, t.since = rec["latency_ms"], rec["since"]
+
+    def refresh(self) -> None:
+        self._ejection_ends = self.outliers.next_change()
+        for tier in {t.tier for t in self.targets.values()} | set(self.passive):
+            now_state = self._compute(tier)
+            before = self.tier_states.get(tier)
+            self.tier_states[tier] = now_state
+            if before is None and now_state.state == "unknown":
+                continue
+            if before is not None and before.state == now_state.state:
+                continue
+            self.tell({"kind": "state", "tier": tier,
+                       "from": before.state if before else "unknown",
+                       "to": now_state.state, "reason": now_state.reason})
