@@ -319,6 +319,20 @@ def cmd_check(args: argparse.Namespace) -> None:
     raise SystemExit(0 if ok else 1)
 
 
+def cmd_config_schema(args: argparse.Namespace) -> None:
+    import json
+
+    from gateway.config import json_schema
+    print(json.dumps(json_schema(), indent=2))
+
+
+def cmd_config_check(args: argparse.Namespace) -> None:
+    """Validate the file and the secrets it names, as `serve` would, and start nothing."""
+    settings = _load(args.file)
+    enabled = ", ".join(settings.enabled_tiers())
+    print(f"{args.file}: valid ({len(settings.intents)} intents; tiers: {enabled})")
+
+
 def cmd_inventory_import(args: argparse.Namespace) -> None:
     from gateway.inventory import open_store
     from gateway.inventory.importer import import_csv
@@ -382,6 +396,17 @@ def main(argv: list[str] | None = None) -> None:
                        formatter_class=fmt)
     c.add_argument("--config", default="config/scout.yaml", help="the YAML configuration")
     c.set_defaults(func=cmd_check)
+    cf = sub.add_parser("config", help="the configuration file: its schema, or check one")
+    cf_sub = cf.add_subparsers(dest="config_command", required=True)
+    sch = cf_sub.add_parser(
+        "schema", help="print the JSON Schema of scout.yaml (for editors: yaml-language-server)")
+    sch.set_defaults(func=cmd_config_schema)
+    chk = cf_sub.add_parser(
+        "check", help="validate a configuration (and the secrets it names) without starting",
+        description="Validate FILE as `serve` would, with this environment's secrets: every "
+                    "problem is listed at once; exit 2 when it is invalid, 0 when valid.")
+    chk.add_argument("file", help="the YAML configuration")
+    chk.set_defaults(func=cmd_config_check)
     inv = sub.add_parser("inventory", help="the dealership's stock (the inventory tier)")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True)
     imp = inv_sub.add_parser(

@@ -239,3 +239,80 @@ def test_a_moved_setting_is_still_read_under_its_old_name_with_a_warning(old, ne
     with pytest.raises(ConfigError) as exc:
         settings_from_dict(data, ENV)
     assert f"{old}: moved to {new}, which is also set; keep only that" in exc.value.problems
+
+
+def _sections() -> list[tuple[str, str]]:
+    """(section, one of its settings) for every section the file may hold, as the models
+    declare them: a section added later (a new tier's) is covered without editing here."""
+    from pydantic import BaseModel
+
+    from gateway.config import settings_model
+    out = []
+    for name, f in settings_model().model_fields.items():
+        model = f.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            keys = [g.alias or n for n, g in model.model_fields.items()
+                    if len(g.alias or n) > 5]
+            out.append((f.alias or name, keys[0]))
+    return out
+
+
+@pytest.mark.parametrize(("section", "key"), _sections())
+def test_a_typo_in_every_declared_section_is_refused_with_its_suggestion(section, key):
+    data = example_config()
+    typo = key[:-2] + key[-1] + key[-2]   # the last two letters swapped: "interval_s" → "intervals_"
+    at(data, section)[typo] = 1
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(data, ENV)
+    assert f"{section}.{typo}: unknown setting (did you mean '{key}'?)" in exc.value.problems
+
+
+def test_every_section_is_checked_for_typos():
+    sections = {s for s, _ in _sections()}
+    assert {"server", "onprem", "openai", "cache", "redis", "sessions", "auth", "websocket",
+            "health", "rate_limits", "deadlines", "privacy", "hedging", "inventory"} <= sections
+
+
+def _schema_validator():
+    import jsonschema
+
+    from gateway.config import json_schema
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_json_schema_accepts_the_shipped_config_and_flags_a_typo_for_editors():
+    validator = _schema_validator()
+    data = example_config()
+    assert list(validator.iter_errors(data)) == []
+    data["health"]["intervall_s"] = 5
+    data["openai"]["enabled"] = "false"
+    errors = {(tuple(e.absolute_path), e.validator) for e in validator.iter_errors(data)}
+    assert (("health",), "additionalProperties") in errors
+    assert (("openai", "enabled"), "type") in errors
+
+
+def test_config_schema_and_config_check_on_the_command_line(tmp_path, capsys, monkeypatch):
+    import json
+
+    from gateway.cli import main
+    main(["config", "schema"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["additionalProperties"] is False and "onprem" in printed["properties"]
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    main(["config", "check", str(ROOT / "config" / "scout.yaml")])   # returns: exit 0
+    assert "valid (6 intents" in capsys.readouterr().out
+    bad = tmp_path / "scout.yaml"
+    data = example_config()
+    data["helth"] = data.pop("health")
+    data["openai"]["enabled"] = "false"
+    import yaml
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as err:
+        main(["config", "check", str(bad)])
+    assert err.value.code == 2
+    out = capsys.readouterr().err
+    assert "helth: unknown section (did you mean 'health'?)" in out
+    assert "openai.enabled: must be true or false (unquoted), got 'false'" in out
