@@ -699,15 +699,15 @@ class Settings(BaseModel):
                                     "intents")
         prices = data.get("prices") if isinstance(data.get("prices"), Mapping) else {}
         for spec in tiers.generative():
+            assert spec.config is not None
             section = data.get(spec.name) if isinstance(data.get(spec.name), Mapping) else {}
-            if section.get("enabled", True) is False:
+            if section.get("enabled", spec.config.model_fields["enabled"].default) is False:
                 users = sorted(str(n) for n, i in (intents or {}).items()
                                if isinstance(i, Mapping) and spec.name in (i.get("ladder") or ()))
                 if users:
                     loading.warnings.append(f"tier {spec.name} is disabled and is skipped in "
                                             f"the ladders of {', '.join(users)}")
                 continue
-            assert spec.config is not None
             model = section.get("model", spec.config.model_fields["model"].default)
             if isinstance(model, str) and model not in prices:
                 loading.problems.append(f"{spec.name}.model: {model!r} has no entry under "

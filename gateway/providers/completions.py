@@ -10,7 +10,7 @@ to the other costs the same as a request to either (bench.tiers measures it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import aiohttp
@@ -48,11 +48,62 @@ def classify_status(status: int, body: str, where: str,
         except ValueError:
             wait = 5.0
         return TierBusy(f"{where} is rate-limiting us (429); trying again in {wait:g} s", wait)
+    if status == 529:   # Anthropic's "overloaded": down for now, not a key problem
+        return TierUnavailable(f"{where} is overloaded (529)")
     if status == 404:
         return TierMisconfigured(f"{where} does not serve the configured model (404: {detail})")
     if status in (400, 413, 422):
         return TierRejectedInput(f"{where} rejected the request ({status}: {detail})")
     return TierUnavailable(f"{where} answered {status}")
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes,
+                headers: Callable[[str | None], dict[str, str]], keys: KeySource | None,
+                client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    """POST with the current key; refused (401/403) while a rotation is in progress, the
+    same request once more with the previous key (refused means nothing was generated)."""
+    key = keys.current() if keys else None
+    resp = await session.post(url, data=body, headers=headers(key), timeout=client_timeout)
+    if keys is None or key is None:
+        return resp
+    if resp.status in (401, 403) and (old := keys.fallback()) is not None:
+        # Mid-rotation, the upstream may switch keys between two requests: the old key,
+        # then the new one once more, before the refusal counts.
+        for retry in (old, key):
+            resp.close()
+            resp = await session.post(url, data=body, headers=headers(retry),
+                                      timeout=client_timeout)
+            if resp.status not in (401, 403):
+                if resp.status == 200:
+                    keys.worked(retry)
+                return resp
+        keys.refused(key)
+        return resp
+    if resp.status == 200:
+        keys.worked(key)
+    return resp
+
+
+async def open_stream(session: aiohttp.ClientSession, url: str, body: bytes,
+                      headers: Callable[[str | None], dict[str, str]], keys: KeySource | None,
+                      client_timeout: aiohttp.ClientTimeout, where: str
+                      ) -> aiohttp.ClientResponse:
+    """Send one streaming request and return the 200 response, or raise the tier error
+    its failure means. Shared by every upstream's client, whatever its wire format."""
+    try:
+        resp = await _post(session, url, body, headers, keys, client_timeout)
+    except TimeoutError:
+        raise TierUnavailable(f"{where} timed out before answering") from None
+    except aiohttp.ClientConnectorError as exc:   # never connected: nothing was sent
+        raise TierUnreachable(f"{where} unreachable: "
+                              f"{connect_failure(exc.os_error, exc.host, exc.port)}") from None
+    except aiohttp.ClientConnectionError as exc:
+        raise TierUnavailable(f"{where} unreachable: {exc.__class__.__name__}") from None
+    if resp.status != 200:
+        text = await _read_some(resp)
+        resp.close()
+        raise classify_status(resp.status, text, where, resp.headers.get("Retry-After"))
+    return resp
 
 
 def _request_body(request: TierRequest, model: str, messages: list[dict[str, Any]]) -> bytes:
@@ -92,31 +143,6 @@ class CompletionsClient:
             return self._base_headers
         return {**self._base_headers, "Authorization": f"Bearer {key}"}
 
-    async def _post(self, url: str, body: bytes) -> aiohttp.ClientResponse:
-        """POST with the current key; refused (401/403) while a rotation is in progress, the
-        same request once more with the previous key (refused means nothing was generated)."""
-        key = self.keys.current() if self.keys else None
-        resp = await self._session.post(url, data=body, headers=self._headers(key),
-                                        timeout=self._timeout)
-        if self.keys is None or key is None:
-            return resp
-        if resp.status in (401, 403) and (old := self.keys.fallback()) is not None:
-            # Mid-rotation, the upstream may switch keys between two requests: the old key,
-            # then the new one once more, before the refusal counts.
-            for retry in (old, key):
-                resp.close()
-                resp = await self._session.post(url, data=body, headers=self._headers(retry),
-                                                timeout=self._timeout)
-                if resp.status not in (401, 403):
-                    if resp.status == 200:
-                        self.keys.worked(retry)
-                    return resp
-            self.keys.refused(key)
-            return resp
-        if resp.status == 200:
-            self.keys.worked(key)
-        return resp
-
     async def stream(self, url: str, request: TierRequest,
                      messages: list[dict[str, Any]]) -> AsyncGenerator[StreamEvent, None]:
         """`messages` as sent: the request's own, or the OpenAI tier's redacted copy."""
@@ -125,19 +151,8 @@ class CompletionsClient:
         resp: aiohttp.ClientResponse | None = None
         complete = False
         try:
-            try:
-                resp = await self._post(url, body)
-            except TimeoutError:
-                raise TierUnavailable(f"{where} timed out before answering") from None
-            except aiohttp.ClientConnectorError as exc:   # never connected: nothing was sent
-                raise TierUnreachable(f"{where} unreachable: "
-                                      f"{connect_failure(exc.os_error, exc.host, exc.port)}"
-                                      ) from None
-            except aiohttp.ClientConnectionError as exc:
-                raise TierUnavailable(f"{where} unreachable: {exc.__class__.__name__}") from None
-            if resp.status != 200:
-                raise classify_status(resp.status, await _read_some(resp), where,
-                                      resp.headers.get("Retry-After"))
+            resp = await open_stream(self._session, url, body, self._headers, self.keys,
+                                     self._timeout, where)
             yield HEADERS
             decoder = SSEDecoder()
             try:
