@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 TIER_MODULES = (
     "gateway.providers.onprem",
     "gateway.providers.openai_tier",
+    "gateway.providers.anthropic_tier",
     "gateway.inventory.tier",
     "gateway.providers.cache_tier",
     "gateway.providers.static",
