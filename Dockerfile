@@ -4,7 +4,6 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-COPY onprem ./onprem
 COPY config ./config
 RUN pip install --no-cache-dir --prefix=/install .
 

@@ -188,9 +188,27 @@ def demo_settings(onprem_urls: list[str], openai_url: str | None,
     return settings_from_dict(data, env)
 
 
+def demo_module(name: str) -> Any:
+    """A module of the demo's own parts (`onprem.simulator`, `onprem.llamacpp`). They are
+    not in the installed package, which is what production runs: they are read from the
+    checkout this gateway was installed from (pip install -e .)."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[1]
+        if not (checkout / "onprem" / "simulator.py").is_file():
+            raise SystemExit(
+                "scout-gateway demo: the simulated replicas are demo-only and not part of the "
+                "installed package; run the demo from a checkout of the repository "
+                "(pip install -e . there)") from None
+        sys.path.insert(0, str(checkout))
+        return importlib.import_module(name)
+
+
 async def _real_replica(api_key: str, alias: str) -> tuple[asyncio.subprocess.Process, str]:
     """Start the real llama.cpp replica (SmolLM2-135M) and wait until it serves."""
-    from onprem import llamacpp
+    llamacpp = demo_module("onprem.llamacpp")
 
     why = llamacpp.available()
     if why:
@@ -216,7 +234,9 @@ async def _real_replica(api_key: str, alias: str) -> tuple[asyncio.subprocess.Pr
 
 
 async def _demo(port: int, host: str, real_model: bool = False) -> None:
-    from onprem.simulator import Knobs, ReplicaSimulator, control_app
+    simulator = demo_module("onprem.simulator")
+    Knobs, ReplicaSimulator, control_app = (simulator.Knobs, simulator.ReplicaSimulator,
+                                            simulator.control_app)
 
     demo_key = secrets.token_urlsafe(16)
     real = await _real_replica(demo_key, "llama-3.1-70b-instruct") if real_model else None
@@ -243,7 +263,7 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
         env["OPENAI_API_KEY"] = demo_key
     settings = demo_settings(onprem_urls,
                              f"{openai_sim.url}/v1" if openai_sim else None, env, port)
-    from onprem.llamacpp import REAL_MODEL
+    REAL_MODEL = demo_module("onprem.llamacpp").REAL_MODEL
     onprem_words = (f"1 REAL replica: {REAL_MODEL}, served as llama-3.1-70b-instruct at "
                     f"{real[1]};\n               1 SIMULATED replica at {sims[0].url}" if real else
                     f"2 SIMULATED replicas: {', '.join(s.url for s in sims)}")
