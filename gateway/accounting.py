@@ -12,10 +12,8 @@ from gateway.tiers import registry
 
 
 def cache_result(turn: Turn, outcome: TurnOutcome) -> str | None:
-    if outcome.cached == "fresh":
-        return "fresh"
-    if "cache" in outcome.served_by:
-        return "stale"
+    if outcome.cached:   # "fresh" or "stale", as the cache tier said
+        return outcome.cached
     return "miss" if turn.cacheable else None
 
 

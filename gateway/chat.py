@@ -22,7 +22,7 @@ from gateway.health.states import TierHealth
 from gateway.inventory.tier import Inventory
 from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
-from gateway.providers.cache_tier import CACHE_MODEL
+from gateway.providers.cache_tier import CACHE_MODEL, CACHE_TIER
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
 from gateway.routing.hedging import Hedging, HedgingConfig
 from gateway.routing.intents import IntentClassifier
@@ -221,12 +221,12 @@ class ChatService:
     def _fresh_hit(self, turn: Turn, hit: CachedAnswer, started: float) -> list[TurnEvent]:
         elapsed = (time.perf_counter() - started) * 1000
         name = turn.plan.intent.name
-        outcome = TurnOutcome(turn.id, name, ["cache"], [CACHE_MODEL], hit.text, elapsed, elapsed,
+        outcome = TurnOutcome(turn.id, name, [CACHE_TIER], [CACHE_MODEL], hit.text, elapsed, elapsed,
                               0, 0, 0.0, "fresh", "stop", True, race_ttft_ms=0.0,
-                              parts=[("cache", 0, 0, 0.0)])
+                              parts=[(CACHE_TIER, 0, 0, 0.0)])
         self._tell(turn, outcome)
-        return [Started(turn.id, name, "cache", turn.plan.skipped),
-                TextOut(hit.text, "cache", CACHE_MODEL), outcome]
+        return [Started(turn.id, name, CACHE_TIER, turn.plan.skipped),
+                TextOut(hit.text, CACHE_TIER, CACHE_MODEL), outcome]
 
     def _tell(self, turn: Turn, outcome: TurnOutcome) -> None:
         for observe in self.observers:

@@ -86,6 +86,7 @@ class TierSpec:
     offsite: bool = False      # outside the dealership: privacy rules apply
     primary: bool = False      # the tier the others are fallbacks for (fallback rate)
     last_resort: bool = False  # always available, always last in every ladder
+    continues: bool = True     # can continue an answer another tier started (resume)
     config: type[TierConfig] | None = None    # its section of scout.yaml (generative)
     provider: Callable[[TierContext], Provider] | None = None
     targets: Callable[[TierConfig], Targets] = _no_targets
@@ -121,6 +122,9 @@ class Registry:
 
     def last_resort(self) -> str:
         return next(s.name for s in self._specs.values() if s.last_resort)
+
+    def cannot_continue(self) -> frozenset[str]:
+        return frozenset(s.name for s in self._specs.values() if not s.continues)
 
     def generative_names(self) -> frozenset[str]:
         return frozenset(s.name for s in self._specs.values() if s.generative)

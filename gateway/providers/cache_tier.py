@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from gateway.cache.store import ResponseCache
 from gateway.errors import TierUnavailable
@@ -11,19 +12,19 @@ from gateway.providers.base import HEADERS, Delta, Provenance, StreamEvent, Tier
 from gateway.tiers import TierContext, TierSpec
 
 CACHE_MODEL = "scout-cache"
+CACHE_TIER = "cache"   # also answers fresh hits before any race (ChatService)
 
 
+@dataclass(slots=True)
 class CacheProvider:
-    tier = "cache"
-    model = CACHE_MODEL
-
-    def __init__(self, cache: ResponseCache) -> None:
-        self._cache = cache
+    cache: ResponseCache
+    tier: str = CACHE_TIER
+    model: str = CACHE_MODEL
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         if request.cache_key is None or request.intent.private:
             raise TierUnavailable("this question is not cacheable")
-        answer = await self._cache.get(request.cache_key)
+        answer = await self.cache.get(request.cache_key)
         if answer is None:
             raise TierUnavailable("no cached answer for this question")
         yield HEADERS
@@ -38,4 +39,6 @@ def _provider(ctx: TierContext) -> CacheProvider:
     return CacheProvider(ctx.cache)
 
 
-TIER = TierSpec(name="cache", label="cache", color="#58a6ff", provider=_provider)
+# A kept answer can't continue a cut one: a resume skips it.
+TIER = TierSpec(name=CACHE_TIER, label="cache", color="#58a6ff", provider=_provider,
+                continues=False)

@@ -15,6 +15,8 @@ Rules (the README's "How a turn flows", step 4):
   an answer and is passed over then).
 - Each attempt hands over at most once, so a hedged tier that later fails
   does not start a second replacement.
+
+Where this sits in a turn: docs/design.md, "One turn".
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from gateway.config import Deadlines
+from gateway.tiers import registry
 
 
 @dataclass(slots=True)
@@ -106,10 +109,14 @@ class RaceStats:
 
 class Race:
     def __init__(self, ladder: tuple[str, ...] | list[str], deadlines: Deadlines,
-                 hedge_after: Mapping[str, float] | None = None) -> None:
+                 hedge_after: Mapping[str, float] | None = None,
+                 cannot_continue: frozenset[str] | None = None) -> None:
         if not ladder:
             raise ValueError("a race needs at least one tier")
         self._ladder = tuple(ladder)
+        # Tiers a resume skips (a kept answer can't continue a cut one): the registry's.
+        self._cannot_continue = registry().cannot_continue() if cannot_continue is None \
+            else cannot_continue
         # Per tier, when to hedge it (adaptive: its own tail); first_token_s otherwise.
         self._hedge_after = dict(hedge_after or {})
         self._next = 0
@@ -258,7 +265,7 @@ class Race:
         while self._next < len(self._ladder):
             tier = self._ladder[self._next]
             self._next += 1
-            if resume and tier == "cache":
+            if resume and tier in self._cannot_continue:
                 continue
             self._ids += 1
             a = Attempt(self._ids, tier, now, resume)
