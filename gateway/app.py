@@ -99,27 +99,21 @@ def create_app(settings: Settings, *, store: KV | None = None,
     app.cleanup_ctx.append(lambda app: _shared_state(app, store))
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_services)
-    app.router.add_post("/v1/chat/completions", openai_api.chat_completions)
-    app.router.add_get("/v1/models", openai_api.list_models)
-    app.router.add_post("/api/chat", chat_sse.chat_sse)
-    app.router.add_post("/api/chat/answer", chat_sse.fetch_answer)
-    app.router.add_get("/ws/chat", ws.ws_chat)
-    app.router.add_get("/chat", ops.chat_page)
-    app.router.add_static("/static/", STATIC_DIR, append_version=False)
-    app.router.add_post("/api/ws-token", auth.ws_token)
-    app.router.add_get("/api/demo-token", auth.demo_token)
+    app.add_routes([   # the chat APIs: OpenAI's, SSE (and its kept answers), the WebSocket
+        web.post("/v1/chat/completions", openai_api.chat_completions),
+        web.get("/v1/models", openai_api.list_models),
+        web.post("/api/chat", chat_sse.chat_sse), web.post("/api/chat/answer", chat_sse.fetch_answer),
+        web.get("/ws/chat", ws.ws_chat), web.post("/api/ws-token", auth.ws_token),
+        web.get("/api/demo-token", auth.demo_token), web.get("/chat", ops.chat_page),
+        web.static("/static/", STATIC_DIR, append_version=False)])
     if settings.auth.demo_tokens:   # the demo: its root is the chat page
         app.router.add_get("/", auth.to_chat_page)
-    app.router.add_get("/health", ops.health)
-    app.router.add_get("/livez", ops.livez)
-    app.router.add_get("/readyz", ops.readyz)
-    app.router.add_get("/openapi.json", ops.openapi)
-    app.router.add_get("/metrics", ops.metrics)
-    app.router.add_get("/dashboard", dashboard.page)
-    app.router.add_post("/dashboard/login", dashboard.login)
-    app.router.add_get("/dashboard/logout", dashboard.logout)
-    app.router.add_get("/dashboard/data", dashboard.data)
-    app.router.add_get("/dashboard/stream", dashboard.stream)
+    app.add_routes([   # for ops and staff
+        web.get("/health", ops.health), web.get("/livez", ops.livez), web.get("/readyz", ops.readyz),
+        web.get("/openapi.json", ops.openapi), web.get("/metrics", ops.metrics),
+        web.get("/dashboard", dashboard.page), web.post("/dashboard/login", dashboard.login),
+        web.get("/dashboard/logout", dashboard.logout), web.get("/dashboard/data", dashboard.data),
+        web.get("/dashboard/stream", dashboard.stream)])
     _cors(app, settings.auth.allowed_origins)
     return app
 

@@ -119,6 +119,22 @@ class Section(BaseModel):
     """One mapping of the file: unknown keys refused, values fixed once loaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # What loading found beside the file (secrets from the environment): read through
+    # `resolved` properties, never part of the file or its schema.
+    _found: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+
+def _refused_inline(data: Any, key: str, info: ValidationInfo, problem: str) -> Any:
+    """A secret written in the file: reported (never echoed), and left out."""
+    if isinstance(data, Mapping) and key in data:
+        context_of(info).problems.append(problem)
+        data = {k: v for k, v in data.items() if k != key}
+    return data
+
+
+def resolved(name: str, doc: str) -> Any:
+    """A value found while loading (a secret, a path), read as an attribute."""
+    return property(lambda self: self._found.get(name), doc=doc)
 
 
 def _from_file(alias: str | None = None) -> Any:
@@ -270,18 +286,12 @@ class TierConfig(Section):
     api_key_rotated_at: datetime.date | None = None   # one warning when the key gets old
     supports_tools: Flag = False
     supports_response_format: Flag = False
-    _key: Secret | None = PrivateAttr(default=None)
-    _watch: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
     def _no_inline_key(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, Mapping) and "api_key" in data:
-            where = cls.section or cls.__name__
-            context_of(info).problems.append(f"{where}.api_key: secrets never go in the file; "
-                                           "use api_key_env or api_key_file")
-            data = {k: v for k, v in data.items() if k != "api_key"}
-        return data
+        return _refused_inline(data, "api_key", info, f"{cls.section or cls.__name__}.api_key: "
+                               "secrets never go in the file; use api_key_env or api_key_file")
 
     @model_validator(mode="after")
     def _resolve_key(self, info: ValidationInfo) -> TierConfig:
@@ -290,8 +300,8 @@ class TierConfig(Section):
         if self.enabled and self.key_required and not (self.api_key_env or self.api_key_file):
             loading.problems.append(f"{where}: enabled but names no api_key_env or api_key_file")
         if self.api_key_env:
-            self._key = loading.secret(self.api_key_env)
-        if self._key is None and self.api_key_file:
+            self._found["api_key"] = loading.secret(self.api_key_env)
+        if self.api_key is None and self.api_key_file:
             try:
                 value = Path(self.api_key_file).read_text().strip()
             except OSError as exc:
@@ -299,21 +309,16 @@ class TierConfig(Section):
                                         f"{self.api_key_file}: {exc.strerror}")
                 value = ""
             if value:
-                self._key, self._watch = Secret(value), self.api_key_file
-        if self.enabled and self._key is None and (self.api_key_env or self.api_key_file):
+                self._found.update(api_key=Secret(value), watch_file=self.api_key_file)
+        if self.enabled and self.api_key is None and (self.api_key_env or self.api_key_file):
             source = (f"environment variable {self.api_key_env}" if self.api_key_env
                       else f"file {self.api_key_file}")
             loading.problems.append(f"{where}: enabled but its API key is missing: set {source}")
         return self
 
-    @property
-    def api_key(self) -> Secret | None:
-        return self._key
-
-    @property
-    def watch_file(self) -> str | None:
-        """The key file to watch for rotation: only when the key really came from it."""
-        return self._watch
+    api_key = resolved("api_key", "The key now (a Secret), or None.")
+    watch_file = resolved("watch_file", "The key file to watch for rotation: only when the "
+                                        "key really came from it.")
 
     @property
     def rotated_at(self) -> float | None:
@@ -354,7 +359,6 @@ class InventoryConfig(Section):
     ground_rows: Count = 8
     # a phrase → {make|model|body_style|fuel: value}
     phrases: dict[str, dict[Synonym, str]] = Field(default={}, alias="synonyms")
-    _dsn: Secret | None = PrivateAttr(default=None)
 
     @field_validator("link")
     @classmethod
@@ -377,14 +381,12 @@ class InventoryConfig(Section):
         dsn = loading.from_env(self.dsn_env)
         if dsn and not re.match(r"^postgres(ql)?://", dsn):
             loading.problems.append(f"inventory: {self.dsn_env} must be a postgresql:// URL")
-        self._dsn = Secret(dsn) if dsn else None
+        self._found["dsn"] = Secret(dsn) if dsn else None
         if self.seed_csv and not Path(self.seed_csv).is_file():
             loading.problems.append(f"inventory.seed_csv: {self.seed_csv} does not exist")
         return self
 
-    @property
-    def dsn(self) -> Secret | None:
-        return self._dsn
+    dsn = resolved("dsn", "PostgreSQL's DSN (a Secret), or None for SQLite.")
 
     @property
     def seed_csv(self) -> str:
@@ -424,16 +426,12 @@ class PrivacyConfig(Section):
 class RedisConfig(Section):
     url_env: str = "REDIS_URL"      # e.g. redis://:password@10.0.0.5:6379/0
     timeout_ms: Annotated[float, Strict(), Field(gt=0)] = 50
-    _url: Secret | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
     def _no_inline_url(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, Mapping) and "url" in data:
-            context_of(info).problems.append(
-                "redis.url: a Redis URL may hold a password; name it with url_env instead")
-            data = {k: v for k, v in data.items() if k != "url"}
-        return data
+        return _refused_inline(data, "url", info, "redis.url: a Redis URL may hold a password; "
+                               "name it with url_env instead")
 
     @model_validator(mode="after")
     def _resolve(self, info: ValidationInfo) -> RedisConfig:
@@ -442,13 +440,10 @@ class RedisConfig(Section):
         if url and not re.match(r"^(redis|rediss|unix)://", url):
             loading.problems.append(f"redis: {self.url_env} must be a redis://, rediss:// or "
                                     "unix:// URL")
-        self._url = Secret(url) if url else None
+        self._found["url"] = Secret(url) if url else None
         return self
 
-    @property
-    def url(self) -> Secret | None:
-        """None: the in-process store (demo, single box)."""
-        return self._url
+    url = resolved("url", "Redis' URL (a Secret); None: the in-process store (demo, one box).")
 
     @property
     def timeout_s(self) -> float:
@@ -476,9 +471,6 @@ class AuthConfig(Section):
     # the OpenAI `user` field or the X-Scout-User header: the per-user limits' third key.
     end_user_keys: tuple[str, ...] = ()
     key_max_age_days: Seconds = 30.0      # one warning when a key gets older than this
-    _keys: Secret | None = PrivateAttr(default=None)
-    _signing: Secret | None = PrivateAttr(default=None)
-    _staff: Secret | None = PrivateAttr(default=None)
 
     @field_validator("allowed_origins")
     @classmethod
@@ -510,25 +502,17 @@ class AuthConfig(Section):
                 "are signed with a per-process key, so other gateway processes refuse them")
         if self.api_keys_file and not Path(self.api_keys_file).is_file():
             loading.problems.append(f"auth.api_keys_file: {self.api_keys_file} does not exist")
-        self._keys = loading.secret(self.api_keys_env)
-        if self._keys is None and not self.api_keys_file and not self.allow_anonymous:
+        self._found["api_keys"] = loading.secret(self.api_keys_env)
+        if self.api_keys is None and not self.api_keys_file and not self.allow_anonymous:
             loading.problems.append(f"auth: no API keys: set {self.api_keys_env} "
                                     "(label:key,...) or auth.api_keys_file")
-        self._signing = Secret(signing) if signing else None
-        self._staff = loading.secret(self.staff_keys_env)
+        self._found.update(signing_secret=Secret(signing) if signing else None,
+                           staff_keys=loading.secret(self.staff_keys_env))
         return self
 
-    @property
-    def api_keys(self) -> Secret | None:
-        return self._keys
-
-    @property
-    def signing_secret(self) -> Secret | None:
-        return self._signing
-
-    @property
-    def staff_keys(self) -> Secret | None:
-        return self._staff
+    api_keys = resolved("api_keys", "Frontend keys, label:key,... (a Secret).")
+    signing_secret = resolved("signing_secret", "Signs session ids and WebSocket tokens.")
+    staff_keys = resolved("staff_keys", "Staff tokens, label:token,... (a Secret).")
 
 
 class HealthConfig(Section):
@@ -544,7 +528,6 @@ class HealthConfig(Section):
     fallback_window_s: Seconds = 900.0
     fallback_threshold: Seconds = 0.5     # share of answers not from on-prem that alerts
     fallback_min_requests: Count = 3
-    _hook: Secret | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _resolve(self, info: ValidationInfo) -> HealthConfig:
@@ -552,14 +535,12 @@ class HealthConfig(Section):
         if self.timeout_s >= self.interval_s:
             loading.problems.append(f"health.timeout_s ({self.timeout_s:g}) must be shorter "
                                     f"than interval_s ({self.interval_s:g})")
-        self._hook = loading.secret(self.webhook_url_env)
-        if self._hook is not None and not re.match(r"^https?://", self._hook.get()):
+        hook = self._found["webhook_url"] = loading.secret(self.webhook_url_env)
+        if hook is not None and not re.match(r"^https?://", hook.get()):
             loading.problems.append(f"health: {self.webhook_url_env} must be an http(s) URL")
         return self
 
-    @property
-    def webhook_url(self) -> Secret | None:
-        return self._hook
+    webhook_url = resolved("webhook_url", "The alert webhook (a Secret), or None.")
 
 
 def _limit(value: str) -> str:

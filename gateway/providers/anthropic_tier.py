@@ -31,7 +31,7 @@ from gateway.config import Count, Flag, HealthConfig, Seconds, TierConfig
 from gateway.errors import TierUnavailable
 from gateway.health.probes import Verdict, get, models_listed
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
-from gateway.providers.completions import open_stream
+from gateway.providers.completions import json_object, open_stream
 from gateway.security.upstream_keys import KeySource
 from gateway.sse import SSEDecoder
 from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
@@ -164,12 +164,7 @@ class EventMapper:
         self.done = False
 
     def feed(self, event: str, data: str) -> list[StreamEvent]:
-        try:
-            ev = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise TierUnavailable(f"{WHERE} sent an event that is not JSON") from None
-        if not isinstance(ev, dict):
-            raise TierUnavailable(f"{WHERE} sent an event that is not a JSON object")
+        ev = json_object(data, WHERE, "an event")
         try:
             return self._map(str(ev.get("type") or event), ev)
         except (TypeError, ValueError, AttributeError):

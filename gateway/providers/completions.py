@@ -201,14 +201,20 @@ async def _read_some(resp: aiohttp.ClientResponse) -> str:
         return ""
 
 
+def json_object(data: str, where: str, what: str) -> dict[str, Any]:
+    """One event's payload as a JSON object; anything else is a broken stream."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise TierUnavailable(f"{where} sent {what} that is not JSON") from None
+    if not isinstance(value, dict):
+        raise TierUnavailable(f"{where} sent {what} that is not a JSON object")
+    return value
+
+
 def parse_chunk(data: str, default_model: str, where: str) -> list[StreamEvent]:
     """One `data:` payload of an OpenAI stream as the events the race consumes."""
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise TierUnavailable(f"{where} sent a chunk that is not JSON") from None
-    if not isinstance(chunk, dict):
-        raise TierUnavailable(f"{where} sent a chunk that is not a JSON object")
+    chunk = json_object(data, where, "a chunk")
     if "error" in chunk:
         err = chunk["error"]
         msg = err.get("message", "") if isinstance(err, dict) else str(err)
