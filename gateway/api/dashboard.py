@@ -4,6 +4,8 @@ Staff sign in once with a staff token (SCOUT_STAFF_KEYS, separate from the
 frontend API keys); the page then holds a signed, HttpOnly, SameSite=Strict
 cookie for 12 hours. The data (/dashboard/stream, /dashboard/data) is never
 served without it (or the staff token as a bearer header, for scripts).
+
+Adding a tile: docs/design.md, "Adding a dashboard tile".
 """
 
 from __future__ import annotations

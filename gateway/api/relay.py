@@ -5,6 +5,8 @@ A turn runs on its own (`gateway.turns`); a transport only listens. Both transpo
 same error bodies: `start` (with the session id), `delta`, `switch`, then `done` or
 `error`. A listener that falls too far behind gets `slow_consumer`; a turn cancelled by a
 shutdown gets `interrupted` — never a silent end.
+
+Where this sits in a turn: docs/design.md, "One turn".
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Probes produce them, the monitor folds them per tier, routing skips on them, ops and
 metrics report them. A `StrEnum`, so a state is still its plain word on the wire
 (`/health`, the dashboard, Redis snapshots) and compares equal to it.
+
+Adding a state: docs/design.md, "Adding a health state".
 """
 
 from __future__ import annotations

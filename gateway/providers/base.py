@@ -1,4 +1,7 @@
-"""One interface for every tier: stream text deltas, raise classified errors."""
+"""One interface for every tier: stream text deltas, raise classified errors.
+
+Adding a tier: docs/design.md, "Adding a tier".
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ pumps its provider's events into one queue; a single timer, re-armed to the
 race's next deadline, turns time into `on_tick`. Whatever way the caller
 stops (finished, client gone, cancelled), every upstream task is cancelled
 and awaited, which closes its connection.
+
+Where this sits in a turn: docs/design.md, "One turn".
 """
 
 from __future__ import annotations
