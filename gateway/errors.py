@@ -9,6 +9,7 @@
     └── TierError              one tier could not answer: try the next one
         ├── TierUnavailable    refused, timed out, 5xx, dropped: transient
         │   ├── TierUnreachable  never connected: safe to try another target
+        │   ├── TierOverloaded   529/503 overloaded: probes can't see it, so it is held out
         │   └── TierBusy         429: skipped until its Retry-After
         ├── TierMisconfigured  401/403, unknown model: red until fixed by a human
         │   └── TierOutOfCredit  429 insufficient_quota: probes can't see it
@@ -108,6 +109,13 @@ class TierUnavailable(TierError):
 
 class TierUnreachable(TierUnavailable):
     """The connection was never made: nothing was sent, so another target may be tried."""
+
+
+class TierOverloaded(TierUnavailable):
+    """The upstream says it is overloaded (Anthropic's 529). Its model list still answers,
+    so a probe can't clear it: ejected for `health.eject_ttl_s`, then tried again."""
+
+    kind = "overloaded"
 
 
 class TierBusy(TierUnavailable):

@@ -15,6 +15,7 @@ exactly what left the building.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,7 @@ class FakeAnthropic:
             if key not in body:
                 return self.error(400, "invalid_request_error", f"{key}: Field required")
         roles = [m["role"] for m in body["messages"]]
-        if roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:], strict=False)):
+        if roles[0] != "user" or any(a == b for a, b in itertools.pairwise(roles)):
             return self.error(400, "invalid_request_error", "roles must alternate")
         last = body["messages"][-1]["content"]
         text = last if isinstance(last, str) else " ".join(

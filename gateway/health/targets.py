@@ -29,6 +29,9 @@ from gateway.health.states import FAILING, SERVING, TierHealth
 from gateway.tiers import ProbeTarget
 
 NO_CREDIT_HOLD_S = 300.0   # an out-of-credit backup is retried this often, not every probe
+# Live-traffic failures that eject a tier after `eject_after` in a row. Only "unavailable"
+# can be cleared by a probe: a stall or an overload happens while its probes still pass.
+HELD_OUT = ("unavailable", "stalled", "overloaded")
 
 
 @dataclass
@@ -219,7 +222,7 @@ class TierBook:
             p.until = self.clock() + (retry_after_s or 5.0)
             self.refresh()
             return
-        if tier in self.tracked and kind in ("unavailable", "stalled"):
+        if tier in self.tracked and kind in HELD_OUT:
             return   # counted per target (observe_target_failure): one bad replica is not the tier
         p = self.passive.setdefault(tier, Passive())
         p.failures += 1
@@ -231,7 +234,7 @@ class TierBook:
         elif kind == "no_credit":   # probes still pass: hold it for minutes, then try again
             p.state, p.reason, p.at = "misconfigured", f"live traffic: {reason}", self.clock()
             p.until, p.probe_clears = self.clock() + NO_CREDIT_HOLD_S, False
-        elif kind in ("unavailable", "stalled") and p.failures >= self.cfg.eject_after:
+        elif kind in HELD_OUT and p.failures >= self.cfg.eject_after:
             p.state, p.at, p.probe_clears = "down", self.clock(), kind == "unavailable"
             p.until = until if kind == "unavailable" else self.clock() + self.cfg.eject_ttl_s
             p.reason = f"ejected after {p.failures} failures in a row: {reason}"

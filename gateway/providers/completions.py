@@ -20,6 +20,7 @@ from gateway.errors import (
     TierBusy,
     TierMisconfigured,
     TierOutOfCredit,
+    TierOverloaded,
     TierRejectedInput,
     TierUnavailable,
     TierUnreachable,
@@ -49,7 +50,7 @@ def classify_status(status: int, body: str, where: str,
             wait = 5.0
         return TierBusy(f"{where} is rate-limiting us (429); trying again in {wait:g} s", wait)
     if status == 529:   # Anthropic's "overloaded": down for now, not a key problem
-        return TierUnavailable(f"{where} is overloaded (529)")
+        return TierOverloaded(f"{where} is overloaded (529)")
     if status == 404:
         return TierMisconfigured(f"{where} does not serve the configured model (404: {detail})")
     if status in (400, 413, 422):

@@ -157,7 +157,7 @@ async def test_each_failure_is_the_tier_error_the_race_acts_on(fake, fault, erro
     if fault == "http_401":
         assert exc.value.kind == "misconfigured"
     if fault == "http_529":
-        assert exc.value.kind == "unavailable"
+        assert exc.value.kind == "overloaded"
 
 
 async def test_served_by_anthropic_through_the_openai_sdk_stream_and_not(
@@ -246,3 +246,22 @@ async def test_health_probes_it_and_shows_a_bad_key_as_misconfigured(
     h = await tier_state("misconfigured")
     assert h["tiers"]["anthropic"]["state"] == "misconfigured"
     assert KEY not in json.dumps(h)
+
+
+async def test_overloaded_529s_take_it_down_and_the_turns_still_answer(
+        gw_client, onprem_sim, fake):
+    await onprem_sim.set_fault("http_500")
+    client = await gw_client(create_app(settings_for(onprem_sim, fake)))
+    fake.fault = "http_529"
+    for i in range(3):   # health.eject_after: three live failures in a row
+        r = await client.post("/v1/chat/completions", json={"model": "scout", "messages": [
+            {"role": "user", "content": f"{QUESTION} #{i}"}]})
+        assert (await r.json())["served_by"][-1] in ("cache", "static")
+    h = await (await client.get("/health", headers=STAFF)).json()
+    assert h["tiers"]["anthropic"]["state"] == "down"
+    assert "overloaded (529)" in h["tiers"]["anthropic"]["reason"]
+    r = await client.post("/v1/chat/completions", json={"model": "scout", "messages": [
+        {"role": "user", "content": QUESTION + " once more"}]})
+    body = await r.json()
+    assert "anthropic" not in body["served_by"]
+    assert len(fake.bodies) == 3, "a down tier is skipped without being asked"
