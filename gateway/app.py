@@ -16,7 +16,7 @@ from opentelemetry.trace import TracerProvider
 
 from gateway import tracing
 from gateway.accounting import recorder
-from gateway.api import auth, chat_sse, dashboard, openai_api, ops, ws
+from gateway.api import auth, chat_sse, dashboard, openai_api, ops, responses, ws
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
@@ -101,6 +101,7 @@ def create_app(settings: Settings, *, store: KV | None = None,
     app.cleanup_ctx.append(_services)
     app.add_routes([   # the chat APIs: OpenAI's, SSE (and its kept answers), the WebSocket
         web.post("/v1/chat/completions", openai_api.chat_completions),
+        web.post("/v1/responses", responses.responses),
         web.get("/v1/models", openai_api.list_models),
         web.post("/api/chat", chat_sse.chat_sse), web.post("/api/chat/answer", chat_sse.fetch_answer),
         web.get("/ws/chat", ws.ws_chat), web.post("/api/ws-token", auth.ws_token),

@@ -122,6 +122,9 @@ class ChatService:
         self._enabled = settings.enabled_tiers()
         self._tool_tiers = frozenset(t for t in settings.tiers
                                      if registry().supports(settings, t, "supports_tools"))
+        self._format_tiers = frozenset(
+            t for t in settings.tiers
+            if registry().supports(settings, t, "supports_response_format"))
         self._generative = registry().generative_names()
 
     def tier_health(self, tier: str) -> TierHealth:
@@ -130,7 +133,9 @@ class ChatService:
     def prepare(self, messages: list[dict[str, Any]], *, pin: str | None = None,
                 params: dict[str, Any] | None = None, tools: list[Any] | None = None,
                 tool_choice: Any = None, turn_id: str | None = None,
-                private_before: IntentConfig | None = None, key_label: str = "") -> Turn:
+                private_before: IntentConfig | None = None, key_label: str = "",
+                response_format: dict[str, Any] | None = None,
+                end_user: str | None = None) -> Turn:
         """Classify and plan; raises PrivacyViolation before anything is sent.
 
         The intent comes from the last user message; privacy from every user message the
@@ -140,18 +145,23 @@ class ChatService:
         intent = self.classifier.classify(prompt_text([last_user]) if last_user else "")
         private_turn = None if intent.private else \
             (self.classifier.private_turn(messages) or private_before)
+        json_wanted = response_format is not None and response_format.get("type") != "text"
         plan = plan_route(intent, enabled=self._enabled, health=self.tier_health, pin=pin,
                           tool_tiers=self._tool_tiers if tools else None,
+                          format_tiers=self._format_tiers if json_wanted else None,
                           private_turn=private_turn)
         system_prompt = self.settings.server.system_prompt
         if system_prompt and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": system_prompt}, *messages]
         # A private conversation's answers are never shared through the cache either.
-        cacheable = intent.cacheable and plan.policy != "never" and not tools
+        cacheable = intent.cacheable and plan.policy != "never" and not tools \
+            and not json_wanted
         key = cache_key(intent.name, messages, "") if cacheable else None
         request = TierRequest(messages=messages, intent=intent, params=params or {},
                               tools=tools, tool_choice=tool_choice, cache_key=key,
-                              offsite=plan.policy)
+                              offsite=plan.policy,
+                              response_format=response_format if json_wanted else None,
+                              end_user=end_user)
         touched = intent if intent.private else private_turn
         return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable,
                     fresh_cache=cacheable and pin is None,

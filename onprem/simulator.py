@@ -113,6 +113,7 @@ class Stats:
     running: int = 0
     probes: int = 0          # GETs of /health, /v1/models and /metrics
     last_messages: list[Any] = field(default_factory=list)
+    last_body: dict[str, Any] = field(default_factory=dict)   # the last chat request, whole
     last_traceparent: str | None = None   # W3C trace context of the last chat request
 
 
@@ -244,6 +245,7 @@ class ReplicaSimulator:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         messages = body.get("messages") or []
         self.stats.last_messages = messages
+        self.stats.last_body = body
         self.stats.last_traceparent = request.headers.get("traceparent")
         self.stats.running += 1
         finished = False
@@ -259,8 +261,16 @@ class ReplicaSimulator:
                 last_user = next((m.get("content") for m in reversed(messages)
                                   if isinstance(m, dict) and m.get("role") == "user"), "")
                 words = str(last_user).split(" ")
-            if body.get("stream"):
-                resp = await self._stream(request, body, words)
+            fmt = body.get("response_format") or {}
+            if fmt.get("type") in ("json_schema", "json_object"):   # guided decoding
+                schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+                text = orjson.dumps(example_of(schema)).decode()
+                words = [text[i:i + 8] for i in range(0, len(text), 8)]
+                words = ["".join(words)] if not body.get("stream") else words
+            if body.get("stream") and _wants_tool(body):
+                resp = await self._stream_tool_call(request, body)
+            elif body.get("stream"):
+                resp = await self._stream(request, body, words, joined=bool(fmt))
             else:
                 await asyncio.sleep(k.ttft_s + k.token_interval_s * max(0, len(words) - 1))
                 resp = web.json_response(_completion(k.model, words, messages))
@@ -272,8 +282,32 @@ class ReplicaSimulator:
             if not finished:
                 self.stats.disconnects += 1
 
+    async def _stream_tool_call(self, request: web.Request,
+                                body: dict[str, Any]) -> web.StreamResponse:
+        """A call of the request's first tool, its arguments in two fragments."""
+        k = self.knobs
+        name = body["tools"][0]["function"]["name"]
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await asyncio.sleep(k.ttft_s)
+        base = {"id": f"chatcmpl-sim{next(_ids)}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": k.model}
+        for delta, finish in (
+                ({"role": "assistant", "content": None, "tool_calls": [{
+                    "index": 0, "id": f"call_sim{next(_ids)}", "type": "function",
+                    "function": {"name": name, "arguments": '{"day": '}}]}, None),
+                ({"tool_calls": [{"index": 0, "function": {"arguments": '"saturday"}'}}]},
+                 None),
+                ({}, "tool_calls")):
+            await resp.write(b"data: " + orjson.dumps({**base, "choices": [{
+                "index": 0, "delta": delta, "logprobs": None,
+                "finish_reason": finish}]}) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
     async def _stream(self, request: web.Request, body: dict[str, Any],
-                      words: list[str]) -> web.StreamResponse:
+                      words: list[str], joined: bool = False) -> web.StreamResponse:
         k = self.knobs
         cid = f"chatcmpl-sim{next(_ids)}"
         created = int(time.time())
@@ -302,7 +336,7 @@ class ReplicaSimulator:
                 assert request.transport is not None
                 request.transport.close()
                 raise ConnectionResetError("simulated drop")
-            await resp.write(chunk({"content": word if i == 0 else " " + word}))
+            await resp.write(chunk({"content": word if i == 0 or joined else " " + word}))
         await resp.write(chunk({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(b"data: " + orjson.dumps({
@@ -312,6 +346,46 @@ class ReplicaSimulator:
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+def _wants_tool(body: dict[str, Any]) -> bool:
+    """Call a tool when tools are offered, the customer asks to book, and no tool has
+    answered yet."""
+    messages = body.get("messages") or []
+    if not body.get("tools") or body.get("tool_choice") == "none" or not messages:
+        return False
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    return last.get("role") == "user" and "book" in str(last.get("content", "")).lower()
+
+
+def example_of(schema: dict[str, Any], key: str = "") -> Any:
+    """A value that satisfies a JSON Schema (the subset structured output uses), as guided
+    decoding would produce."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for union in ("anyOf", "oneOf", "allOf"):
+        if schema.get(union):
+            return example_of(schema[union][0], key)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        return {k: example_of(v, k) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [example_of(schema.get("items") or {"type": "string"}, key)
+                for _ in range(max(1, schema.get("minItems", 1)))]
+    if kind == "integer":
+        return max(int(schema.get("minimum", 0)), min(5, int(schema.get("maximum", 5))))
+    if kind == "number":
+        return float(max(schema.get("minimum", 0), min(2.5, schema.get("maximum", 2.5))))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return {"model": "RAV4 Hybrid", "make": "Toyota", "name": "RAV4 Hybrid XLE"}.get(
+        key, f"{key or 'value'} (simulated)")
 
 
 def _answer(messages: list[Any], n: int) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -17,6 +19,7 @@ from gateway.appkeys import (
     RATE_LIMITER,
     SETTINGS,
     SIGNER,
+    SIGNING_SECRET,
 )
 from gateway.errors import RequestRejected, ShuttingDown
 from gateway.security.ratelimit import Caller
@@ -82,6 +85,17 @@ def caller(request: web.Request, body_user: str | None = None,
                               status=403, code="end_user_not_allowed")
     user = header if header is not None else body_user
     return Caller(label, client_address(request), user if allowed else None)
+
+
+def upstream_user(request: web.Request, who: Caller, body_user: str | None) -> str | None:
+    """The end user as an off-site tier sees it (OpenAI's `user`, Anthropic's
+    `metadata.user_id`, for their abuse monitoring): a keyed hash, stable per API key and
+    user, that cannot be turned back into the id the frontend sent."""
+    user = who.user or body_user
+    if not user:
+        return None
+    mac = hmac.new(request.app[SIGNING_SECRET], f"{who.label}\0{user}".encode(), hashlib.sha256)
+    return f"scout-{mac.hexdigest()[:24]}"
 
 
 def admitted(app: web.Application, who: Caller) -> AbstractAsyncContextManager[None]:

@@ -1,15 +1,21 @@
-"""The OpenAI API, exactly: POST /v1/chat/completions (stream and not), GET /v1/models."""
+"""The OpenAI API, exactly: POST /v1/chat/completions (stream and not), GET /v1/models.
+
+`openai_turn` and `collect` are the one path every OpenAI-shaped endpoint takes (chat
+completions here, the Responses API in `api/responses`): the same admission, plan, race,
+cache and privacy; only the encoding differs."""
 
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.api.auth import admitted, caller
+from gateway.api.auth import admitted, caller, upstream_user
 from gateway.api.relay import all_tiers_failed
 from gateway.api.requests import (
     ROUTED_MODEL,
@@ -47,16 +53,56 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
+@asynccontextmanager
+async def openai_turn(request: web.Request, req: CompletionRequest) -> AsyncIterator[Turn]:
+    """Admit the caller and plan the turn; the answer is written inside the block."""
+    pin = None if req.model == ROUTED_MODEL else req.model.split("/", 1)[1]
+    who = caller(request, req.user)
+    async with admitted(request.app, who):
+        yield request.app[CHAT].prepare(
+            req.messages, pin=pin, params=req.params, tools=req.tools,
+            tool_choice=req.tool_choice, key_label=who.label,
+            response_format=req.response_format,
+            end_user=upstream_user(request, who, req.user))
+
+
+@dataclass
+class Collected:
+    """A whole answer: its text, its tool calls (merged from their fragments), its outcome."""
+
+    text: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    outcome: TurnOutcome | None = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why no tier answered, or None."""
+        if self.outcome is None:
+            return "no answer"
+        return None if self.outcome.complete else self.outcome.error
+
+
+async def collect(request: web.Request, turn: Turn) -> Collected:
+    parts: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    out = Collected()
+    async with aclosing(request.app[CHAT].run(turn)) as events:
+        async for ev in events:
+            if isinstance(ev, TextOut):
+                parts.append(ev.text)
+                if ev.tool_calls:
+                    _merge_tool_calls(calls, ev.tool_calls)
+            elif isinstance(ev, TurnOutcome):
+                out.outcome = ev
+    out.text, out.calls = "".join(parts), [calls[i] for i in sorted(calls)]
+    return out
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     body = await read_json_body(request)
     req = parse_completion_request(body, settings.server, model_ids(settings))
-    pin = None if req.model == ROUTED_MODEL else req.model.split("/", 1)[1]
-    who = caller(request, req.user)
-    async with admitted(request.app, who):
-        turn = request.app[CHAT].prepare(req.messages, pin=pin, params=req.params,
-                                         tools=req.tools, tool_choice=req.tool_choice,
-                                         key_label=who.label)
+    async with openai_turn(request, req) as turn:
         if req.stream:
             return await _stream(request, turn, req)
         return await _complete(request, turn)
@@ -127,25 +173,20 @@ def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[Any]) -> No
         call["function"]["arguments"] += fn.get("arguments") or ""
 
 
+def no_answer(reason: str) -> web.Response:
+    return web.Response(status=502, content_type="application/json", body=orjson.dumps(
+        {"error": all_tiers_failed(reason)}))
+
+
 async def _complete(request: web.Request, turn: Turn) -> web.Response:
-    parts: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
-    outcome: TurnOutcome | None = None
-    async with aclosing(request.app[CHAT].run(turn)) as events:
-        async for ev in events:
-            if isinstance(ev, TextOut):
-                parts.append(ev.text)
-                if ev.tool_calls:
-                    _merge_tool_calls(calls, ev.tool_calls)
-            elif isinstance(ev, TurnOutcome):
-                outcome = ev
-    if outcome is None or not outcome.complete:
-        reason = outcome.error if outcome else "no answer"
-        return web.Response(status=502, content_type="application/json", body=orjson.dumps(
-            {"error": all_tiers_failed(reason)}))
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(parts) or None}
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    got = await collect(request, turn)
+    if (reason := got.failed) is not None:
+        return no_answer(reason)
+    outcome = got.outcome
+    assert outcome is not None
+    message: dict[str, Any] = {"role": "assistant", "content": got.text or None}
+    if got.calls:
+        message["tool_calls"] = got.calls
     body = {
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
         "model": outcome.models[0] if outcome.models else ROUTED_MODEL,
@@ -156,4 +197,10 @@ async def _complete(request: web.Request, turn: Turn) -> web.Response:
         "scout": outcome.done_event(),
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json",
-                        headers=_scout_headers(turn))
+                        headers={**_scout_headers(turn), **served_by_header(outcome)})
+
+
+def served_by_header(outcome: TurnOutcome) -> dict[str, str]:
+    """Who answered, for clients that read headers but not extra body fields (the AI SDK's
+    `response.headers`): the tiers in order, comma-separated."""
+    return {"X-Scout-Served-By": ",".join(outcome.served_by)}

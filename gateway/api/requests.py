@@ -72,18 +72,21 @@ def _reject(message: str, param: str) -> RequestRejected:
     return RequestRejected(message, param=param, code="invalid_value")
 
 
-def content_text(content: Any, where: str) -> str:
-    """The text of a message's content: a string or a list of text parts."""
+def content_text(content: Any, where: str, kinds: frozenset[str] = frozenset({"text"})) -> str:
+    """The text of a message's content: a string or a list of text parts (`kinds`: the
+    part types that hold text; the Responses API has input_text and output_text too)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         parts = []
         for i, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" \
-                    or not isinstance(part.get("text"), str):
-                raise _reject(f"{where}.content[{i}]: only text parts "
-                              '({"type": "text", "text": ...}) are supported', f"{where}.content")
-            parts.append(part["text"])
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            text = part.get("text", part.get("refusal")) if isinstance(part, dict) else None
+            if not isinstance(kind, str) or kind not in kinds or not isinstance(text, str):
+                raise _reject(f"{where}.content[{i}]: only text parts ({', '.join(sorted(kinds))}"
+                              f", with a text) are supported; got {str(kind)[:40]!r}",
+                              f"{where}.content")
+            parts.append(text)
         return "".join(parts)
     raise _reject(f"{where}.content must be a string or a list of text parts", f"{where}.content")
 
@@ -135,7 +138,8 @@ class CompletionRequest:
     params: dict[str, Any] = field(default_factory=dict)
     tools: list[Any] | None = None
     tool_choice: Any = None
-    user: str | None = None       # OpenAI's end-user id (per-user limits; never sent upstream)
+    user: str | None = None       # OpenAI's end-user id (per-user limits; hashed upstream)
+    response_format: dict[str, Any] | None = None   # text, json_object or json_schema
 
 
 def parse_completion_request(body: Any, server: ServerConfig,
@@ -193,4 +197,28 @@ def parse_completion_request(body: Any, server: ServerConfig,
         tools = tools or None
     user = end_user_id(body.get("user"), "user")
     return CompletionRequest(model, messages, stream, include_usage, params, tools,
-                             body.get("tool_choice") if tools else None, user)
+                             body.get("tool_choice") if tools else None, user,
+                             parse_response_format(body.get("response_format")))
+
+
+def parse_response_format(value: Any, param: str = "response_format") -> dict[str, Any] | None:
+    """OpenAI's response_format, checked: text, json_object, or json_schema with a name and
+    a schema. Passed to the tiers that honour it; the others are skipped."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind != "json_schema":
+        raise _reject(f"{param}.type must be text, json_object or json_schema; got "
+                      f"{str(kind)[:40]!r}", f"{param}.type")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
+            or not isinstance(spec.get("schema", {}), dict):
+        raise _reject(f"{param}.json_schema must be an object with a name and a schema "
+                      "(a JSON Schema object)", f"{param}.json_schema")
+    if "strict" in spec and not isinstance(spec["strict"], bool):
+        raise _reject(f"{param}.json_schema.strict must be true or false",
+                      f"{param}.json_schema.strict")
+    return {"type": "json_schema", "json_schema": {
+        k: spec[k] for k in ("name", "description", "schema", "strict") if k in spec}}

@@ -147,6 +147,8 @@ def request_body(cfg: AnthropicConfig, request: TierRequest,
         body["top_p"] = p["top_p"]
     if "stop" in p:
         body["stop_sequences"] = [p["stop"]] if isinstance(p["stop"], str) else p["stop"]
+    if request.end_user:
+        body["metadata"] = {"user_id": request.end_user}
     if request.tools and request.tool_choice != "none":
         body["tools"] = to_tools(request.tools)
         if (choice := to_tool_choice(request.tool_choice)) is not None:

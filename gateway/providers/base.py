@@ -37,6 +37,12 @@ class TierRequest:
     cache_key: str | None = None
     offsite: str = "redacted"  # where this turn may go (RoutePlan.offsite)
     note: AttemptNote | None = None  # per attempt: why the race cancelled it, if it did
+    # OpenAI's response_format ({"type": "json_schema", "json_schema": {...}} or json_object),
+    # sent only to tiers that honour it (the plan skips the others).
+    response_format: dict[str, Any] | None = None
+    # The end user, as a keyed hash: off-site tiers get it for their abuse monitoring,
+    # never the id the frontend sent.
+    end_user: str | None = None
 
     def upstream_messages(self) -> list[dict[str, Any]]:
         """The conversation as sent upstream; a resume asks to continue the partial answer."""

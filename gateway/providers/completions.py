@@ -107,7 +107,8 @@ async def open_stream(session: aiohttp.ClientSession, url: str, body: bytes,
     return resp
 
 
-def _request_body(request: TierRequest, model: str, messages: list[dict[str, Any]]) -> bytes:
+def _request_body(request: TierRequest, model: str, messages: list[dict[str, Any]],
+                  token_field: str, send_user: bool) -> bytes:
     body: dict[str, Any] = {
         **request.params,
         "model": model,
@@ -115,24 +116,36 @@ def _request_body(request: TierRequest, model: str, messages: list[dict[str, Any
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if "max_tokens" in body and token_field != "max_tokens":
+        body[token_field] = body.pop("max_tokens")
     if request.tools:
         body["tools"] = request.tools
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
+    if request.response_format is not None:
+        body["response_format"] = request.response_format
+    if send_user and request.end_user:
+        body["user"] = request.end_user
     return orjson.dumps(body)
 
 
 class CompletionsClient:
     """Streams one chat completion from `url` and yields Headers, Deltas and Usage.
 
-    `where` names the upstream in error reasons ("on-prem", "OpenAI"). A stream read
+    `where` names the upstream in error reasons ("on-prem", "OpenAI"). `token_field` is
+    the upstream's name for the answer's token limit: OpenAI's newer models refuse
+    `max_tokens` and take `max_completion_tokens`, vLLM and llama.cpp take `max_tokens`.
+    `send_user` passes the end user's hashed id (OpenAI's abuse monitoring). A stream read
     to `[DONE]` returns its connection to the pool; any other end (error, deadline,
     the race cancelling a loser) closes it, so the upstream stops generating.
     """
 
     def __init__(self, session: aiohttp.ClientSession, where: str, model: str,
-                 keys: KeySource | None, timeout: aiohttp.ClientTimeout) -> None:
+                 keys: KeySource | None, timeout: aiohttp.ClientTimeout,
+                 token_field: str = "max_tokens", send_user: bool = False) -> None:
         self.where = where
+        self.token_field = token_field
+        self.send_user = send_user
         self.model = model
         self._session = session
         self._timeout = timeout
@@ -148,7 +161,7 @@ class CompletionsClient:
                      messages: list[dict[str, Any]]) -> AsyncGenerator[StreamEvent, None]:
         """`messages` as sent: the request's own, or the OpenAI tier's redacted copy."""
         where = self.where
-        body = _request_body(request, self.model, messages)
+        body = _request_body(request, self.model, messages, self.token_field, self.send_user)
         resp: aiohttp.ClientResponse | None = None
         complete = False
         try:

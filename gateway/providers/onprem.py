@@ -30,6 +30,7 @@ class OnpremConfig(TierConfig):
     url: str | list[str] = "http://127.0.0.1:8000"
     model: str = "llama-3.1-70b-instruct"    # vLLM's --served-model-name
     supports_tools: Flag = False
+    supports_response_format: Flag = True   # vLLM's guided decoding, llama.cpp's grammars
     max_connections: Count = 200
     # Names behind nginx (/replicas/NAME), or {name, url} for replicas reached directly.
     replica_entries: list[str | dict[str, str]] = Field(default=[], alias="replicas")

@@ -75,7 +75,8 @@ class OpenAIProvider:
         self._client = CompletionsClient(
             self._session, "OpenAI", config.model, keys,
             aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s,
-                                  sock_read=config.timeout_s))
+                                  sock_read=config.timeout_s),
+            token_field="max_completion_tokens", send_user=True)
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         # Privacy (refusal, redaction, restoring) is OffsiteGuard's, around every off-site tier.

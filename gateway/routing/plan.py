@@ -36,6 +36,7 @@ def plan_route(
     health: Callable[[str], TierHealth],
     pin: str | None = None,
     tool_tiers: frozenset[str] | None = None,
+    format_tiers: frozenset[str] | None = None,
     private_turn: IntentConfig | None = None,
 ) -> RoutePlan:
     """Build the ladder for one turn.
@@ -43,7 +44,8 @@ def plan_route(
     `pin` forces one tier (static stays behind it as the last resort) unless the
     intent is private and the pinned tier is not in its ladder: pinning never
     takes a private conversation off-site. `tool_tiers`, when the request carries
-    tools, keeps only the generative tiers that can call tools. `private_turn`, the private
+    tools, keeps only the generative tiers that can call tools; `format_tiers`, when it asks
+    for JSON (response_format), only those that honour it. `private_turn`, the private
     intent an earlier turn of the conversation matched, keeps the whole turn on-site.
     """
     offsite = "never" if private_turn is not None else intent.offsite
@@ -64,6 +66,8 @@ def plan_route(
             skipped.append((tier, f"private conversation: {why}"))
         elif tool_tiers is not None and tier not in tool_tiers:
             skipped.append((tier, "cannot serve requests with tools"))
+        elif format_tiers is not None and tier not in format_tiers:
+            skipped.append((tier, "cannot honour response_format"))
         elif (h := health(tier)).state in SKIPPED or h.skip:
             skipped.append((tier, f"{h.state}: {h.reason}" if h.reason else h.state))
         else:

@@ -14,3 +14,5 @@ ANSWER = ROOT + "answer:"      # answer:<session id>:<msg id> → a finished or 
 HEALTH = ROOT + "health:"      # health:<target>              → a probe record
 COUNTER = ROOT + "count:"      # count:<name>                 → an expiring counter
 RATE = ROOT + "rate:"          # rate:<scope>                 → rate-limit windows
+RESPONSE = ROOT + "response:"  # response:<resp id>           → a stored Responses API turn
+ITEM = ROOT + "item:"          # item:<item id>               → one output item of it

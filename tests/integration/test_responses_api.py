@@ -1,0 +1,157 @@
+"""POST /v1/responses through openai-python's own client.responses: stream and not, JSON
+schema output, tools, previous_response_id, item references and refusals by name."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from gateway.app import create_app
+from tests.conftest import API_KEY, OTHER_KEY, make_settings
+
+QUESTION = "Which hybrid SUV would you recommend for a family of five?"
+
+
+@pytest.fixture
+async def server(aiohttp_server, onprem_sim, openai_sim):
+    return await aiohttp_server(create_app(make_settings([onprem_sim.url],
+                                                         f"{openai_sim.url}/v1")))
+
+
+@pytest.fixture
+async def client(server):
+    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0)
+    yield c
+    await c.close()
+
+
+async def test_a_whole_response_with_the_real_model_and_who_served_it(client, onprem_sim):
+    r = await client.responses.create(model="scout", input=QUESTION,
+                                      instructions="Answer in one paragraph.",
+                                      max_output_tokens=200)
+    assert r.status == "completed" and r.output_text.startswith("Based on what you described")
+    assert r.model == "llama-3.1-70b-instruct"
+    assert r.model_extra["served_by"] == ["onprem"]
+    assert r.usage.output_tokens == 8 and r.usage.input_tokens > 0
+    assert onprem_sim.stats.last_messages[0] == {"role": "system",
+                                                 "content": "Answer in one paragraph."}
+
+
+async def test_a_streamed_response_has_the_typed_events_in_order(client, onprem_sim):
+    stream = await client.responses.create(model="scout", input=QUESTION, stream=True)
+    events = [e async for e in stream]
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert "response.output_item.added" in kinds and "response.output_text.done" in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    final = events[-1].response
+    assert text == final.output_text and text.startswith("Based on what you described")
+    assert final.model_extra["served_by"] == ["onprem"]
+
+
+async def test_failover_is_invisible_but_named(client, onprem_sim):
+    await onprem_sim.set_fault("http_500")
+    r = await client.responses.create(model="scout", input=QUESTION)
+    assert r.model_extra["served_by"] == ["openai"] and r.model == "gpt-4o-mini"
+
+
+async def test_previous_response_id_continues_the_conversation(client, onprem_sim):
+    first = await client.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
+    second = await client.responses.create(model="scout", input="And in blue?",
+                                           previous_response_id=first.id)
+    assert second.status == "completed"
+    sent = onprem_sim.stats.last_messages
+    assert {"role": "user", "content": "Do you have the RAV4 Hybrid?"} in sent
+    assert {"role": "assistant", "content": first.output_text} in sent
+    assert sent[-1] == {"role": "user", "content": "And in blue?"}
+
+
+async def test_a_stored_response_belongs_to_its_api_key(client, server):
+    first = await client.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
+    other = openai.AsyncOpenAI(api_key=OTHER_KEY, base_url=str(server.make_url("/v1")),
+                               max_retries=0)
+    with pytest.raises(openai.NotFoundError) as exc:
+        await other.responses.create(model="scout", input="And in blue?",
+                                     previous_response_id=first.id)
+    assert exc.value.body["code"] == "previous_response_not_found"
+    await other.close()
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model="scout", input="hi",
+                                      previous_response_id="resp_nothing")
+
+
+async def test_an_item_reference_is_read_back_from_the_store(client, onprem_sim):
+    first = await client.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
+    item_id = first.output[0].id
+    await client.responses.create(model="scout", input=[
+        {"role": "user", "content": "Do you have the RAV4 Hybrid?"},
+        {"type": "item_reference", "id": item_id},
+        {"role": "user", "content": [{"type": "input_text", "text": "Is it AWD?"}]}])
+    assert {"role": "assistant", "content": first.output_text} in onprem_sim.stats.last_messages
+
+
+async def test_json_schema_output_goes_to_tiers_that_honour_it(client, onprem_sim):
+    schema = {"type": "object", "properties": {"model": {"type": "string"},
+                                               "seats": {"type": "integer"}},
+              "required": ["model", "seats"], "additionalProperties": False}
+    r = await client.responses.create(model="scout", input=QUESTION, text={"format": {
+        "type": "json_schema", "name": "pick", "schema": schema, "strict": True}})
+    picked = json.loads(r.output_text)
+    assert set(picked) == {"model", "seats"} and isinstance(picked["seats"], int)
+    assert r.text.format.type == "json_schema"
+
+
+async def test_unsupported_fields_are_refused_by_name(client):
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.responses.create(model="scout", input=QUESTION,
+                                      reasoning={"effort": "high"}, background=True)
+    assert "unsupported fields for /v1/responses here: background, reasoning" in \
+        exc.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.responses.create(model="scout", input=[
+            {"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}])
+    assert "only text parts" in exc.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.responses.create(model="scout", input=QUESTION, max_output_tokens=0)
+    assert exc.value.body["param"] == "max_output_tokens"
+
+
+async def test_function_tools_round_trip(client, openai_sim):
+    # on-prem is configured without tool support: the plan sends tool requests to OpenAI
+    c = client
+    tools = [{"type": "function", "name": "book_test_drive", "description": "Book a drive",
+              "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}]
+    r = await c.responses.create(model="scout", input="Please book me a test drive Saturday",
+                                 tools=tools)
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert r.model_extra["served_by"] == ["openai"]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("book_test_drive", {"day": "saturday"})]
+    assert openai_sim.stats.last_body["tools"][0]["function"]["name"] == "book_test_drive"
+    follow = await c.responses.create(model="scout", tools=tools, input=[
+        {"role": "user", "content": "Please book me a test drive Saturday"},
+        {"type": "function_call", "call_id": calls[0].call_id, "name": calls[0].name,
+         "arguments": calls[0].arguments},
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "booked"}])
+    assert follow.status == "completed" and follow.output_text
+    sent = openai_sim.stats.last_messages
+    assert {"role": "tool", "tool_call_id": calls[0].call_id, "content": "booked"} in sent
+    assert sent[-2]["tool_calls"][0]["function"]["name"] == "book_test_drive"
+
+
+async def test_streamed_tool_calls_are_function_call_items(client):
+    tools = [{"type": "function", "name": "book_test_drive",
+              "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}]
+    stream = await client.responses.create(model="scout", tools=tools, stream=True,
+                                           input="Book me a drive on Saturday")
+    events = [e async for e in stream]
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert added and added[0].type == "function_call" and added[0].name == "book_test_drive"
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == {"day": "saturday"}
+    final = events[-1].response
+    assert final.output[0].type == "function_call" and final.output[0].call_id
