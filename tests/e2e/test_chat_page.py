@@ -84,7 +84,7 @@ async def test_chat_page_streams_names_the_tier_falls_back_and_resumes(aiohttp_s
         await page.wait_for_function(
             "document.querySelectorAll('.bot')[2]?.querySelector('.body')?.textContent.length > 10")
         partial = await third.locator(".body").inner_text()
-        await page.evaluate("window.scout._dropForTest()")
+        await page.evaluate("window.scout.dropConnection()")
         await page.wait_for_selector(".bot:nth-of-type(6)[data-served-by]", timeout=15_000)
         full = await third.locator(".body").inner_text()
         assert await page.evaluate("window.scout.reconnects") >= 1
