@@ -72,6 +72,15 @@ async def onprem_sim() -> AsyncIterator[ReplicaSimulator]:
 
 
 @pytest.fixture
+async def slow_sim() -> AsyncIterator[ReplicaSimulator]:
+    """An answer long enough to drop a connection in its middle: 40 tokens, 40 ms apart."""
+    sim = await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.05, token_interval_s=0.04,
+                                       tokens=40)).start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
 async def openai_sim() -> AsyncIterator[ReplicaSimulator]:
     sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=OPENAI_KEY, ttft_s=0.01,
                                        token_interval_s=0.002, tokens=8)).start()

@@ -10,11 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from gateway.app import create_app
-from onprem.simulator import Knobs, ReplicaSimulator
-from tests.conftest import API_KEY, ONPREM_KEY, ROOT, make_settings
+from tests.conftest import API_KEY, ROOT, make_settings
 from tests.integration.test_ai_sdk import run_node
 
 PACKAGE = ROOT / "clients" / "js"
@@ -51,15 +48,6 @@ def test_npm_pack_ships_the_build_its_types_and_readme():
     assert {"dist/index.js", "dist/index.d.ts", "dist/server.js", "dist/server.d.ts",
             "README.md", "package.json"} <= files
     assert not any(f.startswith(("src/", "test/", "node_modules/")) for f in files)
-
-
-@pytest.fixture
-async def slow_sim():
-    # 30 tokens 20 ms apart: long enough to drop the socket in the middle of an answer.
-    sim = await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.02, token_interval_s=0.02,
-                                       tokens=30)).start()
-    yield sim
-    await sim.stop()
 
 
 async def test_the_client_against_a_gateway_callbacks_resume_and_offline_queue(

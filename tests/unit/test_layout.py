@@ -21,7 +21,8 @@ def words(text: str) -> set[str]:
 def test_every_top_level_directory_is_in_the_layout():
     said = layout()
     packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
-    dirs = packages | {"config", "deploy", "docs", "nginx", "infra", "scripts"}
+    dirs = packages | {"config", "deploy", "docs", "nginx", "infra", "scripts", "clients",
+                       "examples"}
     missing = [d for d in sorted(dirs) if f"{d}/" not in said]
     assert not missing, f"not in the README's Layout: {missing}"
 
