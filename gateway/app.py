@@ -57,7 +57,7 @@ from gateway.providers.base import Provider
 from gateway.providers.offsite import OffsiteGuard
 from gateway.routing.intents import IntentClassifier
 from gateway.security.api_keys import ApiKeys
-from gateway.security.ratelimit import RateLimiter
+from gateway.security.ratelimit import RateLimiter, shared_storage
 from gateway.security.remote import ClientAddresses
 from gateway.security.tokens import TokenSigner
 from gateway.security.upstream_keys import KeySource
@@ -184,8 +184,14 @@ async def _security(app: web.Application) -> AsyncIterator[None]:
 async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     link: RedisLink | None = None
-    if store is None and settings.redis.url is not None:
-        link = RedisLink(settings.redis.url.get(), settings.redis.timeout_s)
+    r = settings.redis
+    if store is None and r.sentinels:
+        link = RedisLink.sentinel_master(
+            list(r.sentinels), r.sentinel_master, r.password.get() if r.password else None,
+            r.sentinel_password.get() if r.sentinel_password else None, r.db, r.timeout_s)
+    elif store is None and r.url is not None:
+        link = RedisLink(r.url.get(), r.timeout_s)
+    if link is not None:
         app[REDIS] = link
         store = RedisKV(link)
         await link.ping()  # one bounded attempt: a missing Redis never delays startup
@@ -202,7 +208,7 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
     app[SESSIONS] = SessionStore(store, settings.sessions, SessionIds(app[SIGNING_SECRET]))
     rl = settings.rate_limits
     app[RATE_LIMITER] = RateLimiter(rl.per_key, rl.per_ip, rl.streams_per_key, rl.streams_per_ip,
-                                    link, settings.redis.url.get() if settings.redis.url else None,
+                                    link, shared_storage(r) if link is not None else None,
                                     per_user=rl.per_user, streams_per_user=rl.streams_per_user)
     monitor = asyncio.get_running_loop().create_task(link.monitor()) if link else None
     try:

@@ -267,8 +267,11 @@ async def _demo(port: int, host: str, real_model: bool = False) -> None:
     onprem_words = (f"1 REAL replica: {REAL_MODEL}, served as llama-3.1-70b-instruct at "
                     f"{real[1]};\n               1 SIMULATED replica at {sims[0].url}" if real else
                     f"2 SIMULATED replicas: {', '.join(s.url for s in sims)}")
-    store = (f"Redis at {redis_where(settings.redis.url.get())} (REDIS_URL)" if settings.redis.url
-             else "in-process: cache and sessions live in this process (set REDIS_URL for Redis)")
+    r = settings.redis
+    store = (f"Redis at {redis_where(r.url.get())} (REDIS_URL)" if r.url else
+             f"Redis through {len(r.sentinels)} sentinels, master {r.sentinel_master}"
+             if r.sentinels else
+             "in-process: cache and sessions live in this process (set REDIS_URL for Redis)")
     base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     # Each simulator's control port: break a replica, the GPU box or OpenAI from a shell.
     controls = []

@@ -424,8 +424,17 @@ class PrivacyConfig(Section):
 
 
 class RedisConfig(Section):
+    """One Redis (REDIS_URL), or a primary found through Redis Sentinel (REDIS_SENTINELS:
+    host:port,host:port,...), so losing the primary loses no conversation for longer than
+    the failover takes."""
+
     url_env: str = "REDIS_URL"      # e.g. redis://:password@10.0.0.5:6379/0
     timeout_ms: Annotated[float, Strict(), Field(gt=0)] = 50
+    sentinels_env: str = "REDIS_SENTINELS"
+    sentinel_master: str = "scout"           # the master name the sentinels monitor
+    password_env: str = "REDIS_PASSWORD"     # the data nodes' password (sentinel mode)
+    sentinel_password_env: str = "REDIS_SENTINEL_PASSWORD"   # the sentinels' own, if any
+    db: Annotated[int, Strict(), Field(ge=0)] = 0
 
     @model_validator(mode="before")
     @classmethod
@@ -441,9 +450,32 @@ class RedisConfig(Section):
             loading.problems.append(f"redis: {self.url_env} must be a redis://, rediss:// or "
                                     "unix:// URL")
         self._found["url"] = Secret(url) if url else None
+        sentinels = []
+        for item in filter(None, (x.strip() for x in loading.from_env(self.sentinels_env)
+                                  .split(","))):
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit():
+                loading.problems.append(f"redis: {self.sentinels_env} must list sentinels as "
+                                        f"host:port,host:port; got {item!r}")
+                continue
+            sentinels.append((host.strip("[]"), int(port)))
+        if url and sentinels:
+            loading.problems.append(f"redis: set {self.url_env} or {self.sentinels_env}, not "
+                                    "both")
+        self._found.update(sentinels=tuple(sentinels),
+                           password=loading.secret(self.password_env),
+                           sentinel_password=loading.secret(self.sentinel_password_env))
         return self
 
     url = resolved("url", "Redis' URL (a Secret); None: the in-process store (demo, one box).")
+    sentinels = resolved("sentinels", "(host, port) of each sentinel; () without Sentinel.")
+    password = resolved("password", "The data nodes' password in sentinel mode (a Secret).")
+    sentinel_password = resolved("sentinel_password", "The sentinels' password (a Secret).")
+
+    @property
+    def configured(self) -> bool:
+        """Is there a Redis at all (one URL, or sentinels)?"""
+        return self.url is not None or bool(self.sentinels)
 
     @property
     def timeout_s(self) -> float:

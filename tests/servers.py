@@ -29,13 +29,27 @@ def need_binary(name: str, package: str) -> str:
     return path
 
 
+def wait_for_pong(port: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not start")
+
+
 class RedisServer:
     """A throwaway redis-server; stop() and start() simulate an outage on the same port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, replica_of: int | None = None) -> None:
         self.binary = need_binary("redis-server", "redis-server")
         self.port = free_port()
         self.workdir = workdir
+        self.replica_of = replica_of
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,21 +57,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir),
-             "--enable-debug-command", "local"],
+             "--enable-debug-command", "local",
+             *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        wait_for_pong(self.port, "redis-server")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -71,6 +78,31 @@ class RedisServer:
             s.sendall((" ".join(args) + "\r\n").encode())
             time.sleep(0.05)
             return s.recv(1 << 16)
+
+
+class RedisSentinel:
+    """Debian's redis-sentinel watching one master, with failover timings short enough for a
+    test (the defaults wait 30 s before calling a primary down)."""
+
+    def __init__(self, workdir: Path, master_port: int, name: str = "scout",
+                 down_after_ms: int = 1000) -> None:
+        self.binary = need_binary("redis-sentinel", "redis-sentinel")
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / f"sentinel-{self.port}.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {workdir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+            f"sentinel failover-timeout {name} 5000\n"
+            f"sentinel parallel-syncs {name} 1\n")
+        self.proc = subprocess.Popen([self.binary, str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_pong(self.port, "redis-sentinel")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 class Nginx:

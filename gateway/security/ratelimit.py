@@ -16,11 +16,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisSentinelStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from gateway.config import RedisConfig
 from gateway.errors import RequestRejected
 from gateway.logs import get_logger
 from gateway.state import keys
@@ -59,9 +62,31 @@ class RateLimited(RequestRejected):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+def shared_storage(cfg: RedisConfig) -> Storage | None:
+    """limits' storage on the same Redis as everything else: one URL, or the primary the
+    sentinels name (read and written there: a moving window read from a lagging replica
+    would let a burst through)."""
+    opts: dict[str, Any] = {"implementation": "redispy", "key_prefix": keys.RATE.rstrip(":"),
+                            "socket_timeout": cfg.timeout_s,
+                            "socket_connect_timeout": cfg.timeout_s}
+    if cfg.url is not None:
+        return RedisStorage(cfg.url.get().replace("redis://", "async+redis://", 1)
+                            .replace("rediss://", "async+rediss://", 1), **opts)
+    if cfg.sentinels:
+        hosts = ",".join(f"{h}:{p}" for h, p in cfg.sentinels)
+        password = f":{quote(cfg.password.get(), safe='')}@" if cfg.password else ""
+        sentinel_kwargs: dict[str, Any] = {"socket_timeout": cfg.timeout_s * 4}
+        if cfg.sentinel_password:
+            sentinel_kwargs["password"] = cfg.sentinel_password.get()
+        return RedisSentinelStorage(
+            f"async+redis+sentinel://{password}{hosts}/{cfg.sentinel_master}", use_replicas=False,
+            sentinel_kwargs=sentinel_kwargs, db=cfg.db, **opts)
+    return None
+
+
 class RateLimiter:
     def __init__(self, per_key: str, per_ip: str, streams_per_key: int, streams_per_ip: int,
-                 link: RedisLink | None = None, redis_url: str | None = None,
+                 link: RedisLink | None = None, storage: Storage | None = None,
                  per_user: str = "30/minute", streams_per_user: int = 2) -> None:
         self.per_key: RateLimitItem = parse(per_key)
         self.per_ip: RateLimitItem = parse(per_ip)
@@ -72,12 +97,7 @@ class RateLimiter:
         self.link = link
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = None
-        if link is not None and redis_url:
-            storage = RedisStorage(redis_url.replace("redis://", "async+redis://", 1)
-                                   .replace("rediss://", "async+rediss://", 1),
-                                   implementation="redispy", key_prefix=keys.RATE.rstrip(":"),
-                                   socket_timeout=link.timeout_s,
-                                   socket_connect_timeout=link.timeout_s)
+        if link is not None and storage is not None:
             self.shared = MovingWindowRateLimiter(storage)
         self.streams: Counter[str] = Counter()
 

@@ -5,6 +5,12 @@ timeout, default 50 ms); every call goes through `run`, which turns any error
 into the caller's fallback value and marks the link down. While down, calls
 return at once; the monitor pings on an interval and marks it up again, so
 the gateway uses Redis again with no restart. Each change is logged once.
+
+With Redis Sentinel (`RedisLink.sentinel`) the client asks the sentinels where the primary
+is whenever it opens a connection. When the primary dies, calls fail (the link goes down,
+and requests carry on without shared state); once the sentinels have promoted a replica,
+the next ping reaches it, the link is up again and `where` names the new primary. No
+restart, no configuration change.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -55,6 +62,29 @@ class RedisLink:
         self.state = "unknown"
         self.reason = ""
         self.since = time.time()
+        self.sentinel: Sentinel | None = None
+        self.master = ""
+
+    @classmethod
+    def sentinel_master(cls, sentinels: list[tuple[str, int]], master: str,
+                        password: str | None = None, sentinel_password: str | None = None,
+                        db: int = 0, timeout_s: float = 0.05,
+                        ping_interval_s: float = 1.0) -> RedisLink:
+        """The primary that `sentinels` name for `master`, found again after a failover."""
+        # The sentinels are asked only when a connection opens: a longer timeout for them.
+        sentinel = Sentinel(sentinels, socket_timeout=timeout_s * 4,
+                            socket_connect_timeout=timeout_s * 4,
+                            sentinel_kwargs={"socket_timeout": timeout_s * 4,
+                                             "socket_connect_timeout": timeout_s * 4,
+                                             **({"password": sentinel_password}
+                                                if sentinel_password else {})})
+        client = sentinel.master_for(master, socket_timeout=timeout_s,
+                                     socket_connect_timeout=timeout_s, password=password,
+                                     db=db, retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        link = cls(f"redis://sentinel/{db}", timeout_s, ping_interval_s, client=client)
+        link.sentinel, link.master = sentinel, master
+        link.where = f"sentinel master {master} (not found yet)"
+        return link
 
     @property
     def up(self) -> bool:
@@ -78,11 +108,23 @@ class RedisLink:
                 await self.client.connection_pool.disconnect()
         try:
             await asyncio.wait_for(self.client.ping(), self.timeout_s * 4)
+            if self.sentinel is not None:
+                await self._find_primary()
         except (RedisError, OSError, TimeoutError) as exc:
             self._set("down", describe(exc, self.timeout_s * 4))
             return False
         self._set("up", "")
         return True
+
+    async def _find_primary(self) -> None:
+        assert self.sentinel is not None
+        host, port = await asyncio.wait_for(self.sentinel.discover_master(self.master),
+                                            self.timeout_s * 4)
+        where = f"{host}:{port} (sentinel master {self.master})"
+        if where != self.where and not self.where.endswith("(not found yet)"):
+            log.warning("redis_primary_changed", master=self.master, before=self.where,
+                        now=where)
+        self.where = where
 
     async def monitor(self) -> None:
         """Ping forever; the app's cleanup context cancels this."""

@@ -316,3 +316,22 @@ def test_config_schema_and_config_check_on_the_command_line(tmp_path, capsys, mo
     out = capsys.readouterr().err
     assert "helth: unknown section (did you mean 'health'?)" in out
     assert "openai.enabled: must be true or false (unquoted), got 'false'" in out
+
+
+def test_redis_sentinels_are_read_and_checked():
+    s = settings_from_dict(example_config(), {
+        **ENV, "REDIS_SENTINELS": "10.0.1.5:26379, 10.0.2.5:26379,[::1]:26380",
+        "REDIS_PASSWORD": "node-pass-123"})
+    assert s.redis.sentinels == (("10.0.1.5", 26379), ("10.0.2.5", 26379), ("::1", 26380))
+    assert s.redis.url is None and s.redis.configured and s.redis.sentinel_master == "scout"
+    assert s.redis.password.get() == "node-pass-123"
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(example_config(), {**ENV, "REDIS_SENTINELS": "10.0.1.5",
+                                              "REDIS_URL": "redis://r:6379/0"})
+    text = "\n".join(exc.value.problems)
+    assert "REDIS_SENTINELS must list sentinels as host:port,host:port; got '10.0.1.5'" in text
+    assert "node-pass-123" not in text
+    with pytest.raises(ConfigError) as both:
+        settings_from_dict(example_config(), {**ENV, "REDIS_SENTINELS": "10.0.1.5:26379",
+                                              "REDIS_URL": "redis://r:6379/0"})
+    assert "redis: set REDIS_URL or REDIS_SENTINELS, not both" in both.value.problems

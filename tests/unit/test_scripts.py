@@ -41,9 +41,9 @@ def test_without_apt_it_names_what_is_missing_and_stops(tmp_path):
 def test_pip_refusing_the_system_python_says_to_make_a_venv(tmp_path):
     # Every tool present (as a no-op stand-in), and a python3 whose pip refuses like
     # Debian's does outside a venv.
-    tools = {name: "exit 0\n" for name in ("redis-server", "chromium", "nginx", "ip", "tc",
-                                           "cloud-init", "openssl", "promtool", "cmake", "g++",
-                                           "runuser")}
+    tools = {name: "exit 0\n" for name in ("redis-server", "redis-sentinel", "chromium",
+                                           "nginx", "ip", "tc", "cloud-init", "openssl",
+                                           "promtool", "cmake", "g++", "runuser")}
     tools["python3"] = (f'if [ "$1 $2" = "-m pip" ]; then echo "error: '
                         f'externally-managed-environment" >&2; exit 1; fi\n'
                         f'exec {sys.executable} "$@"\n')
