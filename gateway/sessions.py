@@ -106,6 +106,36 @@ class SessionStore:
         return await self.kv.set(f"{keys.ANSWER}{sid}:{msg_id}", orjson.dumps(record),
                                  self.config.answer_ttl_s)
 
-    async def answer(self, sid: str, msg_id: str) -> dict[str, Any] | None:
+    async def raw_answer(self, sid: str, msg_id: str) -> dict[str, Any] | None:
+        """The answer's record as stored: while it streams, only its status."""
         raw = await self.kv.get(f"{keys.ANSWER}{sid}:{msg_id}")
         return orjson.loads(raw) if raw else None
+
+    async def answer(self, sid: str, msg_id: str) -> dict[str, Any] | None:
+        """The answer's record; one still streaming has its text so far, from its stream."""
+        record = await self.raw_answer(sid, msg_id)
+        if record is not None and record.get("status") == "streaming":
+            entries = await self.follow(sid, msg_id, "0-0", 0) or []
+            record["text"] = "".join(e.get("t", "") for _, e in entries)
+        return record
+
+    # A streaming answer's deltas, as a Redis stream: the gateway answering XADDs them as
+    # they come (batched only while a write is in flight); a client that resumes on another
+    # gateway follows them with XREAD BLOCK. The stream ends with the answer's record.
+
+    async def stream_text(self, sid: str, msg_id: str, texts: list[str]) -> bool:
+        return await self.kv.stream_add(f"{keys.STREAM}{sid}:{msg_id}",
+                                        [orjson.dumps({"t": t}) for t in texts],
+                                        self.config.answer_ttl_s)
+
+    async def stream_end(self, sid: str, msg_id: str, record: dict[str, Any]) -> bool:
+        return await self.kv.stream_add(f"{keys.STREAM}{sid}:{msg_id}",
+                                        [orjson.dumps({"end": record})],
+                                        self.config.answer_ttl_s)
+
+    async def follow(self, sid: str, msg_id: str, after: str,
+                     block_s: float) -> list[tuple[str, dict[str, Any]]] | None:
+        """Stream entries after `after` ({"t": text} or {"end": record}), waiting up to
+        `block_s` for the first; None when the store can't say."""
+        got = await self.kv.stream_read(f"{keys.STREAM}{sid}:{msg_id}", after, block_s)
+        return None if got is None else [(i, orjson.loads(p)) for i, p in got]

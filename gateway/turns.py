@@ -6,10 +6,13 @@ its own; connections only *listen* to it. A listener buffers at most a set
 number of bytes: a client that reads too slowly is cut off from that turn
 (it can resume later) instead of making the gateway buffer without bound.
 
-While a turn streams, its text so far is saved every half second under its
-message id, and the whole answer when it ends, so a client that reconnects —
-to this process or another — gets the rest (`resume`). A turn cancelled by a
-dead peer or by shutdown is saved as `interrupted` with what it had.
+While a turn streams, its deltas go to a Redis stream under its message id as they come
+(one XADD per batch: text that arrives while a write is in flight goes in the next), and
+the whole answer is saved when it ends, so a client that reconnects — to this process or
+another — gets the rest (`resume`): another gateway follows the stream with XREAD BLOCK,
+so it sees each new piece as soon as it is written, with no polling and no rewrite of the
+whole text. A turn cancelled by a dead peer or by shutdown is saved as `interrupted` with
+what it had.
 """
 
 from __future__ import annotations
@@ -26,9 +29,6 @@ from gateway.routing.driver import TextOut
 from gateway.sessions import SessionStore
 
 log = get_logger("scout.turns")
-
-PROGRESS_EVERY_S = 0.5
-
 
 class TurnEnd:
     """The turn is over: no more events."""
@@ -77,6 +77,8 @@ class LiveTurn:
     parts: list[str] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    unwritten: list[str] = field(default_factory=list)   # deltas not yet in the stream
+    writer: asyncio.Task[None] | None = None
 
     @property
     def text(self) -> str:
@@ -126,29 +128,40 @@ class TurnRunner:
 
     async def _run(self, live: LiveTurn, user_message: dict[str, Any]) -> None:
         outcome: TurnOutcome | None = None
-        last_save = time.monotonic()
         turn = live.turn
         try:
+            await self.sessions.save_answer(live.sid, turn.id, {"id": turn.id,
+                                                                "status": "streaming"})
             async with aclosing(self.chat.run(turn)) as events:
                 async for ev in events:
                     if isinstance(ev, Started):
                         live.started = ev
                     elif isinstance(ev, TextOut):
                         live.parts.append(ev.text)
+                        self._write(live, ev.text)
                     elif isinstance(ev, TurnOutcome):
                         outcome = ev
                     for listener in live.listeners:
                         listener.push(ev)
-                    if isinstance(ev, TextOut) and time.monotonic() - last_save > PROGRESS_EVERY_S:
-                        last_save = time.monotonic()
-                        await self.sessions.save_answer(live.sid, turn.id, {
-                            "id": turn.id, "status": "streaming", "text": live.text})
         finally:
             for listener in live.listeners:
                 listener.push(END)
             self.live.pop((live.sid, turn.id), None)
             # Shielded: a cancelled turn (dead peer, shutdown) still records what it had.
             await asyncio.shield(self._record(live, user_message, outcome))
+
+    def _write(self, live: LiveTurn, text: str) -> None:
+        """Queue a delta for the stream; one writer per turn, never awaited by the turn."""
+        if not text:
+            return
+        live.unwritten.append(text)
+        if live.writer is None or live.writer.done():
+            live.writer = asyncio.get_running_loop().create_task(self._drain(live))
+
+    async def _drain(self, live: LiveTurn) -> None:
+        while live.unwritten:
+            batch, live.unwritten = live.unwritten, []
+            await self.sessions.stream_text(live.sid, live.turn.id, ["".join(batch)])
 
     async def _record(self, live: LiveTurn, user_message: dict[str, Any],
                       outcome: TurnOutcome | None) -> None:
@@ -160,6 +173,10 @@ class TurnRunner:
         else:
             record.update(status="interrupted",
                           reason=outcome.error if outcome else "cancelled before it finished")
+        if live.writer is not None:
+            await live.writer          # every delta is in the stream before its end
+        await self._drain(live)
+        await self.sessions.stream_end(live.sid, live.turn.id, record)
         await self.sessions.save_answer(live.sid, live.turn.id, record)
 
     async def wait_idle(self, timeout_s: float) -> bool:

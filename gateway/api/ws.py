@@ -56,7 +56,7 @@ log = get_logger("scout.ws")
 
 SUBPROTOCOL = "scout.v1"
 PROTOCOL_VERSION = 1
-RESUME_POLL_S = 0.2
+RESUME_BLOCK_S = 5.0   # one XREAD BLOCK at a time, up to RESUME_WAIT_S in all
 RESUME_WAIT_S = 60.0
 
 
@@ -271,32 +271,40 @@ class Connection:
             await relay(listener, chat_id, sid, send, resumed=resumed)
 
     async def _replay(self, sid: str, chat_id: str) -> None:
-        """Resume from the store: a finished answer, or one still streaming in another process."""
+        """Resume from the store: a finished answer, or one still streaming in another
+        process, followed live through its stream (XREAD BLOCK: each piece as it is written)."""
         sessions = self.app[SESSIONS]
-        sent = 0
         deadline = time.monotonic() + RESUME_WAIT_S
         with contextlib.suppress(ConnectionResetError):
-            record = await sessions.answer(sid, chat_id)
+            record = await sessions.raw_answer(sid, chat_id)
             if record is None:
                 await self.error(chat_id, "unknown_message",
                                  f"no answer for message {chat_id} in this session")
                 return
             await self.send({"type": "start", "id": chat_id, "session": sid, "resumed": True})
-            while True:
-                text = str(record.get("text", ""))
-                if len(text) > sent:
-                    await self.send({"type": "delta", "id": chat_id, "text": text[sent:]})
-                    sent = len(text)
-                if record.get("status") == "done":
-                    await self.send({"type": "done", **record.get("done", {}), "id": chat_id})
-                    return
-                if record.get("status") == "interrupted" or time.monotonic() > deadline:
-                    await self.error(chat_id, "interrupted",
-                                     f"the answer was cut off: {record.get('reason', 'timeout')};"
-                                     " ask again")
-                    return
-                await asyncio.sleep(RESUME_POLL_S)
-                record = await sessions.answer(sid, chat_id) or record
+            after = "0-0"
+            while record.get("status") == "streaming":
+                entries = await sessions.follow(sid, chat_id, after,
+                                                min(RESUME_BLOCK_S, deadline - time.monotonic()))
+                if entries is None:    # the store is away: what it last said is all we have
+                    record = {**record, "status": "interrupted", "reason": "the store is down"}
+                    break
+                for entry_id, entry in entries:
+                    after = entry_id
+                    if "t" in entry:
+                        await self.send({"type": "delta", "id": chat_id, "text": entry["t"]})
+                    elif "end" in entry:
+                        record = {**entry["end"], "text": ""}   # its text was streamed
+                if record.get("status") == "streaming" and time.monotonic() > deadline:
+                    record = {**record, "status": "interrupted", "reason": "timeout"}
+            if text := str(record.get("text", "")):   # an answer that was already finished
+                await self.send({"type": "delta", "id": chat_id, "text": text})
+            if record.get("status") == "done":
+                await self.send({"type": "done", **record.get("done", {}), "id": chat_id})
+                return
+            await self.error(chat_id, "interrupted",
+                             f"the answer was cut off: {record.get('reason', 'timeout')}; "
+                             "ask again")
 
 
 async def drain(app: web.Application) -> None:

@@ -11,6 +11,7 @@ CACHE = ROOT + "cache:"        # cache:<intent>:<digest>      → a CachedAnswer
 LOCK = ROOT + "lock:"          # lock:<cache key>             → stampede leader token
 SESSION = ROOT + "session:"    # session:<session id>         → list of messages (JSON)
 ANSWER = ROOT + "answer:"      # answer:<session id>:<msg id> → a finished or partial answer
+STREAM = ROOT + "stream:"      # stream:<session id>:<msg id> → the answer's deltas (a stream)
 HEALTH = ROOT + "health:"      # health:<target>              → a probe record
 COUNTER = ROOT + "count:"      # count:<name>                 → an expiring counter
 RATE = ROOT + "rate:"          # rate:<scope>                 → rate-limit windows

@@ -9,10 +9,12 @@ Redis. The link's monitor notices when Redis is back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -32,6 +34,13 @@ class KV(Protocol):
     async def hash_add(self, key: str, fields: dict[str, int], ttl_s: float) -> bool: ...
     async def hash_set(self, key: str, fields: dict[str, int], ttl_s: float) -> bool: ...
     async def hash_all(self, keys: list[str]) -> list[dict[str, int]] | None: ...
+    async def stream_add(self, key: str, entries: list[bytes], ttl_s: float) -> bool: ...
+    async def stream_read(self, key: str, after: str,
+                          block_s: float) -> list[tuple[str, bytes]] | None: ...
+
+
+Entry = tuple[str, bytes]   # a stream entry: its id, its payload
+STREAM_MAXLEN = 20_000      # entries kept per stream (an answer is far shorter)
 
 
 def _ms(ttl_s: float) -> int:
@@ -121,6 +130,27 @@ class RedisKV:
         return await self.link.run(op, None)
 
 
+    async def stream_add(self, key: str, entries: list[bytes], ttl_s: float) -> bool:
+        """XADD each entry (one round trip for all, with the key's expiry)."""
+        async def op(r: aioredis.Redis) -> bool:
+            async with r.pipeline(transaction=False) as pipe:
+                for payload in entries:
+                    pipe.xadd(key, {"d": payload}, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.pexpire(key, _ms(ttl_s))
+                await pipe.execute()
+            return True
+        return bool(await self.link.run(op, False))
+
+    async def stream_read(self, key: str, after: str, block_s: float) -> list[Entry] | None:
+        """Entries after `after`, waiting up to `block_s` for the first (XREAD BLOCK, on a
+        connection of its own: a blocked read must not hold up the short-timeout ones)."""
+        async def op(r: aioredis.Redis) -> list[Entry]:
+            got: Any = await r.xread({key: after}, block=_ms(block_s) if block_s else None)
+            return [(i.decode() if isinstance(i, bytes) else str(i), f[b"d"])
+                    for _, items in got or [] for i, f in items]
+        return await self.link.run_blocking(op, None, block_s)
+
+
 class MemoryKV:
     """In-process, LRU-bounded, with expiry: the demo and a single box without Redis."""
 
@@ -130,6 +160,8 @@ class MemoryKV:
         self._data: OrderedDict[str, tuple[float, bytes | list[bytes] | int | dict[str, int]]] = OrderedDict()
         self._max = max_keys
         self._clock = clock
+        self._streams: dict[str, tuple[float, list[Entry]]] = {}
+        self._grew: dict[str, asyncio.Event] = {}
 
     def _live(self, key: str) -> bytes | list[bytes] | int | dict[str, int] | None:
         item = self._data.get(key)
@@ -204,6 +236,33 @@ class MemoryKV:
             value = self._live(key)
             out.append(dict(value) if isinstance(value, dict) else {})
         return out
+
+    def _stream(self, key: str) -> list[Entry]:
+        item = self._streams.get(key)
+        if item is None or self._clock() >= item[0]:
+            self._streams.pop(key, None)
+            return []
+        return item[1]
+
+    async def stream_add(self, key: str, entries: list[bytes], ttl_s: float) -> bool:
+        items = self._stream(key)
+        for payload in entries:
+            items.append((f"{len(items) + 1}-0", payload))
+        self._streams[key] = (self._clock() + ttl_s, items[-STREAM_MAXLEN:])
+        if len(self._streams) > self._max:   # oldest first, as the LRU does for keys
+            self._streams.pop(next(iter(self._streams)))
+        self._grew.pop(key, asyncio.Event()).set()
+        return True
+
+    async def stream_read(self, key: str, after: str, block_s: float) -> list[Entry] | None:
+        seq = int(after.split("-")[0])
+        newer = [e for e in self._stream(key) if int(e[0].split("-")[0]) > seq]
+        if newer or not block_s:
+            return newer
+        grew = self._grew.setdefault(key, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(grew.wait(), block_s)
+        return [e for e in self._stream(key) if int(e[0].split("-")[0]) > seq]
 
     def __len__(self) -> int:
         return len(self._data)

@@ -64,6 +64,10 @@ class RedisLink:
         self.since = time.time()
         self.sentinel: Sentinel | None = None
         self.master = ""
+        # Blocking reads (XREAD BLOCK) get connections of their own, with no socket timeout:
+        # the call is bounded by its own wait instead.
+        self._url = url
+        self._blocking: aioredis.Redis | None = None
 
     @classmethod
     def sentinel_master(cls, sentinels: list[tuple[str, int]], master: str,
@@ -83,6 +87,9 @@ class RedisLink:
                                      db=db, retry=Retry(NoBackoff(), 0), health_check_interval=0)
         link = cls(f"redis://sentinel/{db}", timeout_s, ping_interval_s, client=client)
         link.sentinel, link.master = sentinel, master
+        link._blocking = sentinel.master_for(master, socket_timeout=None,
+                                             socket_connect_timeout=timeout_s, password=password,
+                                             db=db, retry=Retry(NoBackoff(), 0))
         link.where = f"sentinel master {master} (not found yet)"
         return link
 
@@ -98,6 +105,21 @@ class RedisLink:
             return await asyncio.wait_for(op(self.client), self.timeout_s)
         except (RedisError, OSError, TimeoutError) as exc:
             self._set("down", describe(exc, self.timeout_s))
+            return default
+
+    async def run_blocking(self, op: Callable[[aioredis.Redis], Awaitable[Any]], default: T,
+                           block_s: float) -> Any | T:
+        """Run one blocking read for up to `block_s`; any failure is the fallback value (the
+        link's state is the short calls' and the monitor's business)."""
+        if self.state == "down":
+            return default
+        if self._blocking is None:
+            self._blocking = aioredis.Redis.from_url(
+                self._url, socket_timeout=None, socket_connect_timeout=self.timeout_s,
+                retry=Retry(NoBackoff(), 0))
+        try:
+            return await asyncio.wait_for(op(self._blocking), block_s + self.timeout_s * 4)
+        except (RedisError, OSError, TimeoutError):
             return default
 
     async def ping(self) -> bool:
@@ -148,3 +170,5 @@ class RedisLink:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
