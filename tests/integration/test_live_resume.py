@@ -37,30 +37,22 @@ async def test_a_resume_on_another_gateway_streams_each_piece_as_it_is_written(
     ws_b = await connect(b)
     await ws_b.send_json({"type": "resume", "id": "m1", "session": session})
 
-    async def follow_b() -> tuple[list[dict], dict[int, float]]:
-        events, seen, text = [], {}, ""
+    async def follow(ws, seen: dict[int, float], text: str) -> list[dict]:
+        """Events until done, noting when each text length arrived."""
+        events = []
         while True:
-            ev = await ws_b.receive_json(timeout=15)
+            ev = await ws.receive_json(timeout=15)
             events.append(ev)
             if ev["type"] == "delta":
                 text += ev["text"]
                 seen[len(text)] = time.monotonic()
             if ev["type"] in ("done", "error"):
-                return events, seen
-
-    async def follow_a() -> list[dict]:
-        nonlocal text_a
-        events = []
-        while True:
-            ev = await ws_a.receive_json(timeout=15)
-            events.append(ev)
-            if ev["type"] == "delta":
-                text_a += ev["text"]
-                seen_a[len(text_a)] = time.monotonic()
-            if ev["type"] in ("done", "error"):
                 return events
 
-    (b_events, seen_b), a_events = await asyncio.gather(follow_b(), follow_a())
+    seen_b: dict[int, float] = {}
+    b_events, a_events = await asyncio.gather(follow(ws_b, seen_b, ""),
+                                              follow(ws_a, seen_a, text_a))
+    text_a += "".join(e["text"] for e in a_events if e["type"] == "delta")
     assert a_events[-1]["type"] == "done" and b_events[-1]["type"] == "done"
     assert b_events[0] == {"type": "start", "id": "m1", "session": session, "resumed": True}
     text_b = "".join(e["text"] for e in b_events if e["type"] == "delta")
