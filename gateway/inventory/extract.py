@@ -97,14 +97,28 @@ def _phrases(vocabulary: Mapping[str, Iterable[str]],
     return sorted(set(out), key=lambda t: -len(t[0]))
 
 
+Matchers = list[tuple[str, re.Pattern[str], str, str]]
+
+
+def matchers(vocabulary: Mapping[str, Iterable[str]],
+             synonyms: Mapping[str, tuple[str, str]] = SYNONYMS) -> Matchers:
+    """Each phrase's pattern, compiled once per vocabulary (the inventory keeps them until
+    its stock changes): a name in the plural too ("Camrys", "F-150s", "Tacomas")."""
+    return [(phrase, re.compile(rf"(?<![\w-]){re.escape(phrase)}(?:s|es)?(?![\w-])"), field,
+             value) for phrase, field, value in _phrases(vocabulary, synonyms)]
+
+
 def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
-                synonyms: Mapping[str, tuple[str, str]] = SYNONYMS) -> Filters:
+                synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
+                compiled: Matchers | None = None) -> Filters:
     low = f" {text.lower()} "
     found: dict[str, list[str]] = {"makes": [], "models": [], "body_styles": [], "fuels": []}
     taken: list[tuple[int, int]] = []
-    for phrase, field, value in _phrases(vocabulary, synonyms):
-        # A name in the plural too: "Camrys", "F-150s", "Tacomas".
-        for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?:s|es)?(?![\w-])", low):
+    for phrase, pattern, field, value in compiled if compiled is not None else \
+            matchers(vocabulary, synonyms):
+        if phrase not in low:   # the pattern needs the phrase itself: skip the regex
+            continue
+        for m in pattern.finditer(low):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue   # part of a longer phrase already read ("plug-in hybrid")
             taken.append((m.start(), m.end()))
@@ -151,12 +165,14 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
 
 
 def extract(user_turns: list[str], vocabulary: Mapping[str, Iterable[str]],
-            synonyms: Mapping[str, tuple[str, str]] = SYNONYMS) -> Filters:
+            synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
+            compiled: Matchers | None = None) -> Filters:
     """Filters from the last user turn, with what earlier turns asked for kept where the last
     one says nothing of it ("and in red?" after "any RAV4 hybrids?")."""
     merged = Filters()
+    compiled = compiled if compiled is not None else matchers(vocabulary, synonyms)
     for text in user_turns[-3:]:
-        f = extract_one(text, vocabulary, synonyms)
+        f = extract_one(text, vocabulary, synonyms, compiled)
         changes = {k: v for k, v in f.__dict__.items() if v not in (None, ())}
         if f.models and not f.makes:
             changes["makes"] = ()   # a new model: the earlier make need not hold

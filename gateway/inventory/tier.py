@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.cost import prompt_text
 from gateway.errors import TierUnavailable
-from gateway.inventory.extract import SYNONYMS, extract
+from gateway.inventory.extract import SYNONYMS, Matchers, extract, matchers
 from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
 from gateway.tiers import TierContext, TierSpec
@@ -69,6 +69,7 @@ class Inventory:
         self.error: str = ""
         self.checked_at = 0.0
         self._synonyms = {**SYNONYMS, **{p: (f, v) for p, f, v in cfg.synonyms}}
+        self._matchers: tuple[object, Matchers] | None = None   # (the vocabulary, its patterns)
 
     async def refresh(self) -> None:
         try:
@@ -96,7 +97,9 @@ class Inventory:
     def filters(self, messages: list[dict[str, Any]]) -> Filters:
         turns = [prompt_text([m]) for m in messages if m.get("role") == "user"]
         vocab = self.stats.vocabulary if self.stats else {}
-        return extract(turns, vocab, self._synonyms)
+        if self._matchers is None or self._matchers[0] is not vocab:  # the stock changed
+            self._matchers = (vocab, matchers(vocab, self._synonyms))
+        return extract(turns, vocab, self._synonyms, self._matchers[1])
 
     async def answer(self, messages: list[dict[str, Any]]) -> str:
         f = self.filters(messages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ class IntentClassifier:
     """
 
     def __init__(self, intents: Iterable[IntentConfig], default: str) -> None:
+        # A turn is classified several times (its intent, each later turn's privacy check,
+        # the off-site guard): the rules are pure, so a text's verdict is kept.
+        self.classify = functools.lru_cache(maxsize=4096)(self._classify)  # type: ignore[method-assign]
         self._rules: list[_Rule] = []
         self._by_name: dict[str, IntentConfig] = {}
         for intent in intents:
@@ -54,6 +58,10 @@ class IntentClassifier:
         return None
 
     def classify(self, text: str) -> IntentConfig:
+        """The intent `text` matches (cached per text; see __init__)."""
+        return self._classify(text)
+
+    def _classify(self, text: str) -> IntentConfig:
         best: IntentConfig | None = None
         best_score = 0
         for rule in self._rules:
