@@ -16,4 +16,6 @@ EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=3)"
+# One worker per core the container may use (SO_REUSEPORT); SCOUT_WORKERS=1 for one.
+ENV SCOUT_WORKERS=auto
 CMD ["scout-gateway", "serve", "--config", "/etc/scout/scout.yaml", "--port", "8080"]

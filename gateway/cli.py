@@ -102,6 +102,20 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+def workers_count(value: str) -> int:
+    """A number of workers, or `auto`: one per core this process may run on (its CPU
+    affinity, which is what a container's cpuset gives it)."""
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers or auto") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("at least 1 worker")
+    return n
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _load(args.config)
     host = args.host or settings.server.host
@@ -400,8 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--config", required=True, help="the YAML configuration")
     s.add_argument("--host", help="address to listen on (default: server.host)")
     s.add_argument("--port", type=int, help="port (default: server.port)")
-    s.add_argument("--workers", type=int, default=int(os.environ.get("SCOUT_WORKERS", "1")),
-                   help="processes sharing the port (SO_REUSEPORT); one per core is typical")
+    s.add_argument("--workers", type=workers_count, default=os.environ.get("SCOUT_WORKERS", "1"),
+                   help="processes sharing the port (SO_REUSEPORT), or auto: one per core this "
+                        "process may use (SCOUT_WORKERS)")
     s.set_defaults(func=cmd_serve)
     d = sub.add_parser("demo", help="gateway + simulated replicas, nothing else needed",
                        formatter_class=fmt,

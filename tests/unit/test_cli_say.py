@@ -23,3 +23,20 @@ def test_a_line_leaves_in_one_write(monkeypatch):
     monkeypatch.setattr("sys.stdout", out)
     say("scout-gateway serving on http://127.0.0.1:8080 (pid 7)")
     assert out.calls == ["scout-gateway serving on http://127.0.0.1:8080 (pid 7)\n"]
+
+
+def test_workers_auto_is_one_per_usable_core_and_the_image_defaults_to_it():
+    import argparse
+    import os
+
+    import pytest
+
+    from gateway.cli import workers_count
+    from tests.conftest import ROOT
+    assert workers_count("auto") == len(os.sched_getaffinity(0))
+    assert workers_count("3") == 3
+    for bad in ("0", "many"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            workers_count(bad)
+    assert "ENV SCOUT_WORKERS=auto" in (ROOT / "Dockerfile").read_text()
+    assert "SCOUT_WORKERS: ${SCOUT_WORKERS:-auto}" in (ROOT / "docker-compose.yml").read_text()
