@@ -29,6 +29,13 @@ def need_binary(name: str, package: str) -> str:
     return path
 
 
+def inline_command(port: int, *args: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((" ".join(args) + "\r\n").encode())
+        time.sleep(0.05)
+        return s.recv(1 << 16)
+
+
 def wait_for_pong(port: int, what: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -74,10 +81,7 @@ class RedisServer:
 
     def command(self, *args: str) -> bytes:
         """Send one inline command (tests only: DEBUG SLEEP, FLUSHALL, KEYS)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall((" ".join(args) + "\r\n").encode())
-            time.sleep(0.05)
-            return s.recv(1 << 16)
+        return inline_command(self.port, *args)
 
 
 class RedisSentinel:
@@ -99,6 +103,14 @@ class RedisSentinel:
         self.proc = subprocess.Popen([self.binary, str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_for_pong(self.port, "redis-sentinel")
+
+    def ready_for_failover(self, name: str = "scout") -> bool:
+        """This sentinel knows the replica and the two other sentinels (it learns them from
+        the master's INFO, every 10 s, and from hello messages): only then can they elect
+        a leader and promote the replica."""
+        info = inline_command(self.port, "SENTINEL", "MASTER", name)
+        return b"num-slaves\r\n$1\r\n1\r\n" in info and \
+            b"num-other-sentinels\r\n$1\r\n2\r\n" in info
 
     def stop(self) -> None:
         self.proc.kill()

@@ -54,16 +54,21 @@ def _dumps(obj: Any) -> str:
 
 
 @asynccontextmanager
-async def openai_turn(request: web.Request, req: CompletionRequest) -> AsyncIterator[Turn]:
-    """Admit the caller and plan the turn; the answer is written inside the block."""
+async def openai_turn(request: web.Request, req: CompletionRequest,
+                      private_before: str | None = None) -> AsyncIterator[Turn]:
+    """Admit the caller and plan the turn; the answer is written inside the block.
+    `private_before` names a private intent an earlier, stored part of the conversation
+    touched (the Responses API's previous_response_id): the turn stays on-site."""
     pin = None if req.model == ROUTED_MODEL else req.model.split("/", 1)[1]
     who = caller(request, req.user)
+    chat = request.app[CHAT]
     async with admitted(request.app, who):
-        yield request.app[CHAT].prepare(
+        yield chat.prepare(
             req.messages, pin=pin, params=req.params, tools=req.tools,
             tool_choice=req.tool_choice, key_label=who.label,
             response_format=req.response_format,
-            end_user=upstream_user(request, who, req.user))
+            end_user=upstream_user(request, who, req.user),
+            private_before=chat.classifier.get(private_before) if private_before else None)
 
 
 @dataclass

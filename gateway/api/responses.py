@@ -73,17 +73,18 @@ class Kept:
         record = orjson.loads(raw) if raw else None
         return record["value"] if record and record.get("label") == self.label else None
 
-    async def turn(self, response_id: str) -> list[dict[str, Any]] | None:
+    async def turn(self, response_id: str) -> dict[str, Any] | None:
+        """{"messages": the conversation so far, "private": a private intent it touched}"""
         value = await self._get(keys.RESPONSE + response_id)
-        return value if isinstance(value, list) else None
+        return value if isinstance(value, dict) else None
 
     async def item(self, item_id: str) -> dict[str, Any] | None:
         value = await self._get(keys.ITEM + item_id)
         return value if isinstance(value, dict) else None
 
-    async def save(self, response_id: str, conversation: list[dict[str, Any]],
+    async def save(self, response_id: str, turn: dict[str, Any],
                    items: dict[str, dict[str, Any]]) -> None:
-        for key, value in ((keys.RESPONSE + response_id, conversation),
+        for key, value in ((keys.RESPONSE + response_id, turn),
                            *((keys.ITEM + i, m) for i, m in items.items())):
             await self.kv.set(key, orjson.dumps({"label": self.label, "value": value}),
                               self.ttl_s)
@@ -187,9 +188,11 @@ def _check_hints(body: dict[str, Any]) -> None:
 
 
 async def parse_responses_request(body: Any, models: frozenset[str], server: Any,
-                                  kept: Kept) -> tuple[CompletionRequest, list[dict[str, Any]]]:
-    """The request as a chat completion request, and the conversation to keep (without
-    the instructions: OpenAI does not carry them over to a follow-up)."""
+                                  kept: Kept) -> tuple[CompletionRequest, list[dict[str, Any]],
+                                                       str | None]:
+    """The request as a chat completion request, the conversation to keep (without the
+    instructions: OpenAI does not carry them over to a follow-up), and the private intent
+    the stored part of it touched, if any."""
     if not isinstance(body, dict):
         raise RequestRejected("request body must be a JSON object", code="invalid_json")
     unknown = sorted(k for k, v in body.items() if k not in READ | HINTS and v is not None)
@@ -201,13 +204,14 @@ async def parse_responses_request(body: Any, models: frozenset[str], server: Any
         raise _reject("include is not supported here", "include")
     _check_hints(body)
     history: list[dict[str, Any]] = []
+    private: str | None = None
     if (prev := body.get("previous_response_id")) is not None:
         found = await kept.turn(str(prev)) if isinstance(prev, str) else None
         if found is None:
             raise RequestRejected(f"previous response {str(prev)[:80]!r} not found (it expired, "
                                   "or belongs to another API key)", param="previous_response_id",
                                   status=404, code="previous_response_not_found")
-        history = found
+        history, private = list(found.get("messages") or []), found.get("private")
     conversation = [*history, *await _messages(body.get("input"), kept)]
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -235,7 +239,7 @@ async def parse_responses_request(body: Any, models: frozenset[str], server: Any
                 exc.param = new + param[len(old):]
                 exc.message = exc.message.replace(old, new)
         raise
-    return req, conversation
+    return req, conversation, private
 
 
 def _usage(outcome: TurnOutcome) -> dict[str, Any]:
@@ -322,31 +326,37 @@ async def responses(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     body = await read_json_body(request)
     kept = Kept(request.app[STORE], settings.sessions.ttl_s, request.get(KEY_LABEL, "anonymous"))
-    req, conversation = await parse_responses_request(body, model_ids(settings),
-                                                      settings.server, kept)
+    req, conversation, private = await parse_responses_request(body, model_ids(settings),
+                                                               settings.server, kept)
     store = body.get("store", True) is not False
-    async with openai_turn(request, req) as turn:
+    # What is kept for a follow-up: the last turns (as sessions keep them), and whether the
+    # conversation ever touched a private intent, which outlives the turns dropped.
+    window = 2 * settings.sessions.max_turns
+    async with openai_turn(request, req, private) as turn:
         enc = Encoder(turn, body, req)
         headers = {"X-Scout-Intent": turn.plan.intent.name, "X-Scout-Turn": turn.id}
+
+        def keep(got: Collected) -> Any:
+            if not store or got.failed is not None:
+                return _noop()
+            _, items = _kept_items(enc, got)
+            return kept.save(enc.id, {"messages": [*conversation, _answer(got)][-window:],
+                                      "private": turn.private}, items)
         if req.stream:
-            return await _stream(request, turn, enc, headers,
-                                 lambda got: _keep(kept, enc, conversation, got, store))
+            return await _stream(request, turn, enc, headers, keep)
         got = await collect(request, turn)
         if (reason := got.failed) is not None:
             return no_answer(reason)
         output, _ = _kept_items(enc, got)
-        await _keep(kept, enc, conversation, got, store)
+        await keep(got)
         assert got.outcome is not None
         return web.Response(body=orjson.dumps(enc.response("completed", output, got.outcome)),
                             content_type="application/json",
                             headers={**headers, **served_by_header(got.outcome)})
 
 
-async def _keep(kept: Kept, enc: Encoder, conversation: list[dict[str, Any]], got: Collected,
-                store: bool) -> None:
-    if store and got.failed is None:
-        _, items = _kept_items(enc, got)
-        await kept.save(enc.id, [*conversation, _answer(got)], items)
+async def _noop() -> None:
+    return None
 
 
 class _Events:

@@ -54,6 +54,9 @@ async def test_the_primary_dies_under_16_streams_and_nothing_is_lost(
     primary, replica, sentinels = redis_ha
     await until(lambda: asyncio.to_thread(
         lambda: b"master_link_status:up" in replica.command("INFO", "replication")))
+    # A failover needs sentinels that know the replica and each other (up to ~10 s).
+    await until(lambda: asyncio.to_thread(
+        lambda: all(s.ready_for_failover() for s in sentinels)), within=30)
     env = {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in sentinels)}
     client = await gw_client(create_app(make_settings([slow_sim.url], None, env=env)))
 
