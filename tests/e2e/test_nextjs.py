@@ -6,8 +6,10 @@ AI SDK route answering over /v1/responses. The screenshot goes in the README."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 
 import aiohttp
@@ -71,9 +73,10 @@ async def test_the_nextjs_example_builds_streams_resumes_and_uses_the_ai_sdk(
     log = (ARTIFACTS / "next-start.log")
     ARTIFACTS.mkdir(exist_ok=True)
     with log.open("wb") as out:
+        # Its own process group: npx starts next-server as a child, and both must go.
         proc = await asyncio.create_subprocess_exec(
             "npx", "next", "start", "-p", str(port), "-H", "127.0.0.1", cwd=APP,
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "NEXT_TELEMETRY_DISABLED": "1", "SCOUT_URL": gw_url,
                  "SCOUT_API_KEY": API_KEY})
         try:
@@ -119,5 +122,6 @@ async def test_the_nextjs_example_builds_streams_resumes_and_uses_the_ai_sdk(
                 await read_bodies()
                 assert len(bodies) > 5 and not any(API_KEY.encode() in b for b in bodies)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 20)
