@@ -124,7 +124,8 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
             core: int | None = None, deadlines: dict[str, float] | None = None,
             extra_args: list[str] | None = None, source: Path | None = None) -> Proc:
     """One gateway process; `source` runs another checkout's code (bench.ab's baseline)."""
-    data = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
+    # The config of the code that runs: another checkout may not know this one's settings.
+    data = yaml.safe_load(((source or ROOT) / "config" / "scout.yaml").read_text())
     data["onprem"]["url"] = onprem_urls
     data["onprem"]["replicas"] = [{"name": f"r{i + 1}", "url": u} for i, u in enumerate(onprem_urls)]
     # One load-generating address: limits high enough never to refuse it (the limiter still
