@@ -120,12 +120,12 @@ def create_app(settings: Settings, *, store: KV | None = None,
 
 
 # Endpoints a browser on a configured origin may call directly, and what it may send and read.
-CORS_ROUTES = ("/v1/chat/completions", "/v1/models", "/api/chat", "/api/chat/answer",
-               "/api/ws-token")
+CORS_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/api/chat",
+               "/api/chat/answer", "/api/ws-token")
 CORS_OPTIONS = aiohttp_cors.ResourceOptions(
     allow_credentials=False,  # keys travel in headers, never in cookies
     allow_headers=("Authorization", "Content-Type", "X-API-Key"),
-    expose_headers=("Retry-After", "X-Scout-Intent", "X-Scout-Turn"),
+    expose_headers=("Retry-After", "X-Scout-Intent", "X-Scout-Turn", "X-Scout-Served-By"),
     allow_methods=("GET", "POST"), max_age=600)
 
 

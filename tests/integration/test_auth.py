@@ -84,7 +84,8 @@ def _with_origin(onprem_sim, openai_sim):
     return make_settings([onprem_sim.url], f"{openai_sim.url}/v1", mutate=mutate)
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat", "/api/chat/answer"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/api/chat",
+                                  "/api/chat/answer"])
 async def test_cors_preflight_only_for_the_configured_origin(aiohttp_client, onprem_sim, openai_sim,
                                                              path):
     client = await aiohttp_client(create_app(_with_origin(onprem_sim, openai_sim)))
