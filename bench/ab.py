@@ -44,12 +44,16 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     tree = worktree(args.base)
-    sim = procs.simulator(core=1, api_key=procs.KEYS["ONPREM_API_KEY"], **FAST)
     deadlines: dict[str, float] = {"headers_s": 10, "first_token_s": 20, "gap_s": 10}
-    gws = {"base": procs.gateway([sim.url], None, core=0, deadlines=deadlines, source=tree),
-           "head": procs.gateway([sim.url], None, core=0, deadlines=deadlines)}
+    started: list[procs.Proc] = []   # stopped in `finally` even if a later one fails to start
     rows, runs = [], []
     try:
+        sim = procs.simulator(core=1, api_key=procs.KEYS["ONPREM_API_KEY"], **FAST)
+        started.append(sim)
+        gws = {"base": procs.gateway([sim.url], None, core=0, deadlines=deadlines, source=tree)}
+        started.append(gws["base"])
+        gws["head"] = procs.gateway([sim.url], None, core=0, deadlines=deadlines)
+        started.append(gws["head"])
         for rnd in range(args.rounds):
             for name, gw in gws.items():
                 s = asyncio.run(measure(f"{gw.url}/v1/chat/completions", gw, args.concurrency,
@@ -60,7 +64,7 @@ def main() -> None:
                              cpu_ms, s["errors"]])
                 print(rows[-1], flush=True)
     finally:
-        for p in (*gws.values(), sim):
+        for p in reversed(started):
             p.stop()
         subprocess.run(["git", "-C", str(procs.ROOT), "worktree", "remove", "--force",
                         str(tree)], check=False)
