@@ -8,11 +8,12 @@ import ssl
 import time
 
 import aiohttp
+import openai
 import pytest
 
 from gateway.app import create_app
 from onprem.nginx_conf import render_edge, render_onprem
-from tests.conftest import AUTH, STAFF, make_settings
+from tests.conftest import API_KEY, AUTH, STAFF, make_settings
 from tests.servers import Nginx, free_port, self_signed_cert
 from tests.sse_client import read_events
 
@@ -142,6 +143,26 @@ async def test_edge_nginx_tls_sse_unbuffered_websocket_headers_and_body_cap(
                 pass
             assert ev["type"] == "done"
             await ws.close()
+            # The Responses API through the edge, with openai-python: typed events unbuffered,
+            # and who answered in the header the edge passes on.
+            sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=f"{base}/v1", max_retries=0,
+                                     http_client=openai.DefaultAsyncHttpxClient(verify=False))
+            t0 = time.perf_counter()
+            stream = await sdk.responses.create(model="scout", input="recommend a wagon too",
+                                                stream=True)
+            first_text_at, kinds = None, []
+            async for ev in stream:
+                kinds.append(ev.type)
+                if ev.type == "response.output_text.delta" and first_text_at is None:
+                    first_text_at = time.perf_counter() - t0
+            total = time.perf_counter() - t0
+            assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+            assert first_text_at is not None and first_text_at < total / 2, \
+                f"the Responses stream was buffered: {first_text_at:.2f} s of {total:.2f} s"
+            whole = await sdk.responses.with_raw_response.create(model="scout",
+                                                                 input="recommend a coupe")
+            assert whole.headers["x-scout-served-by"] == "onprem"
+            await sdk.close()
             big = await s.post(f"{base}/v1/chat/completions", data=b"x" * 400_000)
             assert big.status == 413
             plain = await s.get(f"http://127.0.0.1:{http_port}/health", allow_redirects=False)
