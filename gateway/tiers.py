@@ -98,6 +98,16 @@ class Registry:
     def __init__(self, specs: list[TierSpec]) -> None:
         self._specs = {s.name: s for s in specs}
         self.version = 0   # bumped on every change: the config model is rebuilt
+        self._index()
+
+    def _index(self) -> None:
+        """The sets every turn asks for, computed once per change of the registry."""
+        specs = self._specs.values()
+        self._offsite = frozenset(s.name for s in specs if s.offsite)
+        self._generative = frozenset(s.name for s in specs if s.generative)
+        self._cannot_continue = frozenset(s.name for s in specs if not s.continues)
+        self._primary = next((s.name for s in specs if s.primary), None)
+        self._last = next((s.name for s in specs if s.last_resort), "")
 
     def __getitem__(self, name: str) -> TierSpec:
         return self._specs[name]
@@ -115,19 +125,19 @@ class Registry:
         return [s for s in self._specs.values() if s.generative]
 
     def offsite(self) -> frozenset[str]:
-        return frozenset(s.name for s in self._specs.values() if s.offsite)
+        return self._offsite
 
     def primary(self) -> str | None:
-        return next((s.name for s in self._specs.values() if s.primary), None)
+        return self._primary
 
     def last_resort(self) -> str:
-        return next(s.name for s in self._specs.values() if s.last_resort)
+        return self._last
 
     def cannot_continue(self) -> frozenset[str]:
-        return frozenset(s.name for s in self._specs.values() if not s.continues)
+        return self._cannot_continue
 
     def generative_names(self) -> frozenset[str]:
-        return frozenset(s.name for s in self._specs.values() if s.generative)
+        return self._generative
 
     def supports(self, settings: Settings, tier: str, feature: str) -> bool:
         """Can `tier` honour tools (`supports_tools`) or JSON schemas, as configured?"""
@@ -143,11 +153,13 @@ class Registry:
         items.insert(at, (spec.name, spec))
         self._specs = dict(items)
         self.version += 1
+        self._index()
         try:
             yield spec
         finally:
             self._specs = saved
             self.version += 1
+            self._index()
 
 
 @cache

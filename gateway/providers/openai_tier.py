@@ -49,11 +49,8 @@ class OpenAIConfig(TierConfig):
 
     @property
     def api_base(self) -> str:
+        """The API's base URL: OPENAI_BASE_URL, else base_url, else OpenAI's own."""
         return self._base
-
-
-def base_url(config: OpenAIConfig) -> str:
-    return config.api_base
 
 
 class OpenAIProvider:
@@ -63,7 +60,7 @@ class OpenAIProvider:
                  trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         self.config = config
         self.model = config.model
-        self._url = f"{base_url(config)}/chat/completions"
+        self._url = f"{config.api_base}/chat/completions"
         # Its own pool: OpenAI's connections must not queue behind the GPU box's limit.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30,
@@ -94,7 +91,7 @@ def _targets(cfg: TierConfig) -> Targets:
 
     async def models(session: aiohttp.ClientSession, key: str | None,
                      h: HealthConfig) -> Verdict:
-        return await probe_openai(session, base_url(cfg), cfg.model, key, h.timeout_s)
+        return await probe_openai(session, cfg.api_base, cfg.model, key, h.timeout_s)
     return Targets((ProbeTarget("openai", "api", models),))
 
 
