@@ -20,6 +20,7 @@ class ScriptedProvider:
         self.requests: list[TierRequest] = []
         self.closed = 0
         self.cancelled = 0
+        self.text_read_by: list[asyncio.Task[Any] | None] = []  # the task that read each text
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         self.requests.append(request)
@@ -29,6 +30,7 @@ class ScriptedProvider:
                 if kind == "headers":
                     yield HEADERS
                 elif kind == "text":
+                    self.text_read_by.append(asyncio.current_task())
                     yield Delta(step[1], self.model)
                 elif kind == "sleep":
                     await asyncio.sleep(step[1])

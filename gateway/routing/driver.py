@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -94,19 +94,100 @@ class _Finished:
 
 _FINISHED = _Finished()
 _TICK = object()
+_HANDED = object()   # the pump stopped and left its stream to the driver (the fast path)
 
 
-async def _pump(aid: int, provider: Provider, request: TierRequest,
+class _Pumped:
+    """One attempt's stream, read by a pump task until the driver asks for it back."""
+
+    __slots__ = ("hand_back", "stream")
+
+    def __init__(self, stream: AsyncIterator[Any]) -> None:
+        self.stream = stream
+        self.hand_back = False
+
+    async def close(self) -> None:
+        """Close the stream (and so its connection); nothing if it already ended."""
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class _Deadline:
+    """The race's next deadline while the driver reads one stream itself.
+
+    A timer per chunk would cost more than the task switch the fast path saves, so there
+    is one timer, re-armed only when it fires early (tokens moved the deadline on). When
+    the deadline is really due it cancels the read in progress, as asyncio.timeout does,
+    or marks it due for the read that comes next."""
+
+    __slots__ = ("_base", "_handle", "_loop", "_race", "_task", "at", "due", "due_at", "reading")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, race: Race) -> None:
+        self._loop, self._race = loop, race
+        self._task = asyncio.current_task()
+        self._handle: asyncio.TimerHandle | None = None
+        self._base = -1          # the task's cancel count before ours; -1: we did not cancel
+        self.at = math.inf
+        self.due = False         # the deadline passed: on_tick before reading on
+        self.due_at = 0.0        # the deadline that passed (a timer may fire a little early)
+        self.reading = False
+
+    def arm(self) -> None:
+        when = self._race.next_deadline()
+        if when is not None and when < self.at:
+            self.stop()
+            self.at = when
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.at = math.inf
+
+    def _fire(self) -> None:
+        self._handle, fired_for, self.at = None, self.at, math.inf
+        when = self._race.next_deadline()
+        if when is not None and when > fired_for:   # a token moved it on: wait for that
+            self.arm()
+            return
+        self.due, self.due_at = True, fired_for
+        if self.reading and self._task is not None:
+            self._base = self._task.cancelling()
+            self._task.cancel()
+
+    def take(self) -> float:
+        """The passed deadline, as the time to tell the race; no longer due."""
+        self.due = False
+        return max(self._loop.time(), self.due_at)
+
+    def cancelled_read(self) -> bool:
+        """A CancelledError is ours (the deadline) and not the caller's."""
+        if self._base < 0 or self._task is None:
+            return False
+        base, self._base = self._base, -1
+        return self._task.uncancel() <= base
+
+
+async def _pump(aid: int, pumped: _Pumped, tier: str,
                 queue: asyncio.Queue[tuple[int, Any]]) -> None:
     try:
-        async for ev in provider.stream(request):
+        async for ev in pumped.stream:
             queue.put_nowait((aid, ev))
+            if pumped.hand_back:   # the driver reads the rest itself: no close, no aclose
+                queue.put_nowait((aid, _HANDED))
+                return
         queue.put_nowait((aid, _FINISHED))
     except TierError as exc:
         queue.put_nowait((aid, exc))
     except Exception as exc:  # a bug in a provider must cost one tier, not the turn
-        log.exception("provider_bug", tier=provider.tier)
-        queue.put_nowait((aid, TierUnavailable(f"internal error ({exc.__class__.__name__})")))
+        queue.put_nowait((aid, _bug(tier, exc)))
+
+
+def _bug(tier: str, exc: Exception) -> TierError:
+    log.exception("provider_bug", tier=tier)
+    return TierUnavailable(f"internal error ({exc.__class__.__name__})")
 
 
 async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str, Provider],
@@ -135,6 +216,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
     timer: asyncio.TimerHandle | None = None
     timer_at = math.inf
     notes: dict[int, AttemptNote] = {}
+    pumped: dict[int, _Pumped] = {}
 
     def result(complete: bool, error: str = "") -> RaceResult:
         last = served[-1] if served else None
@@ -156,8 +238,56 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
             tool_calls=saw_tool_calls,
         )
 
+    def on_event(aid: int, ev: Any, now: float) -> None:
+        """What an attempt's stream (or the clock, aid 0) said, told to the race."""
+        nonlocal provenance
+        if ev is _TICK:
+            actions.extend(race.on_tick(now))
+        elif isinstance(ev, Delta):
+            model_of[aid] = ev.model
+            if ev.finish_reason:
+                finish_of[aid] = ev.finish_reason
+            if ev.text or ev.tool_calls:
+                actions.extend(race.on_token(aid, ev.text, now, ev))
+        elif isinstance(ev, Headers):
+            race.on_headers(aid, now)
+        elif isinstance(ev, Usage):
+            usage_of[aid] = ev
+        elif isinstance(ev, Provenance):
+            provenance = ev
+        elif ev is _FINISHED:
+            tasks.pop(aid, None)
+            if aid in spans:
+                use = usage_of.get(aid)
+                Tracing.end_attempt(spans.pop(aid), "finished", response_model=model_of.get(
+                    aid), usage=(use.prompt_tokens, use.completion_tokens) if use else None)
+            actions.extend(race.on_finish(aid, now))
+        elif isinstance(ev, TierError):
+            tasks.pop(aid, None)
+            Tracing.end_attempt(spans.pop(aid, None), f"failed: {ev.kind}", error=ev.reason)
+            tier = tier_of[aid]
+            if tier in generative and race.attempts[aid].active and ev.kind != "refused":
+                if isinstance(ev, TierBusy):   # rate-limited: skip it until Retry-After
+                    health.observe_failure(tier, ev.kind, ev.reason, ev.retry_after_s)
+                else:
+                    health.observe_failure(tier, ev.kind, ev.reason)
+            log.info("tier_failed", tier=tier, kind=ev.kind, reason=ev.reason)
+            actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))
+
+    def launch(aid: int, tier: str, req: TierRequest) -> None:
+        pumped[aid] = _Pumped(providers[tier].stream(req))
+        tasks[aid] = loop.create_task(_pump(aid, pumped[aid], tier, queue))
+
+    # The fast path: once one attempt is answering alone, its pump hands the stream back
+    # and this task reads it itself, with the race's next deadline as a timeout: no task
+    # switch and no queue per chunk. Anything that needs a second attempt (a stall or a
+    # drop, handed over to the next tier) starts pumps again.
+    direct: _Pumped | None = None
+    direct_aid = 0
+    deadline = _Deadline(loop, race)
+    actions: deque[Any] = deque()
     try:
-        actions = deque(race.start(loop.time()))
+        actions.extend(race.start(loop.time()))
         while True:
             while actions:
                 act = actions.popleft()
@@ -190,7 +320,6 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                         else:
                             hedging.request_started()
                     tier_of[act.attempt] = act.tier
-                    pump = _pump(act.attempt, providers[act.tier], req, queue)
                     if tracing is not None and tracing.enabled:
                         # The attempt's span is current in its task: the HTTP client span
                         # (and the traceparent sent upstream) hang under it.
@@ -199,11 +328,11 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                         token = otel_context.attach(
                             trace.set_span_in_context(spans[act.attempt]))
                         try:
-                            tasks[act.attempt] = loop.create_task(pump)
+                            launch(act.attempt, act.tier, req)
                         finally:
                             otel_context.detach(token)
                     else:
-                        tasks[act.attempt] = loop.create_task(pump)
+                        launch(act.attempt, act.tier, req)
                 elif isinstance(act, CancelTier):
                     if act.missed:
                         # A missed deadline is a live failure of the target the attempt used
@@ -215,6 +344,10 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     if task is not None:
                         task.cancel()
                         cancelled.append(task)
+                    if direct is not None and direct_aid == act.attempt:
+                        direct = None
+                        deadline.stop()
+                        await pumped[act.attempt].close()  # and so its connection
                     Tracing.end_attempt(spans.pop(act.attempt, None), f"cancelled: {act.reason}",
                                         error=act.missed or None)
                 elif isinstance(act, EmitSwitch):
@@ -231,54 +364,72 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 elif isinstance(act, GiveUp):
                     yield result(False, act.reason)
                     return
+            if direct is not None:
+                if deadline.due:
+                    on_event(0, _TICK, deadline.take())
+                    continue
+                deadline.arm()
+                deadline.reading = True
+                try:
+                    ev = await anext(direct.stream)
+                except StopAsyncIteration:
+                    ev = _FINISHED
+                except TierError as exc:
+                    ev = exc
+                except asyncio.CancelledError:
+                    if not deadline.cancelled_read():
+                        raise
+                    # The read was cancelled, which closed the stream.
+                    on_event(0, _TICK, deadline.take())
+                    if direct is not None:   # the race kept it: it can't go on, so it failed
+                        ev = TierUnavailable("stream closed at a deadline")
+                    else:
+                        continue
+                except Exception as exc:  # a bug in a provider must cost one tier, not the turn
+                    ev = _bug(tier_of[direct_aid], exc)
+                finally:
+                    deadline.reading = False
+                if ev is _FINISHED or isinstance(ev, TierError):
+                    direct = None
+                    deadline.stop()
+                on_event(direct_aid, ev, loop.time())
+                continue
             due = race.next_deadline()
+            winner = race.winner
+            if winner is not None and len(tasks) == 1 and winner.id in tasks:
+                pumped[winner.id].hand_back = True
             if due is not None and due < timer_at:
                 if timer is not None:
                     timer.cancel()
                 timer_at = due
                 timer = loop.call_at(due, queue.put_nowait, (0, _TICK))
             aid, ev = await queue.get()
-            now = loop.time()
+            if ev is _HANDED:
+                tasks.pop(aid, None)
+                if race.attempts[aid].active and not race.done:
+                    direct, direct_aid = pumped[aid], aid
+                    if timer is not None:
+                        timer.cancel()
+                        timer, timer_at = None, math.inf
+                else:
+                    await pumped[aid].close()
+                continue
             if ev is _TICK:
                 timer, timer_at = None, math.inf
-                actions.extend(race.on_tick(now))
-            elif isinstance(ev, Delta):
-                model_of[aid] = ev.model
-                if ev.finish_reason:
-                    finish_of[aid] = ev.finish_reason
-                if ev.text or ev.tool_calls:
-                    actions.extend(race.on_token(aid, ev.text, now, ev))
-            elif isinstance(ev, Headers):
-                race.on_headers(aid, now)
-            elif isinstance(ev, Usage):
-                usage_of[aid] = ev
-            elif isinstance(ev, Provenance):
-                provenance = ev
-            elif ev is _FINISHED:
-                tasks.pop(aid, None)
-                if aid in spans:
-                    use = usage_of.get(aid)
-                    Tracing.end_attempt(spans.pop(aid), "finished", response_model=model_of.get(
-                        aid), usage=(use.prompt_tokens, use.completion_tokens) if use else None)
-                actions.extend(race.on_finish(aid, now))
-            elif isinstance(ev, TierError):
-                tasks.pop(aid, None)
-                Tracing.end_attempt(spans.pop(aid, None), f"failed: {ev.kind}", error=ev.reason)
-                tier = tier_of[aid]
-                if tier in generative and race.attempts[aid].active and ev.kind != "refused":
-                    if isinstance(ev, TierBusy):   # rate-limited: skip it until Retry-After
-                        health.observe_failure(tier, ev.kind, ev.reason, ev.retry_after_s)
-                    else:
-                        health.observe_failure(tier, ev.kind, ev.reason)
-                log.info("tier_failed", tier=tier, kind=ev.kind, reason=ev.reason)
-                actions.extend(race.on_failure(aid, f"{ev.kind}: {ev.reason}", now))
+            on_event(aid, ev, loop.time())
     finally:
         for span in spans.values():
             Tracing.end_attempt(span, "abandoned")
         if timer is not None:
             timer.cancel()
+        deadline.stop()
         for task in tasks.values():
             task.cancel()
         pending = [*tasks.values(), *cancelled]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        for p in pumped.values():   # done or suspended now: closing is safe and idempotent
+            try:
+                await p.close()
+            except Exception:
+                log.exception("provider_close_failed")

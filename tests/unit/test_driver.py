@@ -143,3 +143,73 @@ async def test_a_provider_bug_costs_one_tier_not_the_turn():
     events = await collect(plan(("onprem", "static")),
                            {"onprem": onprem, "static": StaticProvider()})
     assert events[-1].served_by == ["static"]
+
+
+def chunks(n, word="w", pause=0.002):
+    """`n` text chunks with a pause before each, as a real upstream sends them."""
+    return [step for _ in range(n) for step in (("sleep", pause), ("text", word))]
+
+
+async def test_an_answer_streaming_alone_is_read_in_the_callers_task():
+    # The fast path: once one attempt answers alone, no pump task and no queue per chunk.
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(30), ("usage", 5, 30)])
+    caller = asyncio.current_task()
+    events = await collect(plan(), {"onprem": onprem, "openai": onprem,
+                                    "static": StaticProvider()})
+    assert text(events) == "w" * 30 and events[-1].complete
+    assert events[-1].parts[0][1:3] == (5, 30)   # what came after the hand-back still counts
+    in_caller = sum(1 for t in onprem.text_read_by if t is caller)
+    assert in_caller >= 27, f"only {in_caller} of 30 chunks read without the pump"
+
+
+async def test_a_stall_on_the_fast_path_is_resumed_and_closes_the_upstream():
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(10, "a"), ("hang",)])
+    openai = ScriptedProvider("openai", [("headers",), ("text", "b")])
+    caller = asyncio.current_task()
+    events = await collect(plan(), {"onprem": onprem, "openai": openai,
+                                    "static": StaticProvider()})
+    assert onprem.text_read_by[-1] is caller, "the stall happened on the fast path"
+    assert text(events) == "a" * 10 + "b"
+    assert events[-1].served_by == ["onprem", "openai"]
+    assert "stalled" in next(e for e in events if isinstance(e, SwitchOut)).reason
+    assert openai.requests[0].upstream_messages()[-2]["content"] == "a" * 10
+    assert onprem.cancelled == 1 and onprem.closed == 1
+
+
+async def test_a_drop_on_the_fast_path_is_resumed():
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(10, "a"),
+                                         ("raise", TierUnavailable("connection reset"))])
+    openai = ScriptedProvider("openai", [("headers",), *chunks(10, "b")])
+    events = await collect(plan(), {"onprem": onprem, "openai": openai,
+                                    "static": StaticProvider()})
+    assert text(events) == "a" * 10 + "b" * 10
+    assert events[-1].served_by == ["onprem", "openai"] and events[-1].complete
+    assert "dropped" in next(e for e in events if isinstance(e, SwitchOut)).reason
+
+
+async def test_closing_early_on_the_fast_path_closes_the_upstream():
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(30), ("hang",)])
+    req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=INTENT)
+    seen = 0
+    async with aclosing(run_race(plan(), req, {"onprem": onprem, "openai": onprem,
+                                               "static": StaticProvider()}, Observer())) as s:
+        async for ev in s:
+            seen += isinstance(ev, TextOut)
+            if seen == 20:
+                break  # the client went away mid-answer
+    assert onprem.text_read_by[-1] is asyncio.current_task()
+    assert onprem.closed == 1
+
+
+async def test_cancelling_the_caller_on_the_fast_path_cancels_the_upstream():
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(10), ("hang",)])
+    task = asyncio.ensure_future(collect(plan(("onprem", "static")),
+                                         {"onprem": onprem, "static": StaticProvider()}))
+    while len(onprem.text_read_by) < 10:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.01)   # into the hang (the gap deadline is 0.3 s away)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert onprem.text_read_by[-1] is task
+    assert onprem.cancelled == 1 and onprem.closed == 1
