@@ -357,6 +357,7 @@ class InventoryConfig(Section):
     max_age_h: Seconds = 24.0
     link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
     ground_rows: Count = 8
+    ground_reuse_s: Seconds = 2.0   # a grounding lookup serves the same filters this long
     # a phrase → {make|model|body_style|fuel: value}
     phrases: dict[str, dict[Synonym, str]] = Field(default={}, alias="synonyms")
 

@@ -27,6 +27,7 @@ async def open_store(cfg: InventoryConfig) -> Backend:
 async def open_inventory(cfg: InventoryConfig) -> Inventory:
     inventory = Inventory(await open_store(cfg), InventorySettings(
         max_results=cfg.max_results, max_age_h=cfg.max_age_h, link=cfg.link,
-        ground_rows=cfg.ground_rows, synonyms=cfg.synonyms))
+        ground_rows=cfg.ground_rows, synonyms=cfg.synonyms,
+        ground_reuse_s=cfg.ground_reuse_s))
     await inventory.refresh()
     return inventory

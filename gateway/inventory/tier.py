@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
 from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
+GROUNDS_KEPT = 1024   # distinct grounding lookups remembered at most
 # How a grounding message starts: the gateway's own text, stock only, never redacted.
 GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
                     "dealership's live inventory; name only these, with their prices):")
@@ -38,6 +39,7 @@ class InventorySettings:
     max_age_h: float = 24.0
     link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
     ground_rows: int = 8          # rows in a model's system prompt, at most
+    ground_reuse_s: float = 2.0   # one lookup grounds every turn with its filters this long
     synonyms: tuple[tuple[str, str, str], ...] = ()   # (phrase, field, value) from config
 
 
@@ -70,6 +72,9 @@ class Inventory:
         self.checked_at = 0.0
         self._synonyms = {**SYNONYMS, **{p: (f, v) for p, f, v in cfg.synonyms}}
         self._matchers: tuple[object, Matchers] | None = None   # (the vocabulary, its patterns)
+        # Grounding lookups by (filters, rows): when made, and the lookup itself, which
+        # every turn asking the same within ground_reuse_s awaits (one query, not one each).
+        self._grounds: dict[tuple[Filters, int], tuple[float, asyncio.Task[list[Vehicle]]]] = {}
 
     async def refresh(self) -> None:
         try:
@@ -133,13 +138,39 @@ class Inventory:
         f = self.filters(messages)
         try:
             async with asyncio.timeout(0.5):
-                rows = await self.store.search(f, self.cfg.ground_rows)
+                rows = await self._ground_rows(f)
         except Exception:
             return "", 0
         if not rows:
             return "", 0
         table = "\n".join(f"| {v.stock_number} | {describe(v)} |" for v in rows)
         return f"{GROUNDING_HEADER}\n| stock | vehicle |\n{table}", len(rows)
+
+
+    def _ground_rows(self, f: Filters) -> Awaitable[list[Vehicle]]:
+        """The rows that ground `f`: a lookup made under `ground_reuse_s` ago is reused, so
+        a busy lot's database (and the thread SQLite runs on) sees one query per question
+        shape, not one per turn. A stock change shows within that many seconds."""
+        n, reuse = self.cfg.ground_rows, self.cfg.ground_reuse_s
+        if reuse <= 0:
+            return self.store.search(f, n)
+        loop = asyncio.get_running_loop()
+        now, key = loop.time(), (f, n)
+        made = self._grounds.get(key)
+        if made is None or now - made[0] >= reuse:
+            if len(self._grounds) >= GROUNDS_KEPT:
+                self._grounds = {k: v for k, v in self._grounds.items() if now - v[0] < reuse}
+            task = loop.create_task(self.store.search(f, n))
+            made = self._grounds[key] = (now, task)
+            task.add_done_callback(lambda t: self._forget(key, t))
+        return asyncio.shield(made[1])   # one turn's timeout must not cancel the others'
+
+    def _forget(self, key: tuple[Filters, int], task: asyncio.Task[list[Vehicle]]) -> None:
+        """A failed lookup is not reused: the next turn asks the database again."""
+        if task.cancelled() or task.exception() is not None:
+            made = self._grounds.get(key)
+            if made is not None and made[1] is task:
+                del self._grounds[key]
 
 
 class InventoryProvider:

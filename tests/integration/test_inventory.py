@@ -161,3 +161,59 @@ async def test_a_grounded_turn_sends_on_prem_the_matching_rows(gw_client, onprem
             assert r["stock_number"] in table
         if r["status"] == "sold":
             assert r["stock_number"] not in table
+
+
+class Counting:
+    """A real store, with its searches counted and, when told, failing."""
+
+    def __init__(self, store: Backend) -> None:
+        self.store, self.searches, self.fail = store, 0, False
+
+    async def search(self, f, limit):
+        self.searches += 1
+        if self.fail:
+            raise ConnectionError("database went away")
+        return await self.store.search(f, limit)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(store):
+    import asyncio
+
+    await import_csv(store, SAMPLE)
+    counted = Counting(store)
+    inventory = Inventory(counted, InventorySettings(ground_reuse_s=30))
+    await inventory.refresh()
+    ask = "Which hybrid SUV would you recommend for a family of five? (#{})"
+    turns = [[{"role": "user", "content": ask.format(i)}] for i in range(40)]
+    got = await asyncio.gather(*(inventory.grounding(t) for t in turns))
+    assert counted.searches == 1, "concurrent turns with the same filters share one query"
+    assert len({g for g in got}) == 1 and got[0][1] > 0
+    alone = await inventory.grounding([{"role": "user", "content": "any red trucks?"}])
+    assert counted.searches == 2 and alone != got[0], "other filters: their own lookup"
+
+    # A stock change shows once the window has passed: the next turn reads the database.
+    sold = {line.split(" | ")[0].strip("| ") for line in got[0][0].splitlines()[2:]}
+    assert sold and sold <= {r["stock_number"] for r in ROWS}
+    await import_csv(store, with_rows([dict(r, status="sold") if r["stock_number"] in sold
+                                       else r for r in ROWS]))
+    assert await inventory.grounding(turns[0]) == got[0], "within the window: as it was"
+    inventory.cfg = InventorySettings(ground_reuse_s=0)
+    fresh, rows = await inventory.grounding(turns[0])
+    assert counted.searches == 3
+    assert not any(s in fresh for s in sold), "a car sold is no longer in the prompt"
+
+
+async def test_a_failed_grounding_lookup_is_not_reused(store):
+    await import_csv(store, SAMPLE)
+    counted = Counting(store)
+    inventory = Inventory(counted, InventorySettings(ground_reuse_s=30))
+    await inventory.refresh()
+    turn = [{"role": "user", "content": "Which hybrid SUV would you recommend?"}]
+    counted.fail = True
+    assert await inventory.grounding(turn) == ("", 0), "no table, and no error to the turn"
+    counted.fail = False
+    table, rows = await inventory.grounding(turn)
+    assert rows > 0 and counted.searches == 2
