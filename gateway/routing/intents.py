@@ -16,6 +16,8 @@ from gateway.cost import prompt_text
 class _Rule:
     intent: IntentConfig
     keywords: re.Pattern[str] | None
+    words: tuple[str, ...]                 # the keywords, casefolded: a cheap test first
+    patterns: tuple[re.Pattern[str], ...]
 
 
 class IntentClassifier:
@@ -38,7 +40,8 @@ class IntentClassifier:
             if intent.keywords:
                 alts = "|".join(re.escape(k) for k in sorted(intent.keywords, key=len, reverse=True))
                 kw = re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
-            self._rules.append(_Rule(intent, kw))
+            self._rules.append(_Rule(intent, kw, tuple(k.casefold() for k in intent.keywords),
+                                     intent.patterns))
         self.default = self._by_name[default]
 
     def get(self, name: str) -> IntentConfig:
@@ -64,9 +67,12 @@ class IntentClassifier:
     def _classify(self, text: str) -> IntentConfig:
         best: IntentConfig | None = None
         best_score = 0
+        folded = text.casefold()
         for rule in self._rules:
-            score = len(rule.keywords.findall(text)) if rule.keywords else 0
-            score += sum(1 for p in rule.intent.patterns if p.search(text))
+            # A keyword matches only where its letters are: most intents skip the regex.
+            score = len(rule.keywords.findall(text)) \
+                if rule.keywords and any(w in folded for w in rule.words) else 0
+            score += sum(1 for p in rule.patterns if p.search(text))
             if score and rule.intent.private:
                 return rule.intent
             if score > best_score:
