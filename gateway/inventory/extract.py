@@ -97,51 +97,15 @@ def _phrases(vocabulary: Mapping[str, Iterable[str]],
     return sorted(set(out), key=lambda t: -len(t[0]))
 
 
-WORD = re.compile(r"\w+")
-
-
-class Matchers:
-    """Each phrase's pattern, compiled once per vocabulary, and indexed by its leading word:
-    a text is tried only against the phrases whose leading word it contains (a pattern can
-    match only where a word of the text begins with that word), so a question costs a few
-    regex searches, not one per phrase the stock knows."""
-
-    __slots__ = ("_always", "_by_word", "ordered")
-
-    def __init__(self, ordered: list[tuple[str, re.Pattern[str], str, str]]) -> None:
-        self.ordered = ordered   # longest phrase first: a longer phrase claims its words
-        by_word: dict[str, list[int]] = {}
-        always: list[int] = []
-        for i, (phrase, _, _, _) in enumerate(ordered):
-            lead = WORD.match(phrase)
-            if lead is None:
-                always.append(i)
-            else:
-                by_word.setdefault(lead.group(), []).append(i)
-        self._by_word = {w: tuple(ix) for w, ix in by_word.items()}
-        self._always = tuple(always)
-
-    def __len__(self) -> int:
-        return len(self.ordered)
-
-    def candidates(self, low: str) -> list[tuple[str, re.Pattern[str], str, str]]:
-        """The phrases that may match `low`, in their order."""
-        picked = set(self._always)
-        get = self._by_word.get
-        for word in set(WORD.findall(low)):
-            for key in (word, word[:-1] if word.endswith("s") else "",
-                        word[:-2] if word.endswith("es") else ""):
-                if key and (hit := get(key)) is not None:
-                    picked.update(hit)
-        return [self.ordered[i] for i in sorted(picked)]
+Matchers = list[tuple[str, re.Pattern[str], str, str]]
 
 
 def matchers(vocabulary: Mapping[str, Iterable[str]],
              synonyms: Mapping[str, tuple[str, str]] = SYNONYMS) -> Matchers:
     """Each phrase's pattern, compiled once per vocabulary (the inventory keeps them until
     its stock changes): a name in the plural too ("Camrys", "F-150s", "Tacomas")."""
-    return Matchers([(phrase, re.compile(rf"(?<![\w-]){re.escape(phrase)}(?:s|es)?(?![\w-])"),
-                      field, value) for phrase, field, value in _phrases(vocabulary, synonyms)])
+    return [(phrase, re.compile(rf"(?<![\w-]){re.escape(phrase)}(?:s|es)?(?![\w-])"), field,
+             value) for phrase, field, value in _phrases(vocabulary, synonyms)]
 
 
 def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
@@ -150,8 +114,10 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
     low = f" {text.lower()} "
     found: dict[str, list[str]] = {"makes": [], "models": [], "body_styles": [], "fuels": []}
     taken: list[tuple[int, int]] = []
-    for _phrase, pattern, field, value in (compiled if compiled is not None else
-                                           matchers(vocabulary, synonyms)).candidates(low):
+    for phrase, pattern, field, value in compiled if compiled is not None else \
+            matchers(vocabulary, synonyms):
+        if phrase not in low:   # the pattern needs the phrase itself: skip the regex
+            continue
         for m in pattern.finditer(low):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue   # part of a longer phrase already read ("plug-in hybrid")
@@ -160,6 +126,7 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
                 continue   # "good on gas" is about economy, not the fuel
             if value not in found[field]:
                 found[field].append(value)
+    # The regex only for colours the text has at all.
     colors = [c for c in COLOR_WORDS if c in low and re.search(rf"\b{c}\b", low)]
     colors += [en for es, en in COLOR_ES.items() if es in low and re.search(rf"\b{es}\b", low)]
     colors = ["gray" if c == "grey" else c for c in colors]
