@@ -1,12 +1,17 @@
 """A/B: this checkout's gateway against another commit's, same load, alternating, one run.
 
     python -m bench.ab --base HEAD~1 [--concurrency 32] [--requests 1500] [--rounds 3]
+                       [--head-env NAME=VALUE ...]
 
 The baseline runs from a temporary `git worktree` of `--base`. Both gateways sit on
 core 0 (only the one under load is busy), the simulator (50 ms to first token, 20
 chunks 5 ms apart) and the load tool on core 1. Rounds alternate base, head, base,
 head… so drift on a noisy machine hits both. Reported: per round TTFT p50/p99, req/s
 and gateway CPU per request; then the medians and head ÷ base.
+
+`--head-env` sets a variable for the head gateway only: `--base HEAD --head-env
+PROMETHEUS_MULTIPROC_DIR=$(mktemp -d)` measures what multiprocess metrics (as `serve
+--workers N` runs them) cost one process, beside the same code without them.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=1500)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--head-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for the head gateway only")
     args = ap.parse_args()
+    head_env = dict(v.split("=", 1) for v in args.head_env)
     base_sha = subprocess.run(["git", "-C", str(procs.ROOT), "rev-parse", "--short", args.base],
                               check=True, capture_output=True, text=True).stdout.strip()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
@@ -52,7 +60,8 @@ def main() -> None:
         started.append(sim)
         gws = {"base": procs.gateway([sim.url], None, core=0, deadlines=deadlines, source=tree)}
         started.append(gws["base"])
-        gws["head"] = procs.gateway([sim.url], None, core=0, deadlines=deadlines)
+        gws["head"] = procs.gateway([sim.url], None, core=0, deadlines=deadlines,
+                                    extra_env=head_env)
         started.append(gws["head"])
         for rnd in range(args.rounds):
             for name, gw in gws.items():
@@ -82,7 +91,9 @@ def main() -> None:
                         "summary": summary}, rows,
                  ["round", "version", "TTFT p50 ms", "TTFT p99 ms", "req/s", "gateway CPU ms/req",
                   "errors"],
-                 note=f"base = {base_sha}, head = this checkout; {args.concurrency} streams, "
+                 note=f"base = {base_sha}, head = this checkout"
+                      f"{' with ' + ', '.join(args.head_env) if args.head_env else ''}; "
+                      f"{args.concurrency} streams, "
                       f"{args.requests} requests a round; median rows: base, head, ratio.")
 
 

@@ -122,7 +122,8 @@ def redis(core: int | None = None) -> Proc:
 
 def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | None = None,
             core: int | None = None, deadlines: dict[str, float] | None = None,
-            extra_args: list[str] | None = None, source: Path | None = None) -> Proc:
+            extra_args: list[str] | None = None, source: Path | None = None,
+            extra_env: dict[str, str] | None = None) -> Proc:
     """One gateway process; `source` runs another checkout's code (bench.ab's baseline)."""
     # The config of the code that runs: another checkout may not know this one's settings.
     data = yaml.safe_load(((source or ROOT) / "config" / "scout.yaml").read_text())
@@ -142,7 +143,7 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
     path = Path(tempfile.mkdtemp(prefix="scout-bench-")) / "scout.yaml"
     path.write_text(yaml.safe_dump(data))
     port = free_port()
-    env = {**KEYS, "SCOUT_LOG_LEVEL": "WARNING"}
+    env = {**KEYS, "SCOUT_LOG_LEVEL": "WARNING", **(extra_env or {})}
     if redis_url:
         env["REDIS_URL"] = redis_url
     if source is not None:
