@@ -27,8 +27,8 @@ GOAL_MS = 0.1
 
 def _one(turns: int) -> float:
     """µs per answer in this process (its mode was fixed by the environment at import)."""
-    from gateway.chat import Turn, TurnOutcome
     from gateway.accounting import recorder
+    from gateway.chat import Turn, TurnOutcome
     from gateway.config import load_settings
     from gateway.metrics import Metrics
     from gateway.providers.base import TierRequest

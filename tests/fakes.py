@@ -21,6 +21,7 @@ class ScriptedProvider:
         self.closed = 0
         self.cancelled = 0
         self.text_read_by: list[asyncio.Task[Any] | None] = []  # the task that read each text
+        self.hanging = asyncio.Event()   # set when a "hang" step starts
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         self.requests.append(request)
@@ -35,6 +36,7 @@ class ScriptedProvider:
                 elif kind == "sleep":
                     await asyncio.sleep(step[1])
                 elif kind == "hang":
+                    self.hanging.set()
                     await asyncio.Event().wait()
                 elif kind == "raise":
                     raise step[1]

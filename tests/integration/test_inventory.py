@@ -201,7 +201,7 @@ async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(
                                        else r for r in ROWS]))
     assert await inventory.grounding(turns[0]) == got[0], "within the window: as it was"
     inventory.cfg = InventorySettings(ground_reuse_s=0)
-    fresh, rows = await inventory.grounding(turns[0])
+    fresh, _ = await inventory.grounding(turns[0])
     assert counted.searches == 3
     assert not any(s in fresh for s in sold), "a car sold is no longer in the prompt"
 
@@ -215,5 +215,5 @@ async def test_a_failed_grounding_lookup_is_not_reused(store):
     counted.fail = True
     assert await inventory.grounding(turn) == ("", 0), "no table, and no error to the turn"
     counted.fail = False
-    table, rows = await inventory.grounding(turn)
+    _, rows = await inventory.grounding(turn)
     assert rows > 0 and counted.searches == 2

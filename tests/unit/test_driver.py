@@ -205,9 +205,7 @@ async def test_cancelling_the_caller_on_the_fast_path_cancels_the_upstream():
     onprem = ScriptedProvider("onprem", [("headers",), *chunks(10), ("hang",)])
     task = asyncio.ensure_future(collect(plan(("onprem", "static")),
                                          {"onprem": onprem, "static": StaticProvider()}))
-    while len(onprem.text_read_by) < 10:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.01)   # into the hang (the gap deadline is 0.3 s away)
+    await onprem.hanging.wait()   # all ten read, and waiting (the gap deadline is 0.3 s away)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
