@@ -117,43 +117,62 @@ def _scout_headers(turn: Turn) -> dict[str, str]:
     return {"X-Scout-Intent": turn.plan.intent.name, "X-Scout-Turn": turn.id}
 
 
+class ChunkFrames:
+    """`chat.completion.chunk` frames for one answer, built from bytes made once: the part
+    before the delta (id, created, model) is kept per model, so each chunk encodes only its
+    own text. Byte for byte what encoding the whole chunk as JSON gives."""
+
+    __slots__ = ("_cid", "_created", "_heads", "role_sent")
+
+    TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def __init__(self, cid: str, created: int) -> None:
+        self._cid, self._created = cid, created
+        self._heads: dict[str, bytes] = {}
+        self.role_sent = False
+
+    def text(self, text: str, model: str, tool_calls: list[Any] | None) -> bytes:
+        head = self._heads.get(model)
+        if head is None:
+            head = self._heads[model] = (
+                b'data: {"id":' + orjson.dumps(self._cid) + b',"object":"chat.completion.chunk"'
+                b',"created":' + str(self._created).encode() + b',"model":' + orjson.dumps(model)
+                + b',"choices":[{"index":0,"delta":{')
+        role = b""
+        if not self.role_sent:
+            role, self.role_sent = b'"role":"assistant",', True
+        calls = b',"tool_calls":' + orjson.dumps(tool_calls) if tool_calls else b""
+        return b"".join((head, role, b'"content":', orjson.dumps(text), calls, b"}", self.TAIL))
+
+    def whole(self, model: str, **fields: Any) -> bytes:
+        """A chunk with other fields (the last one, usage), encoded whole."""
+        return encode_data({"id": self._cid, "object": "chat.completion.chunk",
+                            "created": self._created, "model": model, **fields})
+
+
 async def _stream(request: web.Request, turn: Turn, req: CompletionRequest) -> web.StreamResponse:
     resp = web.StreamResponse(headers={**SSE_HEADERS, **_scout_headers(turn)})
     await resp.prepare(request)
-    cid = f"chatcmpl-{turn.id}"
-    created = int(time.time())
-    role_sent = False
+    frames = ChunkFrames(f"chatcmpl-{turn.id}", int(time.time()))
     last_model = ROUTED_MODEL
+    tail: list[bytes] = []   # what ends the stream: sent with the end of the body, one write
     async with aclosing(request.app[CHAT].run(turn)) as events:
         async for ev in events:
             if isinstance(ev, TextOut):
-                delta: dict[str, Any] = {"content": ev.text}
-                if not role_sent:
-                    delta = {"role": "assistant", **delta}
-                    role_sent = True
-                if ev.tool_calls:
-                    delta["tool_calls"] = ev.tool_calls
                 last_model = ev.model
-                await resp.write(encode_data({
-                    "id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": ev.model, "choices": [{"index": 0, "delta": delta,
-                                                    "logprobs": None, "finish_reason": None}]}))
+                await resp.write(frames.text(ev.text, ev.model, ev.tool_calls))
             elif isinstance(ev, TurnOutcome):
                 if not ev.complete:
-                    await resp.write(encode_data({"error": all_tiers_failed(ev.error)}))
+                    tail.append(encode_data({"error": all_tiers_failed(ev.error)}))
                     break
-                await resp.write(encode_data({
-                    "id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": last_model,
-                    "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                 "finish_reason": ev.finish_reason}],
-                    "served_by": ev.served_by, "scout": ev.done_event()}))
+                tail.append(frames.whole(last_model, choices=[
+                    {"index": 0, "delta": {}, "logprobs": None,
+                     "finish_reason": ev.finish_reason}],
+                    served_by=ev.served_by, scout=ev.done_event()))
                 if req.include_usage:
-                    await resp.write(encode_data({
-                        "id": cid, "object": "chat.completion.chunk", "created": created,
-                        "model": last_model, "choices": [], "usage": _usage(ev)}))
-    await resp.write(DONE_LINE)
-    await resp.write_eof()
+                    tail.append(frames.whole(last_model, choices=[], usage=_usage(ev)))
+    tail.append(DONE_LINE)
+    await resp.write_eof(b"".join(tail))
     return resp
 
 

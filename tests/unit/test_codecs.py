@@ -120,3 +120,31 @@ def test_percentiles_from_buckets_track_known_samples():
                             if e >= exact)
             assert low_edge <= got <= high_edge, (p, exact, got)
     assert percentile_ms({ttft_bucket(300.0): 200}, 50) == 250.0
+
+
+@pytest.mark.parametrize("text", ["Hello", "", 'a "quoted" \\ back\nslash', "¿Qué tal? 🚗 ﷺ",
+                                  "\u2028\u2029\x00\x1f"])
+def test_a_chunk_frame_is_the_chunk_encoded_whole(text):
+    """Chunks built from precomputed bytes equal encoding the whole chunk as JSON, for the
+    first chunk (with the role), later ones, tool calls and a change of model."""
+    import orjson
+
+    from gateway.api.openai_api import ChunkFrames
+    from gateway.sse import encode_data
+
+    def whole(model, delta):
+        return encode_data({"id": "chatcmpl-msg_1", "object": "chat.completion.chunk",
+                            "created": 1764000000, "model": model,
+                            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                         "finish_reason": None}]})
+
+    frames = ChunkFrames("chatcmpl-msg_1", 1764000000)
+    calls = [{"index": 0, "id": "call_1", "type": "function",
+              "function": {"name": "book", "arguments": '{"day": "Mon"}'}}]
+    assert frames.text(text, "llama-3.3-70b", None) == \
+        whole("llama-3.3-70b", {"role": "assistant", "content": text})
+    assert frames.text(text, "llama-3.3-70b", None) == whole("llama-3.3-70b", {"content": text})
+    assert frames.text(text, 'gpt-4o "mini"', calls) == \
+        whole('gpt-4o "mini"', {"content": text, "tool_calls": calls})
+    frame = frames.text(text, "llama-3.3-70b", None)
+    assert orjson.loads(frame[len(b"data: "):])["choices"][0]["delta"]["content"] == text
