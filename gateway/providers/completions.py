@@ -18,6 +18,7 @@ import orjson
 
 from gateway.errors import (
     TierBusy,
+    TierError,
     TierMisconfigured,
     TierOutOfCredit,
     TierOverloaded,
@@ -171,12 +172,24 @@ class CompletionsClient:
             decoder = SSEDecoder()
             try:
                 async for chunk in resp.content.iter_any():
-                    for ev in decoder.feed(chunk):
-                        if ev.data == "[DONE]":
-                            complete = await _drained(resp)
-                            return
-                        for out in parse_chunk(ev.data, self.model, where):
-                            yield out
+                    pieces: list[StreamEvent] = []
+                    broken: TierError | None = None
+                    done = False
+                    try:
+                        for ev in decoder.feed(chunk):
+                            if ev.data == "[DONE]":
+                                done = True
+                                break
+                            pieces += parse_chunk(ev.data, self.model, where)
+                    except TierError as exc:   # what came before the broken event counts
+                        broken = exc
+                    for out in joined(pieces) if len(pieces) > 1 else pieces:
+                        yield out
+                    if broken is not None:
+                        raise broken
+                    if done:
+                        complete = await _drained(resp)
+                        return
             except TimeoutError:  # aiohttp's sock_read, where one is set
                 raise TierUnavailable(f"{where} went silent mid-stream") from None
             except aiohttp.ClientPayloadError as exc:
@@ -191,6 +204,22 @@ class CompletionsClient:
                     resp.release()  # back to the keep-alive pool
                 else:
                     resp.close()    # close the socket so the upstream stops generating
+
+
+def joined(events: list[StreamEvent]) -> list[StreamEvent]:
+    """Events that arrived in one read, with consecutive plain text from one model joined:
+    what is already here goes on as one event and one write to the client, and nothing
+    waits for more."""
+    out: list[StreamEvent] = []
+    for ev in events:
+        prev = out[-1] if out else None
+        if type(ev) is Delta and type(prev) is Delta and ev.model == prev.model \
+                and not (ev.tool_calls or ev.finish_reason or prev.tool_calls
+                         or prev.finish_reason):
+            out[-1] = Delta(prev.text + ev.text, ev.model)
+        else:
+            out.append(ev)
+    return out
 
 
 async def _drained(resp: aiohttp.ClientResponse) -> bool:

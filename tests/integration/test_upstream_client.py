@@ -135,6 +135,31 @@ async def test_broken_streams_fail_the_tier_with_a_reason(aiohttp_server, pieces
     assert words in caught.value.reason
 
 
+async def test_text_that_arrives_together_goes_on_as_one_event(aiohttp_server):
+    """Chunks in one TCP write reach the race (and the client) as one event: a busy
+    upstream or a slow loop costs one write downstream, not one per token."""
+    server = await aiohttp_server(scripted([b"".join([
+        chunk("Hel"), chunk("lo"), chunk(" the"), chunk("re", "stop"),
+        b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4}}\n\n',
+        b"data: [DONE]\n\n"])]))
+    events = await collect(provider_for(server), ask("hi"))
+    assert events[1:] == [Delta("Hello the", "gpt-4o-mini-2024-07-18"),
+                          Delta("re", "gpt-4o-mini-2024-07-18", None, "stop"), Usage(7, 4)]
+
+
+async def test_text_before_a_broken_event_in_the_same_read_still_counts(aiohttp_server):
+    server = await aiohttp_server(scripted([chunk("Part") + chunk(" one") +
+                                            b'data: {"choices": "nope"}\n\n']))
+    provider = provider_for(server)
+    got: list[object] = []
+    with pytest.raises(TierUnavailable) as caught:
+        async for ev in provider.stream(ask("hi")):
+            got.append(ev)
+    await provider.close()
+    assert got[1:] == [Delta("Part one", "gpt-4o-mini-2024-07-18")]
+    assert "choices that are not a list" in caught.value.reason
+
+
 async def test_a_probe_reads_a_model_list_that_arrives_in_pieces(aiohttp_server):
     """OpenAI's model list is tens of KB: it comes in several TCP segments."""
     ids = [f"model-{i:04d}" for i in range(2000)] + ["gpt-4o-mini"]
