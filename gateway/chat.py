@@ -169,17 +169,62 @@ class ChatService:
                     key_label=key_label)
 
     async def run(self, turn: Turn) -> AsyncGenerator[TurnEvent, None]:
-        """The turn's events; traced as one span when tracing is on."""
+        """The turn's events; traced as one span when tracing is on. One generator from the
+        cache to the race: every layer between the race and the client costs each chunk."""
         tracing = self.tracing
         span = tracing.start_turn(turn.plan.intent.name, turn.plan.ladder, turn.id,
                                   self._question(turn)) if tracing.enabled else None
         outcome: TurnOutcome | None = None
+        started = time.perf_counter()
+        key = turn.request.cache_key
+        lease: Lease | None = None
         try:
-            async for ev in self._run(turn, span):
-                if isinstance(ev, TurnOutcome):
-                    outcome = ev
-                yield ev
+            if turn.fresh_cache and key is not None:
+                hit = await self.cache.get(key)
+                if hit is None or not hit.is_fresh(time.time()):
+                    lease = await self.stampede.lead(key)
+                    if lease is None:  # the same question is already on its way upstream
+                        hit = await self.stampede.wait(key)
+                if hit is not None and hit.is_fresh(time.time()):
+                    self.tracing.event(span, "scout.cache_hit", {"scout.cache": "fresh"})
+                    for ev in self._fresh_hit(turn, hit, started):
+                        if isinstance(ev, TurnOutcome):
+                            outcome = ev
+                        yield ev
+                    return
+            grounded = 0
+            if self.inventory is not None and turn.plan.intent.ground:
+                table, grounded = await self.inventory.grounding(turn.request.messages)
+                if grounded:
+                    messages = list(turn.request.messages)
+                    at = next((i + 1 for i, m in enumerate(messages)
+                               if m.get("role") == "system"), 0)
+                    messages.insert(at, {"role": "system", "content": table})
+                    turn = replace(turn, request=replace(turn.request, messages=messages))
+            plan, request = turn.plan, turn.request
+            yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
+            result: RaceResult | None = None
+            first_text: float | None = None
+            switches: list[SwitchOut] = []
+            async with aclosing(run_race(plan, request, self.providers, self.health,
+                                         self.hedging, self.tracing, span)) as race:
+                async for out in race:
+                    if isinstance(out, TextOut):
+                        if first_text is None:
+                            first_text = time.perf_counter()
+                    elif isinstance(out, RaceResult):
+                        result = out
+                        continue
+                    elif isinstance(out, SwitchOut):
+                        switches.append(out)
+                    yield out
+            assert result is not None
+            outcome = await self._finish(turn, result, started, first_text, switches)
+            outcome.grounded = grounded
+            yield outcome
         finally:
+            if lease is not None:
+                await self.stampede.release(lease)
             if span is not None:
                 tracing.end_turn(span, {} if outcome is None else {
                     "scout.served_by": outcome.served_by, "scout.cached": outcome.cached,
@@ -194,39 +239,6 @@ class ChatService:
     def _question(turn: Turn) -> str:
         last = next((m for m in reversed(turn.request.messages) if m.get("role") == "user"), None)
         return prompt_text([last]) if last else ""
-
-    async def _run(self, turn: Turn, span: Any) -> AsyncGenerator[TurnEvent, None]:
-        started = time.perf_counter()
-        key = turn.request.cache_key
-        lease: Lease | None = None
-        if turn.fresh_cache and key is not None:
-            hit = await self.cache.get(key)
-            if hit is None or not hit.is_fresh(time.time()):
-                lease = await self.stampede.lead(key)
-                if lease is None:  # the same question is already on its way upstream
-                    hit = await self.stampede.wait(key)
-            if hit is not None and hit.is_fresh(time.time()):
-                self.tracing.event(span, "scout.cache_hit", {"scout.cache": "fresh"})
-                for ev in self._fresh_hit(turn, hit, started):
-                    yield ev
-                return
-        grounded = 0
-        if self.inventory is not None and turn.plan.intent.ground:
-            table, grounded = await self.inventory.grounding(turn.request.messages)
-            if grounded:
-                messages = list(turn.request.messages)
-                at = next((i + 1 for i, m in enumerate(messages) if m.get("role") == "system"),
-                          0)
-                messages.insert(at, {"role": "system", "content": table})
-                turn = replace(turn, request=replace(turn.request, messages=messages))
-        try:
-            async for ev in self._race(turn, started, span):
-                if grounded and isinstance(ev, TurnOutcome):
-                    ev.grounded = grounded
-                yield ev
-        finally:
-            if lease is not None:
-                await self.stampede.release(lease)
 
     def _fresh_hit(self, turn: Turn, hit: CachedAnswer, started: float) -> list[TurnEvent]:
         elapsed = (time.perf_counter() - started) * 1000
@@ -245,25 +257,9 @@ class ChatService:
             except Exception:  # accounting must never cost the customer an answer
                 log.exception("observer_failed")
 
-    async def _race(self, turn: Turn, started: float,
-                    span: Any = None) -> AsyncGenerator[TurnEvent, None]:
-        plan, request = turn.plan, turn.request
-        yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
-        result: RaceResult | None = None
-        first_text: float | None = None
-        switches: list[SwitchOut] = []
-        async with aclosing(run_race(plan, request, self.providers, self.health,
-                                     self.hedging, self.tracing, span)) as race:
-            async for ev in race:
-                if isinstance(ev, RaceResult):
-                    result = ev
-                    continue
-                if first_text is None and isinstance(ev, TextOut):
-                    first_text = time.perf_counter()
-                elif isinstance(ev, SwitchOut):
-                    switches.append(ev)
-                yield ev
-        assert result is not None
+    async def _finish(self, turn: Turn, result: RaceResult, started: float,
+                      first_text: float | None, switches: list[SwitchOut]) -> TurnOutcome:
+        """The race is over: its outcome, told to the observers, stored, logged."""
         ttft_ms = (first_text - started) * 1000 if first_text is not None else None
         outcome = self._outcome(turn, result, ttft_ms, (time.perf_counter() - started) * 1000)
         outcome.switches = switches
@@ -278,7 +274,7 @@ class ChatService:
                  question_chars=len(question), answer_chars=len(result.text),
                  tokens=outcome.completion_tokens, cost_usd=round(outcome.cost_usd, 6))
         log.debug("turn_text", id=turn.id, question=question, answer=result.text)
-        yield outcome
+        return outcome
 
     def _outcome(self, turn: Turn, r: RaceResult, ttft_ms: float | None,
                  total_ms: float) -> TurnOutcome:
