@@ -9,7 +9,7 @@ Redis backend exposes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -52,4 +52,4 @@ class AnswerCache:
             return None  # written by another version: treat as a miss
 
     async def put(self, key: str, answer: CachedAnswer, keep_s: float) -> None:
-        await self.kv.set(keys.CACHE + key, orjson.dumps(asdict(answer)), keep_s)
+        await self.kv.set(keys.CACHE + key, orjson.dumps(answer), keep_s)  # orjson: dataclasses
