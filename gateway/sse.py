@@ -31,6 +31,23 @@ class SSEDecoder:
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not self._buf and not self._data and not self._event and not self._skip_lf \
+                and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            return self._whole(chunk)
+        return self._general(chunk)
+
+    def _whole(self, chunk: bytes) -> list[SSEEvent]:
+        """The common case: whole events ending in LF, each a single `data:` line (what
+        vLLM, llama.cpp and OpenAI send). Any other event goes through the general rules."""
+        out: list[SSEEvent] = []
+        for block in chunk[:-2].split(b"\n\n"):
+            if block.startswith(b"data: ") and b"\n" not in block:
+                out.append(SSEEvent("message", block[6:].decode("utf-8", "replace")))
+            elif block:
+                out += self._general(block + b"\n\n")
+        return out
+
+    def _general(self, chunk: bytes) -> list[SSEEvent]:
         if self._skip_lf and chunk[:1] == b"\n":
             chunk = chunk[1:]
         self._skip_lf = False

@@ -134,6 +134,8 @@ class _Deadline:
         self.reading = False
 
     def arm(self) -> None:
+        if self._handle is not None:   # tokens only move the deadline later: it re-arms
+            return
         when = self._race.next_deadline()
         if when is not None and when < self.at:
             self.stop()

@@ -63,6 +63,19 @@ def test_sse_decoding_does_not_depend_on_chunking(raw, cuts):
     assert got == whole
 
 
+SSE_LINE = st.one_of(
+    st.text(max_size=30).map(lambda t: "data: " + t), st.text(max_size=10).map(lambda t: "data:" + t),
+    st.text(max_size=10).map(lambda t: "event: " + t), st.text(max_size=10).map(lambda t: ":" + t),
+    st.just(""), st.just("data"), st.text(max_size=10))
+
+
+@given(st.lists(SSE_LINE, max_size=12))
+def test_sse_whole_events_decode_as_the_general_rules_say(lines):
+    """Chunks of whole LF-ended events take a fast path; it must agree with the rules."""
+    raw = ("\n".join(lines) + "\n\n").encode("utf-8", "surrogatepass")
+    assert SSEDecoder().feed(raw) == SSEDecoder()._general(raw)
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
 @given(JSON)
 def test_any_json_body_is_accepted_or_rejected_with_a_reason(body):
