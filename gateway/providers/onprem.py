@@ -152,9 +152,12 @@ class OnpremProvider:
                     async for ev in evs:
                         if not answered and isinstance(ev, Delta) and (ev.text or ev.tool_calls):
                             answered = True
-                            self._report_success(url)
                         yield ev
-                if not answered:
+                # A target succeeds with a whole answer: one that stalls or drops every answer
+                # part-way fails each time, in a row, and is ejected like one that hangs.
+                if answered:
+                    self._report_success(url)
+                else:
                     self._report_failure(url, "answered with no text")
                 return
             except TierUnreachable as exc:   # never connected: the next target, at once
@@ -166,7 +169,7 @@ class OnpremProvider:
             except TierError as exc:
                 self._report_failure(url, exc.reason)
                 raise
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):   # cancelled, or closed by the race
                 note = request.note
                 if note is not None and note.missed:
                     self._report_failure(url, note.missed)

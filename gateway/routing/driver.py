@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -121,10 +121,12 @@ class _Deadline:
     the deadline is really due it cancels the read in progress, as asyncio.timeout does,
     or marks it due for the read that comes next."""
 
-    __slots__ = ("_base", "_handle", "_loop", "_race", "_task", "at", "due", "due_at", "reading")
+    __slots__ = ("_base", "_handle", "_loop", "_on_stall", "_race", "_task", "at", "due",
+                 "due_at", "reading")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, race: Race) -> None:
-        self._loop, self._race = loop, race
+    def __init__(self, loop: asyncio.AbstractEventLoop, race: Race,
+                 on_stall: Callable[[], None]) -> None:
+        self._loop, self._race, self._on_stall = loop, race, on_stall
         self._task = asyncio.current_task()
         self._handle: asyncio.TimerHandle | None = None
         self._base = -1          # the task's cancel count before ours; -1: we did not cancel
@@ -156,6 +158,9 @@ class _Deadline:
             return
         self.due, self.due_at = True, fired_for
         if self.reading and self._task is not None:
+            # The stream learns why it is cut before the cancellation reaches it (the on-prem
+            # provider tells its target's health), as a pumped attempt's note says.
+            self._on_stall()
             self._base = self._task.cancelling()
             self._task.cancel()
 
@@ -286,7 +291,10 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
     # drop, handed over to the next tier) starts pumps again.
     direct: _Pumped | None = None
     direct_aid = 0
-    deadline = _Deadline(loop, race)
+    def stalled() -> None:
+        notes[direct_aid].missed = race.stalled()
+
+    deadline = _Deadline(loop, race, stalled)
     actions: deque[Any] = deque()
     try:
         actions.extend(race.start(loop.time()))
@@ -381,12 +389,9 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 except asyncio.CancelledError:
                     if not deadline.cancelled_read():
                         raise
-                    # The read was cancelled, which closed the stream.
+                    # The read was cancelled, which closed the stream: the race cuts it off.
                     on_event(0, _TICK, deadline.take())
-                    if direct is not None:   # the race kept it: it can't go on, so it failed
-                        ev = TierUnavailable("stream closed at a deadline")
-                    else:
-                        continue
+                    continue
                 except Exception as exc:  # a bug in a provider must cost one tier, not the turn
                     ev = _bug(tier_of[direct_aid], exc)
                 finally:

@@ -226,9 +226,8 @@ class Race:
                 actions += launched
             elif (a is self.winner and a.last_token_at is not None
                   and now >= a.last_token_at + d.gap_s):
-                actions.append(CancelTier(a.id, a.tier, "gap deadline",
-                                          missed=f"stalled: no token for {d.gap_s:g} s"))
-                actions += self.on_failure(a.id, f"stalled: no token for {d.gap_s:g} s", now,
+                actions.append(CancelTier(a.id, a.tier, "gap deadline", missed=self.stalled()))
+                actions += self.on_failure(a.id, self.stalled(), now,
                                            SwitchKind.STALLED)
         return actions
 
@@ -248,6 +247,10 @@ class Race:
             if a is self.winner and a.last_token_at is not None:
                 due.append(a.last_token_at + d.gap_s)
         return min(due) if due else None
+
+    def stalled(self) -> str:
+        """Why an answering tier silent past the gap deadline is cut off, in words."""
+        return f"stalled: no token for {self.deadlines.gap_s:g} s"
 
     def first_token_s(self, tier: str) -> float:
         """When an attempt on `tier` without a first token is hedged."""

@@ -78,6 +78,30 @@ async def test_a_gpu_box_that_never_sends_headers_is_ejected(gw_client, make_rep
     assert sum(s.stats.requests for s in replicas) == eject_after * urls
 
 
+@pytest.mark.parametrize("urls", [1, 2], ids=["behind-nginx", "two-replicas"])
+async def test_a_replica_that_stalls_mid_answer_is_ejected(gw_client, make_replicas, openai_sim,
+                                                           urls):
+    """Silent after some tokens, while the gateway reads the answer on its fast path: each
+    answer is resumed by OpenAI, and the stalls eject the target as hangs would."""
+    replicas = await make_replicas(urls, tokens=30)
+    for sim in replicas:
+        await sim.set_fault("stall", fault_after=12)   # probes still pass
+    settings = make_settings([s.url for s in replicas], f"{openai_sim.url}/v1",
+                             deadlines={"headers_s": 2.0, "first_token_s": 2.0, "gap_s": 0.3})
+    client = await gw_client(create_app(settings))
+    await until(client, lambda h: h["tiers"]["onprem"]["state"] == "up")
+    eject_after = settings.health.eject_after
+    for _ in range(eject_after * urls):
+        events = await ask(client)
+        assert events[-1][1]["served_by"] == ["onprem", "openai"]
+        assert "stalled" in next(e[1]["reason"] for e in events if e[0] == "switch")
+    onprem = (await staff_health(client))["tiers"]["onprem"]
+    assert onprem["state"] == "down"
+    assert "stalled: no token for 0.3 s" in onprem["reason"]
+    events = await ask(client)
+    assert events[-1][1]["served_by"] == ["openai"] and events[0][1]["skipped"]
+
+
 class Replica:
     """A replica simulator in its own process, so it can really be SIGKILLed."""
 
