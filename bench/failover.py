@@ -17,6 +17,9 @@ third of the way in. Per request: when it started, its TTFT, and who answered.
                           gateway ejects it alone and the survivor keeps answering
 - slow-then-fast:         on-prem's time to first token jumps from 300 ms to 4 s with the
                           shipped 5 s first-token deadline: hedging at its own tail
+- drop-mid:               on-prem cuts each answer's connection after 10 tokens: OpenAI
+                          resumes it from the text already sent
+- stall-mid:              on-prem goes silent after 10 tokens (gap deadline 2 s): resumed
 
 Reported: TTFT before and after the fault, the backup's own TTFT (measured directly in
 the same run), how many requests waited for a deadline, when the gateway stopped sending
@@ -42,7 +45,9 @@ from onprem.nginx_conf import render_onprem
 DEADLINE_S = 2.0
 FAST = {"ttft": 0.05, "interval": 0.005, "tokens": 20}
 FAULTS = {"hang": "hang_after_headers", "500": "http_500", "401": "http_401",
-          "hang-before-headers": "hang_before_headers"}
+          "hang-before-headers": "hang_before_headers", "drop-mid": "drop",
+          "stall-mid": "stall"}
+MID = 10   # tokens sent before a mid-answer fault
 # Per scenario: deadlines (headers, first token, gap) and the replica's speed.
 SLOW_JUMP = {"headers_s": 2.0, "first_token_s": 5.0, "gap_s": 8.0}
 BACKUP_MODEL = "gpt-4o-mini"
@@ -105,6 +110,8 @@ async def scenario(name: str, conc: int, seconds: float) -> dict[str, Any]:
             replicas[0].popen.send_signal(signal.SIGKILL)
         elif name == "slow-then-fast":
             await set_fault(replicas[0], "none", ttft_s=4.0)
+        elif name.endswith("-mid"):
+            await set_fault(replicas[0], FAULTS[name], fault_after=MID)
         else:
             await set_fault(replicas[0], FAULTS[name])
         res = await load
@@ -184,7 +191,8 @@ def main() -> None:
     ap.add_argument("--kill-concurrency", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--only", default="hang,500,401,kill,hang-before-headers,"
-                                      "replica-kill-multi-url,slow-then-fast")
+                                      "replica-kill-multi-url,slow-then-fast,drop-mid,"
+                                      "stall-mid")
     args = ap.parse_args()
     asyncio.run(run(args.concurrency, args.kill_concurrency, args.seconds,
                     args.only.split(",")))

@@ -53,6 +53,8 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, res: Result
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}")
             buf = b""
+            served = ""
+            done = False
             async for data in resp.content.iter_any():
                 buf += data
                 while b"\n\n" in buf:
@@ -62,9 +64,17 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, res: Result
                         if first is None and b'"content":""' not in event:
                             first = time.perf_counter()
                             model = orjson.loads(event[6:]).get("model", "")
+                    elif event.startswith(b'data: {"error"'):
+                        raise RuntimeError("error event")
+                    elif b'"served_by"' in event:   # the gateway's last chunk: who answered
+                        served = "+".join(orjson.loads(event[6:]).get("served_by") or [])
+                    elif event == b"data: [DONE]":
+                        done = True
         if first is None:
             raise RuntimeError("no token")
-        res.records.append((t0 - res.t0, first - t0, model))
+        if not done:
+            raise RuntimeError("cut short: no [DONE]")
+        res.records.append((t0 - res.t0, first - t0, served or model))
         res.ttft.append(first - t0)
         res.total.append(time.perf_counter() - t0)
         res.chunks += chunks
