@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import string
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 _INVISIBLE = {"Cf", "Cc", "Cs", "Co", "Cn"}  # format marks (RTL, ZWJ), controls, surrogates
+_ASCII_EDGES = string.punctuation   # every ASCII character in Unicode's P* and S*
 
 
 def _strip_punct(token: str) -> str:
@@ -26,6 +28,15 @@ def normalize_question(text: str) -> str:
     characters (RTL marks, NUL, lone surrogates) are dropped; what remains is
     valid text that can always be encoded.
     """
+    if text.isascii() and text.isprintable():
+        # Plain ASCII, no controls: NFKC changes nothing, casefold is lower(), and the
+        # punctuation and symbols (Unicode P* and S*) are exactly string.punctuation.
+        return " ".join(t for t in (w.strip(_ASCII_EDGES) for w in text.lower().split()) if t)
+    return _normalized(text)
+
+
+def _normalized(text: str) -> str:
+    """normalize_question by the general rules, for any text."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE)
     tokens = (_strip_punct(t) for t in text.split())

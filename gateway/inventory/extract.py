@@ -59,6 +59,7 @@ YEAR_MIN = re.compile(rf"\b(?:{YEAR}\s+or\s+(?:newer|later)|(?:newer than|after)
                       rf"{YEAR}\s*\+)", re.I)
 YEAR_MAX = re.compile(rf"\b(?:{YEAR}\s+or\s+older|(?:older than|before)\s+{YEAR})", re.I)
 YEAR_ONE = re.compile(rf"\b{YEAR}\b")
+DIGIT = re.compile(r"\d")
 NEW = re.compile(r"\b(?:brand[- ]new|new)\b(?!\s+(?:one|ones|to|customers?)\b)", re.I)
 USED = re.compile(r"\b(?:used|pre-?owned|certified|second[- ]hand|usad[oa]s?|seminuev[oa]s?)\b",
                   re.I)
@@ -133,30 +134,31 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
     f = Filters(makes=tuple(found["makes"]), models=tuple(found["models"]),
                 body_styles=tuple(found["body_styles"]), fuels=tuple(found["fuels"]),
                 colors=tuple(dict.fromkeys(colors)))
+    digits = DIGIT.search(text) is not None   # amounts and years need one: else skip them
     miles_spans = []
-    for m in MILES_MAX.finditer(text):
+    for m in MILES_MAX.finditer(text) if digits else ():
         f = replace(f, mileage_max=amount(m.group(1), m.group(2)))
         miles_spans.append(m.span())
     if (m2 := MILES_MAX_2.search(text)) and f.mileage_max is None:
         f = replace(f, mileage_max=amount(m2.group(1), m2.group(2)) if m2.group(1) else 30000)
-    for m in PRICE_MAX.finditer(text):
+    for m in PRICE_MAX.finditer(text) if digits else ():
         if not any(s <= m.start() < e for s, e in miles_spans):
             f = replace(f, price_max=amount(m.group(1), m.group(2)))
-    for pm in PRICE_MIN.finditer(text):
+    for pm in PRICE_MIN.finditer(text) if digits else ():
         floor = amount(pm.group(1), pm.group(2))
         if floor >= 1000 and not (1980 <= floor <= 2049 and pm.group(2) is None):
             f = replace(f, price_min=floor)
-    if (m3 := PRICE_AROUND.search(text)) and f.price_max is None:
+    if digits and (m3 := PRICE_AROUND.search(text)) and f.price_max is None:
         about = amount(m3.group(1), m3.group(2))
         if about >= 1000:
             f = replace(f, price_min=int(about * 0.9), price_max=int(about * 1.1))
-    if yr := YEAR_RANGE.search(text):
+    if digits and (yr := YEAR_RANGE.search(text)):
         f = replace(f, year_min=int(yr.group(1)), year_max=int(yr.group(2)))
-    elif ymin := YEAR_MIN.search(text):
+    elif digits and (ymin := YEAR_MIN.search(text)):
         f = replace(f, year_min=int(next(g for g in ymin.groups() if g)))
-    elif ymax := YEAR_MAX.search(text):
+    elif digits and (ymax := YEAR_MAX.search(text)):
         f = replace(f, year_max=int(next(g for g in ymax.groups() if g)))
-    elif one := YEAR_ONE.search(text):
+    elif digits and (one := YEAR_ONE.search(text)):
         f = replace(f, year_min=int(one.group(1)), year_max=int(one.group(1)))
     if USED.search(text):
         f = replace(f, condition="used")

@@ -63,6 +63,12 @@ def test_sse_decoding_does_not_depend_on_chunking(raw, cuts):
     assert got == whole
 
 
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80))
+def test_plain_ascii_questions_normalize_as_the_general_rules_say(text):
+    from gateway.cache.keys import _normalized
+    assert normalize_question(text) == _normalized(text)
+
+
 SSE_LINE = st.one_of(
     st.text(max_size=30).map(lambda t: "data: " + t), st.text(max_size=10).map(lambda t: "data:" + t),
     st.text(max_size=10).map(lambda t: "event: " + t), st.text(max_size=10).map(lambda t: ":" + t),
