@@ -136,11 +136,13 @@ class Inventory:
         """A system message with the stock that matches the conversation, and its row count
         ("" and 0 when nothing matches or the database can't answer in time)."""
         f = self.filters(messages)
-        try:
-            async with asyncio.timeout(0.5):
-                rows = await self._ground_rows(f)
-        except Exception:
-            return "", 0
+        rows = self._ground_rows_kept(f)
+        if rows is None:
+            try:
+                async with asyncio.timeout(0.5):
+                    rows = await self._ground_rows(f)
+            except Exception:
+                return "", 0
         if not rows:
             return "", 0
         table = "\n".join(f"| {v.stock_number} | {describe(v)} |" for v in rows)
@@ -164,6 +166,15 @@ class Inventory:
             made = self._grounds[key] = (now, task)
             task.add_done_callback(lambda t: self._forget(key, t))
         return asyncio.shield(made[1])   # one turn's timeout must not cancel the others'
+
+    def _ground_rows_kept(self, f: Filters) -> list[Vehicle] | None:
+        """The rows of a finished lookup still within ground_reuse_s, without waiting."""
+        made = self._grounds.get((f, self.cfg.ground_rows))
+        if made is None or self.cfg.ground_reuse_s <= 0 or not made[1].done() \
+                or made[1].cancelled() or made[1].exception() is not None \
+                or asyncio.get_running_loop().time() - made[0] >= self.cfg.ground_reuse_s:
+            return None
+        return made[1].result()
 
     def _forget(self, key: tuple[Filters, int], task: asyncio.Task[list[Vehicle]]) -> None:
         """A failed lookup is not reused: the next turn asks the database again."""

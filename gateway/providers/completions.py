@@ -228,9 +228,12 @@ async def _drained(resp: aiohttp.ClientResponse) -> bool:
     A response released before its body's end is closed, not pooled: each request
     would then pay a new TCP (over the tailnet, WireGuard) handshake.
     """
+    content = resp.content
+    if content.is_eof():   # the usual case: the body's end came with [DONE]
+        return True
     try:
         async with asyncio.timeout(DRAIN_S):
-            while await resp.content.readany():
+            while await content.readany():
                 pass
     except (TimeoutError, aiohttp.ClientError):
         return False

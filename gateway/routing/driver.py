@@ -97,6 +97,33 @@ _TICK = object()
 _HANDED = object()   # the pump stopped and left its stream to the driver (the fast path)
 
 
+class _Inbox:
+    """What the pumps and the timer tell the driver: a queue with one reader, which is all
+    asyncio.Queue's machinery (loop look-ups, waiter lists, a join event) is used for here."""
+
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._items: deque[tuple[int, Any]] = deque()
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: tuple[int, Any]) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> tuple[int, Any]:
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 class _Pumped:
     """One attempt's stream, read by a pump task until the driver asks for it back."""
 
@@ -178,7 +205,7 @@ class _Deadline:
 
 
 async def _pump(aid: int, pumped: _Pumped, tier: str,
-                queue: asyncio.Queue[tuple[int, Any]]) -> None:
+                queue: _Inbox) -> None:
     try:
         async for ev in pumped.stream:
             queue.put_nowait((aid, ev))
@@ -209,7 +236,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                    for t in plan.ladder if t in generative} if hedging is not None else None
     race = Race(plan.ladder, plan.deadlines, hedge_after)
     hedges_seen = 0
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    queue = _Inbox(loop)
     tasks: dict[int, asyncio.Task[None]] = {}
     tier_of: dict[int, str] = {}
     model_of: dict[int, str] = {}
