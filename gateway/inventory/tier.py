@@ -74,7 +74,7 @@ class Inventory:
         self._matchers: tuple[object, Matchers] | None = None   # (the vocabulary, its patterns)
         # Grounding lookups by (filters, rows): when made, and the lookup itself, which
         # every turn asking the same within ground_reuse_s awaits (one query, not one each).
-        self._grounds: dict[tuple[Filters, int], tuple[float, asyncio.Task[list[Vehicle]]]] = {}
+        self._grounds: dict[tuple[Filters, int], tuple[float, asyncio.Task[tuple[str, int]]]] = {}
 
     async def refresh(self) -> None:
         try:
@@ -136,39 +136,42 @@ class Inventory:
         """A system message with the stock that matches the conversation, and its row count
         ("" and 0 when nothing matches or the database can't answer in time)."""
         f = self.filters(messages)
-        rows = self._ground_rows_kept(f)
-        if rows is None:
-            try:
-                async with asyncio.timeout(0.5):
-                    rows = await self._ground_rows(f)
-            except Exception:
-                return "", 0
+        kept = self._kept(f)
+        if kept is not None:
+            return kept
+        try:
+            async with asyncio.timeout(0.5):
+                return await self._lookup(f)
+        except Exception:
+            return "", 0
+
+    async def _table(self, f: Filters) -> tuple[str, int]:
+        rows = await self.store.search(f, self.cfg.ground_rows)
         if not rows:
             return "", 0
         table = "\n".join(f"| {v.stock_number} | {describe(v)} |" for v in rows)
         return f"{GROUNDING_HEADER}\n| stock | vehicle |\n{table}", len(rows)
 
-
-    def _ground_rows(self, f: Filters) -> Awaitable[list[Vehicle]]:
-        """The rows that ground `f`: a lookup made under `ground_reuse_s` ago is reused, so
-        a busy lot's database (and the thread SQLite runs on) sees one query per question
+    def _lookup(self, f: Filters) -> Awaitable[tuple[str, int]]:
+        """The grounding of `f`: a lookup made under `ground_reuse_s` ago is reused, so a
+        busy lot's database (and the thread SQLite runs on) sees one query per question
         shape, not one per turn. A stock change shows within that many seconds."""
-        n, reuse = self.cfg.ground_rows, self.cfg.ground_reuse_s
+        reuse = self.cfg.ground_reuse_s
         if reuse <= 0:
-            return self.store.search(f, n)
+            return self._table(f)
         loop = asyncio.get_running_loop()
-        now, key = loop.time(), (f, n)
+        now, key = loop.time(), (f, self.cfg.ground_rows)
         made = self._grounds.get(key)
         if made is None or now - made[0] >= reuse:
             if len(self._grounds) >= GROUNDS_KEPT:
                 self._grounds = {k: v for k, v in self._grounds.items() if now - v[0] < reuse}
-            task = loop.create_task(self.store.search(f, n))
+            task = loop.create_task(self._table(f))
             made = self._grounds[key] = (now, task)
             task.add_done_callback(lambda t: self._forget(key, t))
         return asyncio.shield(made[1])   # one turn's timeout must not cancel the others'
 
-    def _ground_rows_kept(self, f: Filters) -> list[Vehicle] | None:
-        """The rows of a finished lookup still within ground_reuse_s, without waiting."""
+    def _kept(self, f: Filters) -> tuple[str, int] | None:
+        """A finished lookup still within ground_reuse_s, without waiting for anything."""
         made = self._grounds.get((f, self.cfg.ground_rows))
         if made is None or self.cfg.ground_reuse_s <= 0 or not made[1].done() \
                 or made[1].cancelled() or made[1].exception() is not None \
@@ -176,7 +179,7 @@ class Inventory:
             return None
         return made[1].result()
 
-    def _forget(self, key: tuple[Filters, int], task: asyncio.Task[list[Vehicle]]) -> None:
+    def _forget(self, key: tuple[Filters, int], task: asyncio.Task[tuple[str, int]]) -> None:
         """A failed lookup is not reused: the next turn asks the database again."""
         if task.cancelled() or task.exception() is not None:
             made = self._grounds.get(key)
