@@ -154,7 +154,7 @@ class _Deadline:
     def __init__(self, loop: asyncio.AbstractEventLoop, race: Race,
                  on_stall: Callable[[], None]) -> None:
         self._loop, self._race, self._on_stall = loop, race, on_stall
-        self._task = asyncio.current_task()
+        self._task: asyncio.Task[Any] | None = None   # the reader: known when first armed
         self._handle: asyncio.TimerHandle | None = None
         self._base = -1          # the task's cancel count before ours; -1: we did not cancel
         self.at = math.inf
@@ -165,6 +165,8 @@ class _Deadline:
     def arm(self) -> None:
         if self._handle is not None:   # tokens only move the deadline later: it re-arms
             return
+        if self._task is None:
+            self._task = asyncio.current_task()
         when = self._race.next_deadline()
         if when is not None and when < self.at:
             self.stop()
