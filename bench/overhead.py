@@ -46,11 +46,15 @@ def nginx_proc(sim_port: int) -> procs.Proc:
 async def measure(url: str, proxy: procs.Proc | None, conc: int, n: int, model: str,
                   headers: dict[str, str], vary: bool) -> dict:
     await run_load(url, min(conc, 8), min(n, 40), model, headers, vary=vary)  # warm up
-    cpu0 = proxy.cpu_seconds() if proxy else 0.0
+    before = proxy.cpu_by_process() if proxy else {}
     res = await run_load(url, conc, n, model, headers, vary=vary)
-    cpu = (proxy.cpu_seconds() - cpu0) if proxy else 0.0
+    after = proxy.cpu_by_process() if proxy else {}
     out = res.summary()
-    out["cpu_ms_per_request"] = cpu * 1000 / max(1, out["ok"])
+    per = {pid: (after[pid] - before.get(pid, 0.0)) * 1000 / max(1, out["ok"])
+           for pid in after}
+    out["cpu_ms_per_request"] = sum(per.values())
+    # Each process's share (serve --workers N: the supervisor and each worker).
+    out["cpu_ms_per_request_by_process"] = sorted(per.values(), reverse=True)
     return out
 
 
@@ -120,6 +124,18 @@ async def run(levels: list[int], scale: float, workers: int = 1) -> None:
         for p in (gw, relay, nginx, sim):
             p.stop()
     name = "overhead" if workers == 1 else f"overhead_workers{workers}"
+    note = ""
+    if workers > 1:
+        shares = "; ".join(
+            f"{conc} streams: " + ", ".join(f"{ms:.2f}" for ms in r["gateway"][
+                "cpu_ms_per_request_by_process"]) for conc, r in results.items())
+        cores = os.cpu_count() or 1
+        note = (f" Gateway CPU ms per request by process, busiest first (workers, then the "
+                f"supervisor): {shares}." + (
+                    f" This machine has {cores} cores and the simulator and load tool need "
+                    f"one: {workers} workers share it, so this run cannot show how throughput "
+                    "scales with workers, only what each worker costs." if cores <= workers
+                    else ""))
     report.write(name, {"levels": results, "scale": scale, "workers": workers}, rows,
                  ["concurrency", "path", "TTFT p50 ms", "TTFT p99 ms", "added p50 ms",
                   "added p99 ms", "req/s", "req/s ÷ direct", "proxy CPU ms/req", "errors"],
@@ -127,7 +143,7 @@ async def run(levels: list[int], scale: float, workers: int = 1) -> None:
                       "core 0 (nginx: 1 worker; relay and gateway: 1 process); simulator and load "
                       "tool on core 1. relay = bench.relay, a bare aiohttp byte relay on uvloop "
                       "(the floor for a Python gateway). Added = this path minus direct, same "
-                      "run.")
+                      "run." + note)
     if workers == 1:
         report.write("overhead_goals", {"goals": goals(results)}, goals(results),
                      ["goal", "this run", "target", ""],

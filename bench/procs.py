@@ -72,18 +72,22 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU so far of the process and its children (nginx's workers), /proc."""
-        total = 0.0
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[int, float]:
+        """User + system CPU so far of the process and of each of its children, by pid."""
+        out: dict[int, float] = {}
         todo = [self.popen.pid]
         while todo:
             pid = todo.pop()
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / TICK
+                out[pid] = (int(fields[11]) + int(fields[12])) / TICK
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     todo += [int(c) for c in (task / "children").read_text().split()]
             except (OSError, ValueError):
                 continue
-        return total
+        return out
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
