@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
@@ -732,7 +732,9 @@ class Settings(BaseModel):
     def warnings(self) -> tuple[str, ...]:
         return self._warnings
 
-    @property
+    # Settings are frozen, and so is the registry a Settings model is built from: these are
+    # worked out once per Settings, not on each of the several calls a turn makes.
+    @cached_property
     def tiers(self) -> dict[str, TierConfig]:
         """Each generative tier's section, by tier name (enabled or not)."""
         from gateway.tiers import registry
@@ -742,6 +744,10 @@ class Settings(BaseModel):
         return self.tiers.get(tier)
 
     def enabled_tiers(self) -> tuple[str, ...]:
+        return self._enabled_tiers
+
+    @cached_property
+    def _enabled_tiers(self) -> tuple[str, ...]:
         from gateway.tiers import registry
         on = {**{name: cfg.enabled for name, cfg in self.tiers.items()},
               "inventory": self.inventory.enabled}
