@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.app import create_app
 from gateway.config import Settings, settings_from_dict
 from gateway.logs import formatter as log_formatter
 from onprem.simulator import Knobs, ReplicaSimulator
@@ -125,6 +126,23 @@ async def make_replicas():
 @pytest.fixture
 def settings(onprem_sim: ReplicaSimulator, openai_sim: ReplicaSimulator) -> Settings:
     return make_settings([onprem_sim.url], f"{openai_sim.url}/v1")
+
+
+@pytest.fixture
+async def gateway(aiohttp_server: Any, settings: Settings) -> Any:
+    """The app on a real socket, with both simulators behind it."""
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def sdk(gateway: Any) -> AsyncIterator[Any]:
+    """openai-python's own async client, pointed at `gateway`."""
+    import openai
+
+    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(gateway.make_url("/v1")),
+                           max_retries=0)
+    yield c
+    await c.close()
 
 
 # Every log line of the whole run, at DEBUG, is checked for the test secrets at the end:

@@ -8,25 +8,13 @@ import openai
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import API_KEY, AUTH, ONPREM_KEY, OPENAI_KEY
+from tests.conftest import AUTH, ONPREM_KEY, OPENAI_KEY
 
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
 
 
-@pytest.fixture
-async def server(aiohttp_server, settings):
-    return await aiohttp_server(create_app(settings))
-
-
-@pytest.fixture
-async def client(server):
-    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0)
-    yield c
-    await c.close()
-
-
-async def test_openai_client_streams_with_usage_and_real_model_names(client, onprem_sim):
-    stream = await client.chat.completions.create(
+async def test_openai_client_streams_with_usage_and_real_model_names(sdk, onprem_sim):
+    stream = await sdk.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": QUESTION}], stream=True,
         stream_options={"include_usage": True})
     chunks = [c async for c in stream]
@@ -41,9 +29,9 @@ async def test_openai_client_streams_with_usage_and_real_model_names(client, onp
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
 
 
-async def test_each_chunk_names_the_model_that_produced_it_across_a_resume(client, onprem_sim):
+async def test_each_chunk_names_the_model_that_produced_it_across_a_resume(sdk, onprem_sim):
     await onprem_sim.set_fault("stall", fault_after=3)
-    stream = await client.chat.completions.create(
+    stream = await sdk.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": QUESTION}], stream=True)
     chunks = [c async for c in stream if c.choices and c.choices[0].delta.content]
     models = [c.model for c in chunks]
@@ -51,8 +39,8 @@ async def test_each_chunk_names_the_model_that_produced_it_across_a_resume(clien
     assert set(models[3:]) == {"gpt-4o-mini"}
 
 
-async def test_non_streaming_completion(client):
-    r = await client.chat.completions.create(
+async def test_non_streaming_completion(sdk):
+    r = await sdk.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": QUESTION}])
     assert r.object == "chat.completion" and r.model == "llama-3.1-70b-instruct"
     assert r.choices[0].message.content.startswith("Based on what")
@@ -60,20 +48,20 @@ async def test_non_streaming_completion(client):
     assert r.model_extra["served_by"] == ["onprem"]
 
 
-async def test_models_lists_the_routed_model_and_one_per_tier(client):
-    ids = [m.id async for m in client.models.list()]
+async def test_models_lists_the_routed_model_and_one_per_tier(sdk):
+    ids = [m.id async for m in sdk.models.list()]
     assert ids == ["scout", "scout/onprem", "scout/openai", "scout/inventory", "scout/cache",
                    "scout/static"]
 
 
-async def test_pinning_a_tier(client, onprem_sim, openai_sim):
-    r = await client.chat.completions.create(
+async def test_pinning_a_tier(sdk, onprem_sim, openai_sim):
+    r = await sdk.chat.completions.create(
         model="scout/openai", messages=[{"role": "user", "content": QUESTION}])
     assert r.model_extra["served_by"] == ["openai"] and onprem_sim.stats.requests == 0
 
 
-async def test_pinning_openai_never_bypasses_a_private_intent(client, openai_sim):
-    r = await client.chat.completions.create(
+async def test_pinning_openai_never_bypasses_a_private_intent(sdk, openai_sim):
+    r = await sdk.chat.completions.create(
         model="scout/openai",
         messages=[{"role": "user", "content": "Can I get a car loan with bad credit?"}])
     assert r.model_extra["scout"]["intent"] == "financing"
@@ -81,31 +69,31 @@ async def test_pinning_openai_never_bypasses_a_private_intent(client, openai_sim
     assert openai_sim.stats.requests == 0
 
 
-async def test_system_prompt_is_prepended_unless_the_caller_sends_one(client, onprem_sim,
+async def test_system_prompt_is_prepended_unless_the_caller_sends_one(sdk, onprem_sim,
                                                                       settings):
-    await client.chat.completions.create(
+    await sdk.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": "Tell me about trucks"}])
     sent = onprem_sim.stats.last_messages
     assert sent[0] == {"role": "system", "content": settings.server.system_prompt}
-    await client.chat.completions.create(
+    await sdk.chat.completions.create(
         model="scout", messages=[{"role": "system", "content": "Be brief."},
                                  {"role": "user", "content": "Tell me about vans"}])
     assert onprem_sim.stats.last_messages[0] == {"role": "system", "content": "Be brief."}
 
 
-async def test_requests_with_tools_go_to_tool_capable_tiers(client, onprem_sim, openai_sim):
+async def test_requests_with_tools_go_to_tool_capable_tiers(sdk, onprem_sim, openai_sim):
     tools = [{"type": "function", "function": {"name": "book_test_drive", "parameters": {
         "type": "object", "properties": {"day": {"type": "string"}}}}}]
-    r = await client.chat.completions.create(
+    r = await sdk.chat.completions.create(
         model="scout", tools=tools,
         messages=[{"role": "user", "content": "Book a test drive on Saturday"}])
     assert r.model_extra["served_by"] == ["openai"]
     assert onprem_sim.stats.requests == 0 and openai_sim.stats.requests == 1
 
 
-async def test_unknown_model_is_a_404_in_openai_shape(client):
+async def test_unknown_model_is_a_404_in_openai_shape(sdk):
     with pytest.raises(openai.NotFoundError) as exc:
-        await client.chat.completions.create(
+        await sdk.chat.completions.create(
             model="gpt-5-turbo", messages=[{"role": "user", "content": "hi"}])
     assert exc.value.body["code"] == "model_not_found"
     assert "gpt-5-turbo" in exc.value.body["message"]
@@ -117,11 +105,11 @@ async def test_a_client_disconnect_stops_the_upstream(aiohttp_server, onprem_sim
     from tests.conftest import make_settings
     # Deadlines far away: only the client's going away can end the upstream request.
     slow = {"headers_s": 30, "first_token_s": 30, "gap_s": 30}
-    server = await aiohttp_server(create_app(
+    gateway = await aiohttp_server(create_app(
         make_settings([onprem_sim.url], f"{openai_sim.url}/v1", deadlines=slow)))
     await onprem_sim.set_fault("stall", fault_after=2)
     async with aiohttp.ClientSession(headers=AUTH) as session:
-        resp = await session.post(server.make_url("/v1/chat/completions"), json={
+        resp = await session.post(gateway.make_url("/v1/chat/completions"), json={
             "model": "scout", "stream": True,
             "messages": [{"role": "user", "content": QUESTION}]})
         await resp.content.readline()  # the first chunk arrived: on-prem is streaming
@@ -134,22 +122,22 @@ async def test_a_client_disconnect_stops_the_upstream(aiohttp_server, onprem_sim
     assert openai_sim.stats.requests == 0, "no deadline fired; the disconnect did it"
 
 
-async def test_secrets_never_appear_in_responses(client, server, onprem_sim):
+async def test_secrets_never_appear_in_responses(sdk, gateway, onprem_sim):
     import aiohttp
     await onprem_sim.set_fault("http_401")
-    r = await client.chat.completions.create(
+    r = await sdk.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": QUESTION}])
     async with aiohttp.ClientSession() as s:
-        health = await (await s.get(server.make_url("/health"))).text()
+        health = await (await s.get(gateway.make_url("/health"))).text()
     for blob in (r.model_dump_json(), health):
         assert ONPREM_KEY not in blob and OPENAI_KEY not in blob
 
 
 async def test_personal_data_is_redacted_before_openai_and_restored_in_the_answer(
-        client, onprem_sim, openai_sim):
+        sdk, onprem_sim, openai_sim):
     openai_sim.knobs.echo = True  # OpenAI answers with what it was sent
     said = "Please call me at (555) 201-3344 or write to jane.doe@example.com about the SUV"
-    r = await client.chat.completions.create(
+    r = await sdk.chat.completions.create(
         model="scout/openai", messages=[{"role": "user", "content": said}])
     assert r.model_extra["served_by"] == ["openai"]
     sent = openai_sim.stats.last_messages[-1]["content"]

@@ -19,7 +19,7 @@ FORMAT = {"type": "json_schema", "json_schema": {"name": "pick", "schema": SCHEM
                                                  "strict": True}}
 
 
-async def sdk(aiohttp_server, settings):
+async def sdk_for(aiohttp_server, settings):
     server = await aiohttp_server(create_app(settings))
     return openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")),
                               max_retries=0)
@@ -29,7 +29,7 @@ async def test_response_format_goes_to_the_tier_that_honours_it_and_skips_the_ot
         aiohttp_server, onprem_sim, openai_sim):
     def llama_cpp_without_grammars(data):
         data["onprem"]["supports_response_format"] = False
-    client = await sdk(aiohttp_server, make_settings(
+    client = await sdk_for(aiohttp_server, make_settings(
         [onprem_sim.url], f"{openai_sim.url}/v1", mutate=llama_cpp_without_grammars))
     r = await client.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": QUESTION}], response_format=FORMAT)
@@ -41,7 +41,7 @@ async def test_response_format_goes_to_the_tier_that_honours_it_and_skips_the_ot
 
 async def test_response_format_reaches_vllm_and_plain_text_is_no_constraint(
         aiohttp_server, onprem_sim, openai_sim):
-    client = await sdk(aiohttp_server, make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
+    client = await sdk_for(aiohttp_server, make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
     r = await client.chat.completions.create(
         model="scout", messages=[{"role": "user", "content": QUESTION}], response_format=FORMAT,
         stream=False)
@@ -61,7 +61,7 @@ async def test_response_format_reaches_vllm_and_plain_text_is_no_constraint(
 
 async def test_token_limits_are_each_upstreams_own_and_the_user_is_hashed(
         aiohttp_server, onprem_sim, openai_sim):
-    client = await sdk(aiohttp_server, make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
+    client = await sdk_for(aiohttp_server, make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
     await client.chat.completions.create(
         model="scout/onprem", messages=[{"role": "user", "content": QUESTION}],
         max_completion_tokens=64, user="customer-4711")

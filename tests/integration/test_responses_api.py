@@ -14,21 +14,8 @@ from tests.conftest import API_KEY, OTHER_KEY, make_settings
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
 
 
-@pytest.fixture
-async def server(aiohttp_server, onprem_sim, openai_sim):
-    return await aiohttp_server(create_app(make_settings([onprem_sim.url],
-                                                         f"{openai_sim.url}/v1")))
-
-
-@pytest.fixture
-async def client(server):
-    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0)
-    yield c
-    await c.close()
-
-
-async def test_a_whole_response_with_the_real_model_and_who_served_it(client, onprem_sim):
-    r = await client.responses.create(model="scout", input=QUESTION,
+async def test_a_whole_response_with_the_real_model_and_who_served_it(sdk, onprem_sim):
+    r = await sdk.responses.create(model="scout", input=QUESTION,
                                       instructions="Answer in one paragraph.",
                                       max_output_tokens=200)
     assert r.status == "completed" and r.output_text.startswith("Based on what you described")
@@ -39,8 +26,8 @@ async def test_a_whole_response_with_the_real_model_and_who_served_it(client, on
                                                  "content": "Answer in one paragraph."}
 
 
-async def test_a_streamed_response_has_the_typed_events_in_order(client, onprem_sim):
-    stream = await client.responses.create(model="scout", input=QUESTION, stream=True)
+async def test_a_streamed_response_has_the_typed_events_in_order(sdk, onprem_sim):
+    stream = await sdk.responses.create(model="scout", input=QUESTION, stream=True)
     events = [e async for e in stream]
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
@@ -53,15 +40,15 @@ async def test_a_streamed_response_has_the_typed_events_in_order(client, onprem_
     assert final.model_extra["served_by"] == ["onprem"]
 
 
-async def test_failover_is_invisible_but_named(client, onprem_sim):
+async def test_failover_is_invisible_but_named(sdk, onprem_sim):
     await onprem_sim.set_fault("http_500")
-    r = await client.responses.create(model="scout", input=QUESTION)
+    r = await sdk.responses.create(model="scout", input=QUESTION)
     assert r.model_extra["served_by"] == ["openai"] and r.model == "gpt-4o-mini"
 
 
-async def test_previous_response_id_continues_the_conversation(client, onprem_sim):
-    first = await client.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
-    second = await client.responses.create(model="scout", input="And in blue?",
+async def test_previous_response_id_continues_the_conversation(sdk, onprem_sim):
+    first = await sdk.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
+    second = await sdk.responses.create(model="scout", input="And in blue?",
                                            previous_response_id=first.id)
     assert second.status == "completed"
     sent = onprem_sim.stats.last_messages
@@ -70,9 +57,9 @@ async def test_previous_response_id_continues_the_conversation(client, onprem_si
     assert sent[-1] == {"role": "user", "content": "And in blue?"}
 
 
-async def test_a_stored_response_belongs_to_its_api_key(client, server):
-    first = await client.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
-    other = openai.AsyncOpenAI(api_key=OTHER_KEY, base_url=str(server.make_url("/v1")),
+async def test_a_stored_response_belongs_to_its_api_key(sdk, gateway):
+    first = await sdk.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
+    other = openai.AsyncOpenAI(api_key=OTHER_KEY, base_url=str(gateway.make_url("/v1")),
                                max_retries=0)
     with pytest.raises(openai.NotFoundError) as exc:
         await other.responses.create(model="scout", input="And in blue?",
@@ -80,49 +67,49 @@ async def test_a_stored_response_belongs_to_its_api_key(client, server):
     assert exc.value.body["code"] == "previous_response_not_found"
     await other.close()
     with pytest.raises(openai.NotFoundError):
-        await client.responses.create(model="scout", input="hi",
+        await sdk.responses.create(model="scout", input="hi",
                                       previous_response_id="resp_nothing")
 
 
-async def test_an_item_reference_is_read_back_from_the_store(client, onprem_sim):
-    first = await client.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
+async def test_an_item_reference_is_read_back_from_the_store(sdk, onprem_sim):
+    first = await sdk.responses.create(model="scout", input="Do you have the RAV4 Hybrid?")
     item_id = first.output[0].id
-    await client.responses.create(model="scout", input=[
+    await sdk.responses.create(model="scout", input=[
         {"role": "user", "content": "Do you have the RAV4 Hybrid?"},
         {"type": "item_reference", "id": item_id},
         {"role": "user", "content": [{"type": "input_text", "text": "Is it AWD?"}]}])
     assert {"role": "assistant", "content": first.output_text} in onprem_sim.stats.last_messages
 
 
-async def test_json_schema_output_goes_to_tiers_that_honour_it(client, onprem_sim):
+async def test_json_schema_output_goes_to_tiers_that_honour_it(sdk, onprem_sim):
     schema = {"type": "object", "properties": {"model": {"type": "string"},
                                                "seats": {"type": "integer"}},
               "required": ["model", "seats"], "additionalProperties": False}
-    r = await client.responses.create(model="scout", input=QUESTION, text={"format": {
+    r = await sdk.responses.create(model="scout", input=QUESTION, text={"format": {
         "type": "json_schema", "name": "pick", "schema": schema, "strict": True}})
     picked = json.loads(r.output_text)
     assert set(picked) == {"model", "seats"} and isinstance(picked["seats"], int)
     assert r.text.format.type == "json_schema"
 
 
-async def test_unsupported_fields_are_refused_by_name(client):
+async def test_unsupported_fields_are_refused_by_name(sdk):
     with pytest.raises(openai.BadRequestError) as exc:
-        await client.responses.create(model="scout", input=QUESTION,
+        await sdk.responses.create(model="scout", input=QUESTION,
                                       reasoning={"effort": "high"}, background=True)
     assert "unsupported fields for /v1/responses here: background, reasoning" in \
         exc.value.body["message"]
     with pytest.raises(openai.BadRequestError) as exc:
-        await client.responses.create(model="scout", input=[
+        await sdk.responses.create(model="scout", input=[
             {"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}])
     assert "only text parts" in exc.value.body["message"]
     with pytest.raises(openai.BadRequestError) as exc:
-        await client.responses.create(model="scout", input=QUESTION, max_output_tokens=0)
+        await sdk.responses.create(model="scout", input=QUESTION, max_output_tokens=0)
     assert exc.value.body["param"] == "max_output_tokens"
 
 
-async def test_function_tools_round_trip(client, openai_sim):
+async def test_function_tools_round_trip(sdk, openai_sim):
     # on-prem is configured without tool support: the plan sends tool requests to OpenAI
-    c = client
+    c = sdk
     tools = [{"type": "function", "name": "book_test_drive", "description": "Book a drive",
               "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}]
     r = await c.responses.create(model="scout", input="Please book me a test drive Saturday",
@@ -143,10 +130,10 @@ async def test_function_tools_round_trip(client, openai_sim):
     assert sent[-2]["tool_calls"][0]["function"]["name"] == "book_test_drive"
 
 
-async def test_streamed_tool_calls_are_function_call_items(client):
+async def test_streamed_tool_calls_are_function_call_items(sdk):
     tools = [{"type": "function", "name": "book_test_drive",
               "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}]
-    stream = await client.responses.create(model="scout", tools=tools, stream=True,
+    stream = await sdk.responses.create(model="scout", tools=tools, stream=True,
                                            input="Book me a drive on Saturday")
     events = [e async for e in stream]
     added = [e.item for e in events if e.type == "response.output_item.added"]
@@ -164,9 +151,9 @@ async def test_a_private_conversation_stays_on_site_through_previous_response_id
         aiohttp_server, onprem_sim, openai_sim):
     def one_turn_kept(data):
         data["sessions"]["max_turns"] = 1   # the private turn leaves the window at once
-    server = await aiohttp_server(create_app(make_settings(
+    gateway = await aiohttp_server(create_app(make_settings(
         [onprem_sim.url], f"{openai_sim.url}/v1", mutate=one_turn_kept)))
-    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")),
+    c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(gateway.make_url("/v1")),
                            max_retries=0)
     first = await c.responses.create(model="scout", input=PRIVATE)
     second = await c.responses.create(model="scout", input="Which trims come in blue?",
