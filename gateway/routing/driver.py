@@ -145,17 +145,18 @@ class _Deadline:
 
     A timer per chunk would cost more than the task switch the fast path saves, so there
     is one timer, re-armed only when it fires early (tokens moved the deadline on). When
-    the deadline is really due it cancels the read in progress, as asyncio.timeout does,
-    or marks it due for the read that comes next."""
+    the deadline is really due it cancels the read in progress, as asyncio.timeout does;
+    if it passes while the reader is away, the next read is cut only if it has to wait."""
 
-    __slots__ = ("_base", "_handle", "_loop", "_on_stall", "_race", "_task", "at", "due",
-                 "due_at", "reading")
+    __slots__ = ("_base", "_handle", "_loop", "_on_stall", "_race", "_soon", "_task", "at",
+                 "due", "due_at", "reading")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, race: Race,
                  on_stall: Callable[[], None]) -> None:
         self._loop, self._race, self._on_stall = loop, race, on_stall
         self._task: asyncio.Task[Any] | None = None   # the reader: known when first armed
         self._handle: asyncio.TimerHandle | None = None
+        self._soon: asyncio.Handle | None = None   # cuts a read that has to wait (see below)
         self._base = -1          # the task's cancel count before ours; -1: we did not cancel
         self.at = math.inf
         self.due = False         # the deadline passed: on_tick before reading on
@@ -186,12 +187,31 @@ class _Deadline:
             self.arm()
             return
         self.due, self.due_at = True, fired_for
+        if self.reading:
+            self._cut()
+
+    def _cut(self) -> None:
+        self._soon = None
         if self.reading and self._task is not None:
             # The stream learns why it is cut before the cancellation reaches it (the on-prem
             # provider tells its target's health), as a pumped attempt's note says.
+            self.due = False
             self._on_stall()
             self._base = self._task.cancelling()
             self._task.cancel()
+
+    def passed_while_away(self) -> None:
+        """The deadline passed while the reader was not reading (its client was slow to
+        take what it wrote): the upstream may have sent plenty meanwhile. What is already
+        buffered is read on; the next read is cut only if it has to wait."""
+        self.due = False
+        self._soon = self._loop.call_soon(self._cut)
+
+    def read_done(self) -> None:
+        self.reading = False
+        if self._soon is not None:   # the read did not wait: the upstream had sent on
+            self._soon.cancel()
+            self._soon = None
 
     def take(self) -> float:
         """The passed deadline, as the time to tell the race; no longer due."""
@@ -405,9 +425,9 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     return
             if direct is not None:
                 if deadline.due:
-                    on_event(0, _TICK, deadline.take())
-                    continue
-                deadline.arm()
+                    deadline.passed_while_away()
+                else:
+                    deadline.arm()
                 deadline.reading = True
                 try:
                     ev = await anext(direct.stream)
@@ -424,7 +444,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 except Exception as exc:  # a bug in a provider must cost one tier, not the turn
                     ev = _bug(tier_of[direct_aid], exc)
                 finally:
-                    deadline.reading = False
+                    deadline.read_done()
                 if ev is _FINISHED or isinstance(ev, TierError):
                     direct = None
                     deadline.stop()

@@ -211,3 +211,38 @@ async def test_cancelling_the_caller_on_the_fast_path_cancels_the_upstream():
         await task
     assert onprem.text_read_by[-1] is task
     assert onprem.cancelled == 1 and onprem.closed == 1
+
+
+async def test_a_slow_client_on_the_fast_path_is_not_taken_for_a_stalled_upstream():
+    """The client stops reading for longer than the gap deadline while the upstream goes on
+    sending (buffered, so read without waiting): no stall, no switch, one tier."""
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(5, "a"),
+                                         *[("text", "b")] * 25, ("usage", 5, 30)])
+    req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=INTENT)
+    events = []
+    async with aclosing(run_race(plan(), req, {"onprem": onprem, "openai": onprem,
+                                               "static": StaticProvider()}, Observer())) as s:
+        async for ev in s:
+            events.append(ev)
+            if isinstance(ev, TextOut) and len(events) == 5:
+                await asyncio.sleep(D.gap_s * 2)   # the client is slow: this is the scenario
+    assert onprem.text_read_by[5] is asyncio.current_task(), "on the fast path"
+    assert text(events) == "a" * 5 + "b" * 25
+    assert events[-1].served_by == ["onprem"] and events[-1].complete
+    assert not any(isinstance(e, SwitchOut) for e in events)
+
+
+async def test_an_upstream_silent_while_the_client_was_slow_is_cut_at_the_next_read():
+    onprem = ScriptedProvider("onprem", [("headers",), *chunks(5, "a"), ("hang",)])
+    openai = ScriptedProvider("openai", [("headers",), ("text", "b")])
+    req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=INTENT)
+    events = []
+    async with aclosing(run_race(plan(), req, {"onprem": onprem, "openai": openai,
+                                               "static": StaticProvider()}, Observer())) as s:
+        async for ev in s:
+            events.append(ev)
+            if isinstance(ev, TextOut) and len(events) == 5:
+                await asyncio.sleep(D.gap_s * 2)
+    assert text(events) == "a" * 5 + "b"
+    assert "stalled" in next(e for e in events if isinstance(e, SwitchOut)).reason
+    assert onprem.cancelled == 1 and onprem.closed == 1
