@@ -16,7 +16,11 @@ from gateway.cost import prompt_text
 class _Rule:
     intent: IntentConfig
     keywords: re.Pattern[str] | None
-    words: tuple[str, ...]                 # the keywords, casefolded: a cheap test first
+    # The keywords, lowercased, when all are ASCII: for ASCII text a substring test says
+    # exactly whether the regex can match (IGNORECASE pairs ASCII letters only with their
+    # own case there; beyond ASCII it pairs others too, such as "ı" with "i", so the
+    # regex always runs). None: no shortcut.
+    words: tuple[str, ...] | None
     patterns: tuple[re.Pattern[str], ...]
 
 
@@ -40,8 +44,9 @@ class IntentClassifier:
             if intent.keywords:
                 alts = "|".join(re.escape(k) for k in sorted(intent.keywords, key=len, reverse=True))
                 kw = re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
-            self._rules.append(_Rule(intent, kw, tuple(k.casefold() for k in intent.keywords),
-                                     intent.patterns))
+            words = tuple(k.lower() for k in intent.keywords)
+            self._rules.append(_Rule(intent, kw, words if all(w.isascii() for w in words)
+                                     else None, intent.patterns))
         self.default = self._by_name[default]
 
     def get(self, name: str) -> IntentConfig:
@@ -67,11 +72,11 @@ class IntentClassifier:
     def _classify(self, text: str) -> IntentConfig:
         best: IntentConfig | None = None
         best_score = 0
-        folded = text.casefold()
+        low = text.lower() if text.isascii() else None
         for rule in self._rules:
             # A keyword matches only where its letters are: most intents skip the regex.
-            score = len(rule.keywords.findall(text)) \
-                if rule.keywords and any(w in folded for w in rule.words) else 0
+            score = len(rule.keywords.findall(text)) if rule.keywords and (
+                low is None or rule.words is None or any(w in low for w in rule.words)) else 0
             score += sum(1 for p in rule.patterns if p.search(text))
             if score and rule.intent.private:
                 return rule.intent

@@ -122,3 +122,14 @@ def test_money_credit_and_identity_questions_are_private(message):
 ])
 def test_ordinary_questions_about_cars_and_prices_are_not(message):
     assert not C.classify(message).private, message
+
+
+@pytest.mark.parametrize("message", [
+    "what about fınancing for the tacoma",        # a dotless ı: Turkish keyboards
+    "WHAT ABOUT FİNANCİNG FOR THE TACOMA",        # a dotted capital İ
+    "any \u212aind of lease deal on the tacoma",   # the Kelvin sign K, as some tools type it
+])
+def test_a_private_keyword_typed_with_letters_that_ignorecase_pairs_is_still_private(message):
+    """The keyword regexes match case-insensitively by Unicode's rules, where "ı" and "İ"
+    pair with "i": no shortcut in front of them may skip such a text."""
+    assert C.classify(message).private, message
