@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,29 +65,35 @@ def make_settings(onprem_urls: list[str], openai_url: str | None, *,
     return settings_from_dict(data, {**base, **(env or {})})
 
 
+@contextlib.asynccontextmanager
+async def running(**knobs: Any) -> AsyncIterator[ReplicaSimulator]:
+    """A simulator (on-prem's key and a fast answer unless told otherwise), stopped after."""
+    sim = await ReplicaSimulator(Knobs(**{"api_key": ONPREM_KEY, "ttft_s": 0.01,
+                                          "token_interval_s": 0.002, "tokens": 8,
+                                          **knobs})).start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
 @pytest.fixture
 async def onprem_sim() -> AsyncIterator[ReplicaSimulator]:
-    sim = await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.01, token_interval_s=0.002,
-                                       tokens=8)).start()
-    yield sim
-    await sim.stop()
+    async with running() as sim:
+        yield sim
 
 
 @pytest.fixture
 async def slow_sim() -> AsyncIterator[ReplicaSimulator]:
     """An answer long enough to drop a connection in its middle: 40 tokens, 40 ms apart."""
-    sim = await ReplicaSimulator(Knobs(api_key=ONPREM_KEY, ttft_s=0.05, token_interval_s=0.04,
-                                       tokens=40)).start()
-    yield sim
-    await sim.stop()
+    async with running(ttft_s=0.05, token_interval_s=0.04, tokens=40) as sim:
+        yield sim
 
 
 @pytest.fixture
 async def openai_sim() -> AsyncIterator[ReplicaSimulator]:
-    sim = await ReplicaSimulator(Knobs(model="gpt-4o-mini", api_key=OPENAI_KEY, ttft_s=0.01,
-                                       token_interval_s=0.002, tokens=8)).start()
-    yield sim
-    await sim.stop()
+    async with running(model="gpt-4o-mini", api_key=OPENAI_KEY) as sim:
+        yield sim
 
 
 @pytest.fixture

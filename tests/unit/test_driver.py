@@ -27,12 +27,16 @@ def plan(ladder=("onprem", "openai", "static"), intent=INTENT):
     return RoutePlan(intent, tuple(ladder), D)
 
 
-async def collect(p, providers, observer=None, intent=INTENT):
+async def collect(p, providers, observer=None, intent=INTENT, slow_after=None):
+    """The race's events; with `slow_after`, the client stops reading for twice the gap
+    deadline after that many texts (a slow client: the scenario, not a wait)."""
     req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=intent)
     events = []
     async with aclosing(run_race(p, req, providers, observer or Observer())) as stream:
         async for ev in stream:
             events.append(ev)
+            if isinstance(ev, TextOut) and len(events) == slow_after:
+                await asyncio.sleep(D.gap_s * 2)
     return events
 
 
@@ -218,14 +222,8 @@ async def test_a_slow_client_on_the_fast_path_is_not_taken_for_a_stalled_upstrea
     sending (buffered, so read without waiting): no stall, no switch, one tier."""
     onprem = ScriptedProvider("onprem", [("headers",), *chunks(5, "a"),
                                          *[("text", "b")] * 25, ("usage", 5, 30)])
-    req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=INTENT)
-    events = []
-    async with aclosing(run_race(plan(), req, {"onprem": onprem, "openai": onprem,
-                                               "static": StaticProvider()}, Observer())) as s:
-        async for ev in s:
-            events.append(ev)
-            if isinstance(ev, TextOut) and len(events) == 5:
-                await asyncio.sleep(D.gap_s * 2)   # the client is slow: this is the scenario
+    events = await collect(plan(), {"onprem": onprem, "openai": onprem,
+                                    "static": StaticProvider()}, slow_after=5)
     assert onprem.text_read_by[5] is asyncio.current_task(), "on the fast path"
     assert text(events) == "a" * 5 + "b" * 25
     assert events[-1].served_by == ["onprem"] and events[-1].complete
@@ -235,14 +233,8 @@ async def test_a_slow_client_on_the_fast_path_is_not_taken_for_a_stalled_upstrea
 async def test_an_upstream_silent_while_the_client_was_slow_is_cut_at_the_next_read():
     onprem = ScriptedProvider("onprem", [("headers",), *chunks(5, "a"), ("hang",)])
     openai = ScriptedProvider("openai", [("headers",), ("text", "b")])
-    req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=INTENT)
-    events = []
-    async with aclosing(run_race(plan(), req, {"onprem": onprem, "openai": openai,
-                                               "static": StaticProvider()}, Observer())) as s:
-        async for ev in s:
-            events.append(ev)
-            if isinstance(ev, TextOut) and len(events) == 5:
-                await asyncio.sleep(D.gap_s * 2)
+    events = await collect(plan(), {"onprem": onprem, "openai": openai,
+                                    "static": StaticProvider()}, slow_after=5)
     assert text(events) == "a" * 5 + "b"
     assert "stalled" in next(e for e in events if isinstance(e, SwitchOut)).reason
     assert onprem.cancelled == 1 and onprem.closed == 1
