@@ -1,11 +1,12 @@
 """Where the gateway's CPU goes under streaming load: py-spy on one gateway process.
 
-    python -m bench.profile [--concurrency 64] [--requests 1500] [--seconds 12]
+    python -m bench.profile [--concurrency 64] [--requests 1500] [--seconds 12] [--tokens 20]
 
 Same setup as bench.overhead (simulator: 50 ms TTFT, 20 chunks 5 ms apart; gateway alone on
-core 0). py-spy samples the gateway while the load runs; printed: the busiest functions by
-own time and by inclusive time (idle threads and the event loop's wait excluded). The raw
-collapsed stacks go to bench/results/profile.txt (flamegraph.pl or speedscope read them).
+core 0). --tokens 1 leaves mostly what each request costs, apart from its chunks. py-spy
+samples the gateway while the load runs; printed: the busiest functions by own time and by
+inclusive time (idle threads and the event loop's wait excluded). The raw collapsed stacks
+go to bench/results/profile.txt (flamegraph.pl or speedscope read them).
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--requests", type=int, default=1500)
     ap.add_argument("--seconds", type=int, default=12)
+    ap.add_argument("--tokens", type=int, default=20, help="chunks per answer")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     sim = procs.simulator(core=1, api_key=procs.KEYS["ONPREM_API_KEY"], ttft=0.05,
-                          interval=0.005, tokens=20)
+                          interval=0.005, tokens=args.tokens)
     gw = procs.gateway([sim.url], None, core=0,
                        deadlines={"headers_s": 10, "first_token_s": 20, "gap_s": 10})
     out = RESULTS / "profile.txt"

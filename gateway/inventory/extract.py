@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from gateway.inventory.store import Filters
+from gateway.routing.literals import Prechecked
 
 # phrase → (field, value); longer phrases win over their parts.
 SYNONYMS: dict[str, tuple[str, str]] = {
@@ -41,29 +42,35 @@ COLOR_ES = {"blanco": "white", "blanca": "white", "negro": "black", "negra": "bl
             "plata": "silver", "gris": "gray", "azul": "blue", "rojo": "red", "roja": "red",
             "verde": "green", "naranja": "orange", "amarillo": "yellow"}
 AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s?(k|K|grand|thousand)?"
-PRICE_MAX = re.compile(rf"\b(?:under|below|less than|no more than|max(?:imum)?|up to|"
-                       rf"at most|cheaper than|within|budget(?: is| of)?|cheaper\b.{{0,30}}?\bthan)"
-                       rf"\s+{AMOUNT}(?!\s?(?:mi|miles))", re.I)
-PRICE_MIN = re.compile(rf"\b(?:over|above|more than|at least|starting at|from)\s+{AMOUNT}"
-                       rf"(?!\s?(?:mi|miles))", re.I)
-PRICE_AROUND = re.compile(rf"\b(?:around|about|roughly|near|~)\s+{AMOUNT}(?!\s?(?:mi|miles))",
-                          re.I)
-MILES_MAX = re.compile(rf"\b(?:under|below|less than|fewer than|no more than|max(?:imum)?|"
-                       rf"up to)\s+{AMOUNT}\s?(?:mi\b|miles|mileage)", re.I)
-MILES_MAX_2 = re.compile(rf"\b(?:low miles|low mileage)\b|\bmileage\s+(?:under|below)\s+"
-                         rf"{AMOUNT}", re.I)
 YEAR = r"(19[89]\d|20[0-4]\d)"
-YEAR_RANGE = re.compile(rf"\b(?:between\s+)?{YEAR}\s*(?:-|–|to|through|and)\s*{YEAR}\b")
-YEAR_MIN = re.compile(rf"\b(?:{YEAR}\s+or\s+(?:newer|later)|(?:newer than|after)\s+{YEAR}|"
-                      rf"(?:from|since)\s+{YEAR}\s+(?:on|onwards?|and up)\b|since\s+{YEAR}|"
-                      rf"{YEAR}\s*\+)", re.I)
-YEAR_MAX = re.compile(rf"\b(?:{YEAR}\s+or\s+older|(?:older than|before)\s+{YEAR})", re.I)
-YEAR_ONE = re.compile(rf"\b{YEAR}\b")
 DIGIT = re.compile(r"\d")
-NEW = re.compile(r"\b(?:brand[- ]new|new)\b(?!\s+(?:one|ones|to|customers?)\b)", re.I)
-USED = re.compile(r"\b(?:used|pre-?owned|certified|second[- ]hand|usad[oa]s?|seminuev[oa]s?)\b",
-                  re.I)
-NOT_FUEL_GAS = re.compile(r"\b(?:on|save|saving|good)\s+gas\b|\bgas\s+mileage\b", re.I)
+
+
+def _rule(pattern: str, flags: int = 0) -> Prechecked:
+    """Each rule behind its pre-check: most questions lack the words it needs."""
+    return Prechecked(re.compile(pattern, flags))
+
+
+PRICE_MAX = _rule(rf"\b(?:under|below|less than|no more than|max(?:imum)?|up to|at most|"
+                  rf"cheaper than|within|budget(?: is| of)?|cheaper\b.{{0,30}}?\bthan)"
+                  rf"\s+{AMOUNT}(?!\s?(?:mi|miles))", re.I)
+PRICE_MIN = _rule(rf"\b(?:over|above|more than|at least|starting at|from)\s+{AMOUNT}"
+                  rf"(?!\s?(?:mi|miles))", re.I)
+PRICE_AROUND = _rule(rf"\b(?:around|about|roughly|near|~)\s+{AMOUNT}(?!\s?(?:mi|miles))", re.I)
+MILES_MAX = _rule(rf"\b(?:under|below|less than|fewer than|no more than|max(?:imum)?|"
+                  rf"up to)\s+{AMOUNT}\s?(?:mi\b|miles|mileage)", re.I)
+MILES_MAX_2 = _rule(rf"\b(?:low miles|low mileage)\b|\bmileage\s+(?:under|below)\s+{AMOUNT}",
+                    re.I)
+YEAR_RANGE = _rule(rf"\b(?:between\s+)?{YEAR}\s*(?:-|–|to|through|and)\s*{YEAR}\b")
+YEAR_MIN = _rule(rf"\b(?:{YEAR}\s+or\s+(?:newer|later)|(?:newer than|after)\s+{YEAR}|"
+                 rf"(?:from|since)\s+{YEAR}\s+(?:on|onwards?|and up)\b|since\s+{YEAR}|"
+                 rf"{YEAR}\s*\+)", re.I)
+YEAR_MAX = _rule(rf"\b(?:{YEAR}\s+or\s+older|(?:older than|before)\s+{YEAR})", re.I)
+YEAR_ONE = _rule(rf"\b{YEAR}\b")
+NEW = _rule(r"\b(?:brand[- ]new|new)\b(?!\s+(?:one|ones|to|customers?)\b)", re.I)
+USED = _rule(r"\b(?:used|pre-?owned|certified|second[- ]hand|usad[oa]s?|seminuev[oa]s?)\b",
+             re.I)
+NOT_FUEL_GAS = _rule(r"\b(?:on|save|saving|good)\s+gas\b|\bgas\s+mileage\b", re.I)
 
 
 def amount(number: str, unit: str | None) -> int:
@@ -113,6 +120,7 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
                 synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
                 compiled: Matchers | None = None) -> Filters:
     low = f" {text.lower()} "
+    plain = low if text.isascii() else None   # what the rules' pre-checks read
     found: dict[str, list[str]] = {"makes": [], "models": [], "body_styles": [], "fuels": []}
     taken: list[tuple[int, int]] = []
     for phrase, pattern, field, value in compiled if compiled is not None else \
@@ -123,7 +131,7 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue   # part of a longer phrase already read ("plug-in hybrid")
             taken.append((m.start(), m.end()))
-            if value == "gas" and field == "fuels" and NOT_FUEL_GAS.search(text):
+            if value == "gas" and field == "fuels" and NOT_FUEL_GAS.search(text, plain):
                 continue   # "good on gas" is about economy, not the fuel
             if value not in found[field]:
                 found[field].append(value)
@@ -136,33 +144,33 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
                 colors=tuple(dict.fromkeys(colors)))
     digits = DIGIT.search(text) is not None   # amounts and years need one: else skip them
     miles_spans = []
-    for m in MILES_MAX.finditer(text) if digits else ():
+    for m in MILES_MAX.finditer(text, plain) if digits else ():
         f = replace(f, mileage_max=amount(m.group(1), m.group(2)))
         miles_spans.append(m.span())
-    if (m2 := MILES_MAX_2.search(text)) and f.mileage_max is None:
+    if (m2 := MILES_MAX_2.search(text, plain)) and f.mileage_max is None:
         f = replace(f, mileage_max=amount(m2.group(1), m2.group(2)) if m2.group(1) else 30000)
-    for m in PRICE_MAX.finditer(text) if digits else ():
+    for m in PRICE_MAX.finditer(text, plain) if digits else ():
         if not any(s <= m.start() < e for s, e in miles_spans):
             f = replace(f, price_max=amount(m.group(1), m.group(2)))
-    for pm in PRICE_MIN.finditer(text) if digits else ():
+    for pm in PRICE_MIN.finditer(text, plain) if digits else ():
         floor = amount(pm.group(1), pm.group(2))
         if floor >= 1000 and not (1980 <= floor <= 2049 and pm.group(2) is None):
             f = replace(f, price_min=floor)
-    if digits and (m3 := PRICE_AROUND.search(text)) and f.price_max is None:
+    if digits and (m3 := PRICE_AROUND.search(text, plain)) and f.price_max is None:
         about = amount(m3.group(1), m3.group(2))
         if about >= 1000:
             f = replace(f, price_min=int(about * 0.9), price_max=int(about * 1.1))
-    if digits and (yr := YEAR_RANGE.search(text)):
+    if digits and (yr := YEAR_RANGE.search(text, plain)):
         f = replace(f, year_min=int(yr.group(1)), year_max=int(yr.group(2)))
-    elif digits and (ymin := YEAR_MIN.search(text)):
+    elif digits and (ymin := YEAR_MIN.search(text, plain)):
         f = replace(f, year_min=int(next(g for g in ymin.groups() if g)))
-    elif digits and (ymax := YEAR_MAX.search(text)):
+    elif digits and (ymax := YEAR_MAX.search(text, plain)):
         f = replace(f, year_max=int(next(g for g in ymax.groups() if g)))
-    elif digits and (one := YEAR_ONE.search(text)):
+    elif digits and (one := YEAR_ONE.search(text, plain)):
         f = replace(f, year_min=int(one.group(1)), year_max=int(one.group(1)))
-    if USED.search(text):
+    if USED.search(text, plain):
         f = replace(f, condition="used")
-    elif NEW.search(text):
+    elif NEW.search(text, plain):
         f = replace(f, condition="new")
     return f
 
