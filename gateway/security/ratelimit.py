@@ -1,11 +1,12 @@
-"""Rate limits: requests per minute (the `limits` library's moving window) and streams at once.
+"""Rate limits: requests per minute (moving windows, by the `limits` library's rule) and
+streams at once.
 
 Per API key (by label), per client address and, when a key trusted to name them sends one,
 per end user (the frontend's customer, scoped to the key that named them). With Redis the
 windows are shared by every gateway process (limits' RedisStorage, under `scout:rate:`);
-each call is bounded by the Redis timeout, and when Redis is down or slow the process falls back to its own
-in-memory windows (and /health says so) rather than refusing or failing anyone.
-Concurrent streams are counted per process.
+each call is bounded by the Redis timeout, and when Redis is down or slow the process
+falls back to its own in-memory windows (LocalWindows; /health says so) rather than
+refusing or failing anyone. Concurrent streams are counted per process.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisSentinelStorage, RedisStorage, Storage
+from limits.aio.storage import RedisSentinelStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from gateway.config import RedisConfig
@@ -84,6 +85,46 @@ def shared_storage(cfg: RedisConfig) -> Storage | None:
     return None
 
 
+class LocalWindows:
+    """Moving windows in this process, by limits' own rule: a hit is admitted while fewer
+    than the limit's amount were admitted in the window before it, and a refused hit does
+    not count. limits' in-memory storages expire old hits behind every hit, in a task
+    that hops to a thread per window (asyncio) or in a timer thread that contends for the
+    GIL (sync); here each window drops its own expired hits when it is hit, and windows
+    idle for a whole period are swept once a period. Memory: one float per admitted hit
+    still in its window, as with limits."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._windows: dict[tuple[str, int, int], deque[float]] = {}
+        self._swept = clock()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def hit(self, item: RateLimitItem, ident: str) -> tuple[bool, int]:
+        """(admitted, seconds until a hit would be: 0 when admitted)."""
+        now = self._clock()
+        span = item.get_expiry()
+        key = (ident, item.amount, span)
+        hits = self._windows.get(key)
+        if hits is None:
+            hits = self._windows[key] = deque()
+        while hits and hits[0] <= now - span:
+            hits.popleft()
+        if len(hits) >= item.amount:   # "0/minute" admits nothing: a whole window to wait
+            return False, max(1, int((hits[0] if hits else now) + span - now) + 1)
+        hits.append(now)
+        if now - self._swept > span:
+            self._sweep(now)
+        return True, 0
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for key in [k for k, hits in self._windows.items() if hits[-1] <= now - k[2]]:
+            del self._windows[key]
+
+
 class RateLimiter:
     def __init__(self, per_key: str, per_ip: str, streams_per_key: int, streams_per_ip: int,
                  link: RedisLink | None = None, storage: Storage | None = None,
@@ -95,7 +136,7 @@ class RateLimiter:
         self.streams_per_ip = streams_per_ip
         self.streams_per_user = streams_per_user
         self.link = link
-        self.local = MovingWindowRateLimiter(MemoryStorage())
+        self.local = LocalWindows()
         self.shared = None
         if link is not None and storage is not None:
             self.shared = MovingWindowRateLimiter(storage)
@@ -107,7 +148,6 @@ class RateLimiter:
             and self.link.up else "per process"
 
     async def _hit(self, item: RateLimitItem, ident: str) -> tuple[bool, int]:
-        limiter = self.local
         if self.shared is not None and self.link is not None and self.link.up:
             try:
                 async with asyncio.timeout(self.link.timeout_s):
@@ -118,10 +158,7 @@ class RateLimiter:
                     return False, max(1, int(stats.reset_time - time.time()) + 1)
             except Exception as exc:  # Redis trouble is never the customer's problem
                 log.warning("ratelimit_fallback", reason=exc.__class__.__name__)
-        if await limiter.hit(item, ident):
-            return True, 0
-        stats = await limiter.get_window_stats(item, ident)
-        return False, max(1, int(stats.reset_time - time.time()) + 1)
+        return self.local.hit(item, ident)
 
     async def check(self, who: Caller) -> RateLimited | None:
         """The first limit `who` is over, or None. With Redis the windows are hit at once:
