@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,6 +62,7 @@ class Metrics:
         self.build.labels(__version__, build_commit()).set(1)
         self.max_key_labels = max_key_labels
         self._keys_seen: set[str] = set()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.key_requests = Counter("scout_key_requests", "Answers per frontend API key label",
                                     ["key"], registry=r)
         self.key_spend = Counter("scout_key_spend_usd", "Spend in USD per frontend API key label",
@@ -144,6 +146,16 @@ class Metrics:
             self._keys_seen.add(label)
             return label
         return OTHER_KEYS
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, kept: prometheus-client checks the values and takes a
+        lock on every call, and an answer updates a dozen series. The label sets are
+        bounded (intents, tiers, outcomes, `max_key_labels`), so is this."""
+        key = (metric, values)
+        kid = self._children.get(key)
+        if kid is None:
+            kid = self._children[key] = metric.labels(*values)
+        return kid
 
     def set_state(self, gauge: Gauge, label: str, state: str) -> None:
         for s in State:

@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per chunk (why: providers/base.py, Delta).
+@dataclass(slots=True)
 class SSEEvent:
     event: str
     data: str

@@ -61,6 +61,7 @@ class Stats:
         self.clock = clock
         self._minutes: dict[int, Counter[str]] = {}
         self._days: dict[str, Counter[str]] = {}
+        self._day_of: tuple[int, str] = (-1, "")
         self.gauge_sources: dict[str, Callable[[], int]] = {}  # read at each flush
         from gateway.tiers import registry
         self.primary = registry().primary()   # answers from any other tier are fallbacks
@@ -70,8 +71,14 @@ class Stats:
         c.update(fields)
 
     def add_day(self, fields: dict[str, int]) -> None:
-        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
-        self._days.setdefault(day, Counter()).update(fields)
+        self._days.setdefault(self._day(), Counter()).update(fields)
+
+    def _day(self) -> str:
+        """Today (UTC) as the store's day key names it; formatted once a day, not per turn."""
+        n = int(self.clock() // 86400)
+        if self._day_of[0] != n:
+            self._day_of = (n, time.strftime("%Y-%m-%d", time.gmtime(n * 86400)))
+        return self._day_of[1]
 
     def record_turn(self, served_by: list[str], ttft_ms: float | None, counts_for_fallback: bool,
                     cost_usd: float, openai_equivalent_usd: float, cache: str | None) -> None:
@@ -115,7 +122,7 @@ class Stats:
         return out
 
     async def today(self) -> dict[str, int]:
-        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        day = self._day()
         shared = (await self.kv.hash_all([day_key(day)]) or [{}])[0]
         merged = Counter(shared)
         merged.update(self._days.get(day, {}))

@@ -47,6 +47,26 @@ async def read_json_body(request: web.Request) -> Any:
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
+    content = request.content
+    data: bytes | bytearray
+    if content.is_eof():   # the whole body came with the headers: nothing to wait for
+        data = content.read_nowait()
+        if len(data) > max_bytes:
+            raise PayloadTooLarge(f"request body is over the {max_bytes}-byte limit")
+    else:
+        data = await _read_body(request, max_bytes, timeout_s)
+    if not data.strip():
+        raise RequestRejected("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RequestRejected(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise RequestRejected("request body is nested too deeply", code="invalid_json") from None
+
+
+async def _read_body(request: web.Request, max_bytes: int, timeout_s: float) -> bytearray:
+    """A body still arriving: its segments until its end, within `timeout_s`."""
     data = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
@@ -58,14 +78,7 @@ async def read_json_body(request: web.Request) -> Any:
     except TimeoutError:
         raise RequestRejected(f"request body not received within {timeout_s:g} s", status=408,
                               code="body_timeout") from None
-    if not data.strip():
-        raise RequestRejected("request body is empty; send a JSON object", code="invalid_json")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise RequestRejected(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    except RecursionError:
-        raise RequestRejected("request body is nested too deeply", code="invalid_json") from None
+    return data
 
 
 def _reject(message: str, param: str) -> RequestRejected:

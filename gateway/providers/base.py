@@ -58,7 +58,9 @@ class Headers:
     """The upstream answered with a success status; tokens may follow."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per chunk, and a frozen dataclass's __init__ sets each field
+# through object.__setattr__ (measured 510 vs 148 ns for four fields). Never changed once made.
+@dataclass(slots=True)
 class Delta:
     text: str
     model: str

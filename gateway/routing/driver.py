@@ -57,7 +57,8 @@ class HealthObserver(Protocol):
     def observe_success(self, tier: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per chunk (why: providers/base.py, Delta).
+@dataclass(slots=True)
 class TextOut:
     text: str
     tier: str

@@ -60,7 +60,8 @@ class CancelTier:
     missed: str = ""   # the deadline it missed, in words (health counts it as a failure)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per chunk (why: providers/base.py, Delta).
+@dataclass(slots=True)
 class EmitText:
     attempt: int
     tier: str

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.config import load_settings
 from gateway.health.monitor import HealthMonitor
 from gateway.state.kv import MemoryKV
-from gateway.stats import Stats
+from gateway.stats import Stats, day_key
 from tests.conftest import ROOT
 
 ENV = {"ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b", "SCOUT_API_KEYS": "t:0123456789abcdef"}
@@ -81,3 +81,19 @@ async def test_a_misconfigured_tier_alerts_at_once():
     assert m.state("openai").state == "misconfigured"
     assert told and told[-1]["tier"] == "openai" and told[-1]["to"] == "misconfigured"
     assert "out of credit" in told[-1]["reason"]
+
+
+async def test_spend_is_counted_on_the_utc_day_each_answer_was_given():
+    _, stats, clock, _ = monitor()
+    clock.now = 1_800_057_599.0   # 23:59:59 UTC
+    stats.record_turn(["openai"], 300.0, counts_for_fallback=True, cost_usd=0.001,
+                      openai_equivalent_usd=0.001, cache=None)
+    assert (await stats.today())["req"] == 1
+    clock.now += 2                 # past midnight: a new day, counted from nothing
+    assert "req" not in await stats.today()
+    stats.record_turn(["onprem"], 100.0, counts_for_fallback=True, cost_usd=0.0,
+                      openai_equivalent_usd=0.001, cache=None)
+    await stats.flush()
+    assert (await stats.today())["req"] == 1
+    days = await stats.kv.hash_all([day_key("2027-01-15"), day_key("2027-01-16")])
+    assert [d.get("req") for d in days] == [1, 1]
