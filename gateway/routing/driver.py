@@ -446,6 +446,14 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     ev = _bug(tier_of[direct_aid], exc)
                 finally:
                     deadline.read_done()
+                # The steady state: plain text from the attempt answering, taken by the race
+                # (Race.on_text) and passed on with no action list in between.
+                if type(ev) is Delta and ev.tool_calls is None and ev.finish_reason is None \
+                        and not actions and race.on_text(direct_aid, ev.text, loop.time()):
+                    model_of[direct_aid] = ev.model
+                    text_of[direct_aid].append(ev.text)
+                    yield TextOut(ev.text, tier_of[direct_aid], ev.model)
+                    continue
                 if ev is _FINISHED or isinstance(ev, TierError):
                     direct = None
                     deadline.stop()

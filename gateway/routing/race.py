@@ -144,6 +144,17 @@ class Race:
             a.headers = True
         return []
 
+    def on_text(self, attempt_id: int, text: str, now: float) -> bool:
+        """The common token: more text from the attempt already answering. True when the
+        race took it (emit it as on_token's EmitText would be); False when it is anything
+        else, for on_token to decide."""
+        a = self.attempts.get(attempt_id)
+        if a is None or self.winner is not a or not a.active or self.done or not text:
+            return False
+        a.last_token_at = now
+        self.text.append(text)
+        return True
+
     def on_token(self, attempt_id: int, text: str, now: float, payload: Any = None) -> list[Action]:
         """A token arrived: `text`, or a non-text token (a tool call) carried in `payload`."""
         a = self._live(attempt_id)

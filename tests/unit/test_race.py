@@ -119,6 +119,24 @@ def test_stall_mid_stream_is_resumed_by_the_next_tier_with_the_partial_answer():
     assert r.stats.resumes == 1
 
 
+def test_more_text_is_taken_as_a_token_only_from_the_attempt_answering():
+    """on_text, the steady state's shortcut, takes exactly what on_token would emit."""
+    r = Race(LADDER, D)
+    r.start(0.0)
+    assert not r.on_text(1, "first", 0.5), "the first token goes through on_token"
+    r.on_token(1, "The RAV4", 0.5)
+    assert r.on_text(1, " is", 0.6)
+    assert not r.on_text(1, "", 0.65), "no text is no token"
+    assert r.next_deadline() == pytest.approx(3.6), "it moves the gap deadline like a token"
+    r.on_tick(3.6)   # stalled: openai resumes
+    assert not r.on_text(1, " late", 3.7), "a cut attempt's text is not taken"
+    r.on_token(2, " great", 4.0)
+    assert r.on_text(2, "!", 4.1)
+    r.on_finish(2, 4.2)
+    assert not r.on_text(2, " more", 4.3), "nothing after the finish"
+    assert "".join(r.text) == "The RAV4 is great!"
+
+
 def test_drop_mid_stream_resumes_and_skips_the_cache_which_cannot_continue():
     r = Race(("onprem", "cache", "static"), D)
     r.start(0.0)
