@@ -180,8 +180,10 @@ def extract(user_turns: list[str], vocabulary: Mapping[str, Iterable[str]],
             compiled: Matchers | None = None) -> Filters:
     """Filters from the last user turn, with what earlier turns asked for kept where the last
     one says nothing of it ("and in red?" after "any RAV4 hybrids?")."""
-    merged = Filters()
     compiled = compiled if compiled is not None else matchers(vocabulary, synonyms)
+    if len(user_turns) == 1:   # nothing earlier to carry over
+        return extract_one(user_turns[0], vocabulary, synonyms, compiled)
+    merged = Filters()
     for text in user_turns[-3:]:
         f = extract_one(text, vocabulary, synonyms, compiled)
         changes = {k: v for k, v in f.__dict__.items() if v not in (None, ())}

@@ -16,7 +16,7 @@ import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -41,10 +41,15 @@ class Caller:
     label: str
     ip: str
     user: str | None = None
+    _buckets: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:   # read four times a request: named once
+        object.__setattr__(self, "_buckets", (
+            f"key:{self.label}", f"ip:{self.ip}",
+            *((f"user:{self.label}:{self.user}",) if self.user is not None else ())))
 
     def buckets(self) -> tuple[str, ...]:
-        return (f"key:{self.label}", f"ip:{self.ip}",
-                *((f"user:{self.label}:{self.user}",) if self.user is not None else ()))
+        return self._buckets
 
 
 class RateLimited(RequestRejected):

@@ -17,6 +17,7 @@ on the app, so an operator can check the setup on staff `/health`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -57,8 +58,14 @@ class ClientAddresses:
         self.last: Attribution | None = None
 
     def is_trusted(self, peer: str | None) -> bool:
+        if not self._networks:
+            return False
+        return self._trusted(peer or "")
+
+    @functools.lru_cache(maxsize=4096)   # noqa: B019 - one instance per app: peers repeat
+    def _trusted(self, peer: str) -> bool:
         try:
-            ip = ipaddress.ip_address(peer or "")
+            ip = ipaddress.ip_address(peer)
         except ValueError:
             return False
         return any(ip in net for net in self._networks)
