@@ -193,7 +193,10 @@ class ChatService:
                         yield ev
                     return
             grounded = 0
-            if self.inventory is not None and turn.plan.intent.ground:
+            # The stock table is for a model to read: a ladder with none (a pinned static
+            # reply, the inventory tier) has nothing to ground.
+            if self.inventory is not None and turn.plan.intent.ground \
+                    and not self._generative.isdisjoint(turn.plan.ladder):
                 table, grounded = await self.inventory.grounding(turn.request.messages)
                 if grounded:
                     messages = list(turn.request.messages)

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from gateway.app import create_app
+from gateway.appkeys import INVENTORY
 from gateway.inventory.extract import extract
 from gateway.inventory.importer import import_csv
 from gateway.inventory.store import Backend, PostgresStore, SQLiteStore
 from gateway.inventory.tier import Inventory, InventorySettings
-from tests.conftest import STAFF, make_settings
+from tests.conftest import AUTH, STAFF, make_settings
 from tests.servers import PostgresServer
 from tests.sse_client import read_events
 
@@ -161,6 +162,29 @@ async def test_a_grounded_turn_sends_on_prem_the_matching_rows(gw_client, onprem
             assert r["stock_number"] in table
         if r["status"] == "sold":
             assert r["stock_number"] not in table
+
+
+async def test_only_a_turn_a_model_may_answer_is_grounded(gw_client, onprem_sim, openai_sim):
+    """The stock table is for a model to read: a pinned static reply does not look it up."""
+    app = create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
+    client = await gw_client(app)
+    looked: list[int] = []
+    inventory = app[INVENTORY]
+    real = inventory.grounding
+
+    async def grounding(messages):
+        looked.append(1)
+        return await real(messages)
+
+    inventory.grounding = grounding   # type: ignore[method-assign]
+    body = {"messages": [{"role": "user", "content": "Any used Honda SUVs?"}]}
+    static = await client.post("/v1/chat/completions", json={**body, "model": "scout/static"},
+                               headers=AUTH)
+    assert static.status == 200 and (await static.json())["served_by"] == ["static"]
+    assert looked == []
+    routed = await client.post("/v1/chat/completions", json={**body, "model": "scout"},
+                               headers=AUTH)
+    assert (await routed.json())["served_by"] == ["onprem"] and looked == [1]
 
 
 class Counting:
