@@ -56,14 +56,15 @@ class ClientAddresses:
         self._networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
         self._filtered = _Filtered(set(self._networks)) if trusted else None
         self.last: Attribution | None = None
+        # Peers repeat (the edge proxy, a frontend's servers): each address parsed once.
+        self._trusted = functools.lru_cache(maxsize=4096)(self._check)
 
     def is_trusted(self, peer: str | None) -> bool:
         if not self._networks:
             return False
         return self._trusted(peer or "")
 
-    @functools.lru_cache(maxsize=4096)   # noqa: B019 - one instance per app: peers repeat
-    def _trusted(self, peer: str) -> bool:
+    def _check(self, peer: str) -> bool:
         try:
             ip = ipaddress.ip_address(peer)
         except ValueError:
