@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.inventory import extract
@@ -89,3 +89,38 @@ TEXTS = st.lists(st.one_of(PIECES, st.text(ASCII, max_size=6)), max_size=8).map(
 @given(TEXTS)
 def test_the_classifier_agrees_with_running_every_regex(text):
     assert C._classify(text).name == _by_regex(text), text
+
+
+# Patterns an operator might write: literals, classes, anchors, groups, alternations,
+# every kind of repeat, lookarounds, atomic groups and inline case flags, nested.
+_ATOMS = st.sampled_from(["a", "b", "ab", "car", "z", r"\d", r"\s", r"\w", ".", "[ab]",
+                          "[^a]", r"\b", "^", "$", "é", "K", "s", " ", "-"])
+_REGEX = st.recursive(_ATOMS, lambda inner: st.one_of(
+    st.tuples(inner, inner).map("".join),
+    st.lists(inner, min_size=1, max_size=3).map(lambda alts: "(" + "|".join(alts) + ")"),
+    st.tuples(inner, st.sampled_from(["*", "+", "?", "{0,2}", "{1,2}", "{2}", "*?", "+?",
+                                      "++", "?+"])).map(lambda t: f"(?:{t[0]}){t[1]}"),
+    st.tuples(st.sampled_from(["(?=a)", "(?!ab)", "(?<=c)", "(?<!a)"]), inner).map("".join),
+    inner.map(lambda r: f"(?i:{r})"),
+    inner.map(lambda r: f"(?>{r})"),
+), max_leaves=8)
+_TEXT = st.lists(st.sampled_from(["a", "b", "ab", "car", "z", "K", "k", "s", "S", " ", "-",
+                                  "1", "A", "CAR"]), max_size=4).map("".join)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300, deadline=None)
+@given(_REGEX, st.sampled_from([0, re.IGNORECASE]), st.lists(_TEXT, min_size=20, max_size=20))
+@example("(ab|car)z", 0, ["carz"])            # either branch
+@example("car(?:ab)?z", 0, ["carz"])          # an optional part is not needed
+@example("(?=ab)a", 0, ["ab"])                # nor what a lookahead reads
+@example("(?i:CAR)", 0, ["car"])              # compared lowercased
+def test_no_pattern_is_skipped_where_it_matches(source, flags, texts):
+    """Whatever the pattern, a pre-check never skips an ASCII text the regex matches."""
+    try:
+        pattern = re.compile(source, flags)
+    except re.error:
+        return
+    need = needed(pattern)
+    for text in texts:
+        if need is not None and pattern.search(text):
+            assert any(n in text.lower() for n in need), (source, text, need)
