@@ -270,7 +270,7 @@ class ChatService:
         if self._should_store(turn, result):
             await self._store(turn, result, outcome)
         # INFO carries ids, sizes, intents and timings; the words themselves only at DEBUG.
-        question = prompt_text([m for m in turn.request.messages if m.get("role") == "user"][-1:])
+        question = self._question(turn)
         log.info("turn", id=turn.id, intent=outcome.intent,
                  served_by="+".join(outcome.served_by) or "-",
                  ttft_ms=outcome.ttft_ms and round(outcome.ttft_ms, 1),

@@ -10,20 +10,15 @@ from typing import Any
 
 from gateway.config import IntentConfig
 from gateway.cost import prompt_text
-from gateway.routing.literals import Prechecked, can_match_ascii
+from gateway.routing.literals import Prechecked
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
     intent: IntentConfig
-    keywords: re.Pattern[str] | None
-    # The keywords that could match ASCII text, lowercased: for ASCII text a substring
-    # test says exactly whether the regex can match (IGNORECASE pairs ASCII letters only
-    # with their own case there). "crédito" never matches ASCII text, so it is left out;
-    # a keyword such as "fınancing" could ("ı" pairs with "i"), so with one of those the
-    # regex always runs. None: no shortcut.
-    words: tuple[str, ...] | None
-    # The patterns, each behind its pre-check for ASCII text (see routing.literals).
+    # The keywords as one regex, and each pattern, behind its pre-check for ASCII text
+    # (routing.literals): most intents' rules skip their regexes for most questions.
+    keywords: Prechecked | None
     checks: tuple[Prechecked, ...]
 
 
@@ -46,11 +41,8 @@ class IntentClassifier:
             kw = None
             if intent.keywords:
                 alts = "|".join(re.escape(k) for k in sorted(intent.keywords, key=len, reverse=True))
-                kw = re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
-            words = tuple(k.lower() for k in intent.keywords if can_match_ascii(k))
-            self._rules.append(_Rule(
-                intent, kw, words if all(w.isascii() for w in words) else None,
-                tuple(map(Prechecked, intent.patterns))))
+                kw = Prechecked(re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE))
+            self._rules.append(_Rule(intent, kw, tuple(map(Prechecked, intent.patterns))))
         self.default = self._by_name[default]
 
     def get(self, name: str) -> IntentConfig:
@@ -78,9 +70,8 @@ class IntentClassifier:
         best_score = 0
         low = text.lower() if text.isascii() else None
         for rule in self._rules:
-            # A keyword matches only where its letters are: most intents skip the regex.
-            score = len(rule.keywords.findall(text)) if rule.keywords and (
-                low is None or rule.words is None or any(w in low for w in rule.words)) else 0
+            kw = rule.keywords
+            score = len(kw.pattern.findall(text)) if kw is not None and kw.may_match(low) else 0
             score += sum(1 for c in rule.checks if c.search(text, low))
             if score and rule.intent.private:
                 return rule.intent

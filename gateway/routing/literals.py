@@ -37,13 +37,6 @@ def needed(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
         return None
 
 
-def can_match_ascii(word: str) -> bool:
-    """Whether `word`, as a case-insensitive literal, could match anywhere in ASCII text:
-    "crédito" cannot, but "fınancing" can (IGNORECASE pairs "ı" with "i")."""
-    return all(ch.isascii() or any(re.fullmatch(re.escape(ch), chr(a), re.IGNORECASE)
-                                   for a in range(128)) for ch in word)
-
-
 def _best(options: Iterable[tuple[str, ...]]) -> tuple[str, ...] | None:
     """Of several conditions that all hold, the most selective: the longest shortest string."""
     best: tuple[str, ...] | None = None
