@@ -2,8 +2,9 @@
 
     python -m bench.relay --upstream http://127.0.0.1:8001 --port 9000
 
-No auth, no parsing, no routing, no fallbacks: it forwards the request body to the
-upstream over a pooled connection and writes each piece of the answer as it arrives.
+No auth, no parsing, no routing, no fallbacks, but the gateway's event loop and collector
+settings: it forwards the request body to the upstream over a pooled connection and writes
+each piece of the answer as it arrives.
 bench.overhead runs it next to the gateway, so the table says how much of the
 gateway's cost is aiohttp and the event loop, and how much is Scout's own work;
 `POST /constant` answers a canned completion, bench.cache's floor for a static reply.
@@ -17,7 +18,8 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from gateway.cli import run
+from gateway.cli import run, tune_gc
+from gateway.config import ServerConfig
 
 # The size and shape of a short non-streamed completion.
 CONSTANT = {"id": "chatcmpl-0", "object": "chat.completion", "created": 0, "model": "canned",
@@ -65,6 +67,7 @@ async def serve(upstream: str, host: str, port: int) -> None:
     runner = web.AppRunner(make_app(upstream), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    tune_gc(ServerConfig().gc_threshold)   # the gateway's own runtime settings, for a fair floor
     await asyncio.Event().wait()
 
 

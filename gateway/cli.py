@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import shutil
@@ -69,12 +70,29 @@ async def run_server(app: web.Application, host: str, port: int,
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()
+        tune_gc(app[SETTINGS].server.gc_threshold)
         ready()
         await stop.wait()
         get_logger("scout").info("shutdown", drain_s=drain_s)
         await ws.drain(app)
     finally:
         await runner.cleanup()
+
+
+def tune_gc(threshold: int) -> None:
+    """Keep Python's cycle collector off the streaming path, once the process has started.
+
+    Reference counting frees nearly everything a request allocates; under streaming load
+    the collector found ~0.25 cyclic objects per request, yet its passes took ~0.19 ms of
+    CPU per request, and each full pass walked every object built at startup (config,
+    routes, compiled patterns, the inventory), pausing every stream for up to ~60 ms
+    (docs/benchmarks.md). So what exists once the server listens is frozen out of the
+    collector's sight (gc.freeze, as the gc documentation suggests for long-lived
+    servers), and its youngest pass waits for `threshold` net allocations instead of 700:
+    cycles are still found and freed, hundreds of times less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(threshold, 10, 10)
 
 
 def _load(path: str) -> Settings:

@@ -619,6 +619,10 @@ class ServerConfig(Section):
     # Peers whose X-Forwarded-For is believed (addresses or CIDRs): the edge nginx. From any
     # other peer the header is ignored and the peer's own address is the client's.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Python's cycle collector runs its youngest pass after this many net allocations
+    # (Python's own default is 700); what was built at startup is frozen out of its sight
+    # either way. Why: gateway.cli.tune_gc.
+    gc_threshold: Count = 50_000
 
     @field_validator("system_prompt", mode="before")
     @classmethod
