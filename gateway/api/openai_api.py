@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import orjson
@@ -36,7 +37,13 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 
 
 def model_ids(settings: Settings) -> frozenset[str]:
-    return frozenset([ROUTED_MODEL, *(tier_model_id(t) for t in settings.enabled_tiers())])
+    """The model names a request may ask for: asked by every request, made once."""
+    return _model_ids(settings.enabled_tiers())
+
+
+@cache
+def _model_ids(tiers: tuple[str, ...]) -> frozenset[str]:
+    return frozenset([ROUTED_MODEL, *(tier_model_id(t) for t in tiers)])
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -81,6 +81,9 @@ def _short(t: Target) -> str:
     return t.name.split(".", 1)[-1]
 
 
+NOT_WATCHED = TierHealth("unknown", "")
+
+
 def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
     """A tier's state from its targets: path down beats replicas; any good replica serves."""
     path = next((t for t in targets if t.kind == "path"), None)
@@ -103,7 +106,7 @@ def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
         return TierHealth("unknown", "replicas not probed yet")
     others = [t for t in targets if t.kind != "path"] or ([path] if path else [])
     if not others:
-        return TierHealth("unknown", "")
+        return NOT_WATCHED
     return TierHealth(others[0].state, others[0].reason)
 
 
@@ -137,6 +140,7 @@ class TierBook:
         self.tracked: set[str] = set()          # tiers whose failures count per target
         self.tier_states: dict[str, TierHealth] = {}
         self._ejection_ends: float | None = None   # when the verdicts next change by time
+        self._target_tiers: set[str] = set()       # tiers with probed targets
 
     def add(self, tier: str, probes: tuple[ProbeTarget, ...], routes: dict[str, str]) -> None:
         for p in probes:
@@ -145,6 +149,7 @@ class TierBook:
         self.url_targets.update(routes)
         self._url_tier.update(dict.fromkeys(routes, tier))
         self._target_urls.update({name: url for url, name in routes.items()})
+        self._target_tiers.add(tier)
         if routes:
             self.tracked.add(tier)
 
@@ -164,7 +169,11 @@ class TierBook:
         if self._ejection_ends is not None and self.clock() >= self._ejection_ends:
             self.refresh()   # an ejected target's time is up: it is on probation now
         known = self.tier_states.get(tier)
-        return known if known is not None else self._compute(tier)
+        if known is not None:
+            return known
+        # Nothing watches it (the cache, a static reply) and nothing has failed on it yet.
+        return self._compute(tier) if tier in self._target_tiers or tier in self.passive \
+            else NOT_WATCHED
 
     def _compute(self, tier: str) -> TierHealth:
         p = self.passive.get(tier)

@@ -108,3 +108,23 @@ def test_tier_from_targets():
     for t in r:
         t.state, t.reason = "misconfigured", "API key (401)"
     assert tier_verdict("onprem", [path, *r]).state == "misconfigured"
+
+
+def test_a_tier_nothing_watches_is_unknown_until_live_traffic_or_targets_say_more():
+    from gateway.config import HealthConfig
+    from gateway.health.targets import TierBook
+    from gateway.tiers import ProbeTarget
+
+    now = [0.0]
+    book = TierBook(HealthConfig(), lambda: now[0], lambda event: None)
+    assert book.state("cache").state == "unknown"   # asked every turn, never probed
+    book.observe_failure("cache", "busy", "429", retry_after_s=5)
+    assert book.state("cache").state == "busy"
+    now[0] = 6.0
+    assert book.state("cache").state == "unknown", "the live verdict lapsed"
+    # A tier that gains targets is judged by them from then on.
+    probe = ProbeTarget("static.main", "replica", lambda session, key, cfg: None)  # type: ignore
+    book.add("static", (probe,), {})
+    assert book.state("static") == tier_verdict("static", [Target("static.main", "replica",
+                                                                  "static")])
+    assert book.state("static").reason == "replicas not probed yet"
