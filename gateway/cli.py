@@ -80,16 +80,18 @@ async def run_server(app: web.Application, host: str, port: int,
 
 
 def tune_gc(threshold: int) -> None:
-    """Keep Python's cycle collector off the streaming path, once the process has started.
+    """Keep Python's cycle collector off the streaming path, once the process listens.
 
-    Reference counting frees nearly everything a request allocates; under streaming load
-    the collector found ~0.25 cyclic objects per request, yet its passes took ~0.19 ms of
-    CPU per request, and each full pass walked every object built at startup (config,
-    routes, compiled patterns, the inventory), pausing every stream for up to ~60 ms
-    (docs/benchmarks.md). So what exists once the server listens is frozen out of the
-    collector's sight (gc.freeze, as the gc documentation suggests for long-lived
-    servers), and its youngest pass waits for `threshold` net allocations instead of 700:
-    cycles are still found and freed, hundreds of times less often."""
+    Reference counting frees nearly everything a request allocates. With Python's defaults,
+    at 128 streams the collector took ~0.19 ms of CPU per request, and each full pass
+    walked every object built at startup (config, routes, compiled patterns, the
+    inventory), pausing every stream for up to ~60 ms (docs/benchmarks.md). So what
+    exists once the server listens is frozen out of the collector's sight (gc.freeze, as
+    the gc documentation suggests for long-lived servers), and its youngest pass waits
+    for `threshold` net allocations instead of 700. Cycles are still found and freed:
+    at 10,000, every ~1,000 requests at 128 streams, in passes of a few milliseconds. A
+    higher threshold makes the passes rarer but each one longer, and keeps garbage
+    longer (docs/operations.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, 10, 10)

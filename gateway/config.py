@@ -621,8 +621,8 @@ class ServerConfig(Section):
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     # Python's cycle collector runs its youngest pass after this many net allocations
     # (Python's own default is 700); what was built at startup is frozen out of its sight
-    # either way. Why: gateway.cli.tune_gc.
-    gc_threshold: Count = 50_000
+    # either way. Why, and what a higher value costs: gateway.cli.tune_gc.
+    gc_threshold: Count = 10_000
 
     @field_validator("system_prompt", mode="before")
     @classmethod

@@ -56,4 +56,4 @@ def test_serving_freezes_what_startup_built_and_collects_young_objects_less_ofte
 
 def test_the_default_threshold_is_the_documented_one(tmp_path):
     seen = serve_once(tmp_path, {})
-    assert seen["threshold"] == [50_000, 10, 10]
+    assert seen["threshold"] == [10_000, 10, 10]
