@@ -31,9 +31,12 @@ class SSEDecoder:
         self._event = ""
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
 
+    def idle(self) -> bool:
+        """Between events: nothing of a line or an event is held back."""
+        return not self._buf and not self._data and not self._event and not self._skip_lf
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if not self._buf and not self._data and not self._event and not self._skip_lf \
-                and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+        if chunk.endswith(b"\n\n") and b"\r" not in chunk and self.idle():
             return self._whole(chunk)
         return self._general(chunk)
 

@@ -172,6 +172,21 @@ class CompletionsClient:
             decoder = SSEDecoder()
             try:
                 async for chunk in resp.content.iter_any():
+                    # The usual read: one whole event of one `data: {...}` line, as vLLM,
+                    # llama.cpp and OpenAI send each chunk; its JSON is read from the bytes
+                    # as they came. Anything else, or JSON that does not parse as bytes
+                    # (not UTF-8), goes through the decoder below.
+                    if chunk.startswith(b"data: {") and chunk.find(b"\n") == len(chunk) - 2 \
+                            and chunk.endswith(b"\n\n") and b"\r" not in chunk \
+                            and decoder.idle():
+                        try:
+                            one = parse_chunk(chunk[6:-2], self.model, where)
+                        except TierError:
+                            pass
+                        else:
+                            for out in one:
+                                yield out
+                            continue
                     pieces: list[StreamEvent] = []
                     broken: TierError | None = None
                     done = False
@@ -247,7 +262,7 @@ async def _read_some(resp: aiohttp.ClientResponse) -> str:
         return ""
 
 
-def json_object(data: str, where: str, what: str) -> dict[str, Any]:
+def json_object(data: str | bytes, where: str, what: str) -> dict[str, Any]:
     """One event's payload as a JSON object; anything else is a broken stream."""
     try:
         value = orjson.loads(data)
@@ -258,7 +273,7 @@ def json_object(data: str, where: str, what: str) -> dict[str, Any]:
     return value
 
 
-def parse_chunk(data: str, default_model: str, where: str) -> list[StreamEvent]:
+def parse_chunk(data: str | bytes, default_model: str, where: str) -> list[StreamEvent]:
     """One `data:` payload of an OpenAI stream as the events the race consumes."""
     chunk = json_object(data, where, "a chunk")
     if "error" in chunk:
