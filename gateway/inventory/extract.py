@@ -11,8 +11,9 @@ Recent turns count: "what about in red?" keeps the model asked about before.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 
 from gateway.inventory.store import Filters
 from gateway.routing.literals import Prechecked
@@ -177,15 +178,19 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
 
 def extract(user_turns: list[str], vocabulary: Mapping[str, Iterable[str]],
             synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
-            compiled: Matchers | None = None) -> Filters:
+            compiled: Matchers | None = None,
+            read: Callable[[str], Filters] | None = None) -> Filters:
     """Filters from the last user turn, with what earlier turns asked for kept where the last
-    one says nothing of it ("and in red?" after "any RAV4 hybrids?")."""
-    compiled = compiled if compiled is not None else matchers(vocabulary, synonyms)
+    one says nothing of it ("and in red?" after "any RAV4 hybrids?"). `read` is
+    extract_one for this vocabulary (the inventory passes one that remembers each text)."""
+    if read is None:
+        compiled = compiled if compiled is not None else matchers(vocabulary, synonyms)
+        read = partial(extract_one, vocabulary=vocabulary, synonyms=synonyms, compiled=compiled)
     if len(user_turns) == 1:   # nothing earlier to carry over
-        return extract_one(user_turns[0], vocabulary, synonyms, compiled)
+        return read(user_turns[0])
     merged = Filters()
     for text in user_turns[-3:]:
-        f = extract_one(text, vocabulary, synonyms, compiled)
+        f = read(text)
         changes = {k: v for k, v in f.__dict__.items() if v not in (None, ())}
         if f.models and not f.makes:
             changes["makes"] = ()   # a new model: the earlier make need not hold

@@ -241,3 +241,35 @@ async def test_a_failed_grounding_lookup_is_not_reused(store):
     counted.fail = False
     _, rows = await inventory.grounding(turn)
     assert rows > 0 and counted.searches == 2
+
+
+async def test_earlier_turns_are_read_once_and_read_again_once_the_stock_changes(
+        store, monkeypatch):
+    import gateway.inventory.extract as extract_module
+    import gateway.inventory.tier as tier
+
+    await import_csv(store, SAMPLE)
+    inventory = Inventory(store, InventorySettings())
+    await inventory.refresh()
+    read: list[str] = []
+    real = extract_module.extract_one
+
+    def counted(text, *args, **kwargs):
+        read.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(tier, "extract_one", counted, raising=False)
+    monkeypatch.setattr(extract_module, "extract_one", counted)
+    chat = [{"role": "user", "content": "any RAV4 hybrids?"},
+            {"role": "assistant", "content": "Two."},
+            {"role": "user", "content": "and in red?"}]
+    first = inventory.filters(chat)
+    assert first.models == ("RAV4",) and first.colors == ("red",) and len(read) == 2
+    chat += [{"role": "assistant", "content": "One."}, {"role": "user", "content": "Zephyrus?"}]
+    assert inventory.filters(chat).models == ("RAV4",), "no Zephyrus on the lot yet"
+    assert read[2:] == ["Zephyrus?"], "the earlier turns were not read again"
+
+    # The lot starts selling it: the next turn understands the name, in old turns too.
+    await import_csv(store, with_rows([dict(ROWS[0], model="Zephyrus"), *ROWS[1:]]))
+    await inventory.refresh()
+    assert inventory.filters(chat).models == ("Zephyrus",)
