@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 from gateway.cost import prompt_text
@@ -25,11 +25,11 @@ from gateway.errors import TierUnavailable
 from gateway.inventory.extract import SYNONYMS, extract, extract_one, matchers
 from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
 from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
+from gateway.routing.intents import remembered
 from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
 GROUNDS_KEPT = 1024   # distinct grounding lookups remembered at most
-READS_KEPT = 4096     # texts whose filters are remembered, as the intent classifier does
 # How a grounding message starts: the gateway's own text, stock only, never redacted.
 GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
                     "dealership's live inventory; name only these, with their prices):")
@@ -73,8 +73,9 @@ class Inventory:
         self.error: str = ""
         self.checked_at = 0.0
         self._synonyms = {**SYNONYMS, **{p: (f, v) for p, f, v in cfg.synonyms}}
-        # The vocabulary, and extract_one for it remembering each text: a conversation's
-        # earlier turns are read again on each of its turns (the OpenAI API resends them).
+        # The vocabulary, and extract_one for it remembering each text, as the intent
+        # classifier does: a conversation's earlier turns come again with each of its turns
+        # (the OpenAI API resends them).
         self._reader: tuple[object, Callable[[str], Filters]] | None = None
         # Grounding lookups by (filters, rows): when made, and the lookup itself, which
         # every turn asking the same within ground_reuse_s awaits (one query, not one each).
@@ -109,7 +110,7 @@ class Inventory:
         if self._reader is None or self._reader[0] is not vocab:  # the stock changed
             read = partial(extract_one, vocabulary=vocab, synonyms=self._synonyms,
                            compiled=matchers(vocab, self._synonyms))
-            self._reader = (vocab, lru_cache(maxsize=READS_KEPT)(read))
+            self._reader = (vocab, remembered(read))
         return extract(turns, vocab, self._synonyms, read=self._reader[1])
 
     async def answer(self, messages: list[dict[str, Any]]) -> str:

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.config import IntentConfig
 from gateway.cost import prompt_text
 from gateway.routing.literals import Prechecked
+
+T = TypeVar("T")
+KEEP_CHARS = 2048   # texts longer than this are read each time they come
+
+
+def remembered(read: Callable[[str], T], maxsize: int = 4096) -> Callable[[str], T]:
+    """`read`, a pure function of a text, keeping its result for the last `maxsize` texts
+    it was asked about. Only texts up to KEEP_CHARS are kept, so a caller sending long
+    unique messages makes it hold 8 M characters at most, not maxsize × the body cap."""
+    kept = functools.lru_cache(maxsize=maxsize)(read)
+
+    def lookup(text: str) -> T:
+        return kept(text) if len(text) <= KEEP_CHARS else read(text)
+    return lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +47,7 @@ class IntentClassifier:
     def __init__(self, intents: Iterable[IntentConfig], default: str) -> None:
         # A turn is classified several times (its intent, each later turn's privacy check,
         # the off-site guard): the rules are pure, so a text's verdict is kept.
-        self.classify = functools.lru_cache(maxsize=4096)(self._classify)  # type: ignore[method-assign]
+        self.classify = remembered(self._classify)  # type: ignore[method-assign,assignment]
         self._rules: list[_Rule] = []
         self._by_name: dict[str, IntentConfig] = {}
         for intent in intents:

@@ -7,7 +7,7 @@ import pytest
 from gateway.config import load_settings
 from gateway.errors import PrivacyViolation
 from gateway.health.states import State, TierHealth
-from gateway.routing.intents import IntentClassifier
+from gateway.routing.intents import KEEP_CHARS, IntentClassifier, remembered
 from gateway.routing.plan import check_offsite, plan_route
 from tests.conftest import ROOT
 
@@ -133,3 +133,17 @@ def test_a_private_keyword_typed_with_letters_that_ignorecase_pairs_is_still_pri
     """The keyword regexes match case-insensitively by Unicode's rules, where "ı" and "İ"
     pair with "i": no shortcut in front of them may skip such a text."""
     assert C.classify(message).private, message
+
+
+def test_a_text_is_read_once_unless_it_is_too_long_to_keep():
+    reads: list[str] = []
+
+    def read(text: str) -> int:
+        reads.append(text)
+        return len(text)
+
+    lookup = remembered(read, maxsize=8)
+    short, long = "any red trucks?", "x" * (KEEP_CHARS + 1)
+    assert [lookup(short), lookup(short), lookup(long), lookup(long)] == [15, 15, len(long),
+                                                                          len(long)]
+    assert reads == [short, long, long], "a long text (a caller's 32 KiB each time) is not kept"
