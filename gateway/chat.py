@@ -6,8 +6,8 @@ formats; the decisions are made here once.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
@@ -31,6 +31,12 @@ from gateway.tiers import registry
 from gateway.tracing import Tracing
 
 log = get_logger("scout.chat")
+
+
+def new_message_id() -> str:
+    """A message's id when the client gave none: 96 random bits from the OS, as uuid4
+    draws them, without building a UUID."""
+    return f"msg_{os.urandom(12).hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +169,7 @@ class ChatService:
                               response_format=response_format if json_wanted else None,
                               end_user=end_user)
         touched = intent if intent.private else private_turn
-        return Turn(turn_id or f"msg_{uuid.uuid4().hex[:24]}", plan, request, cacheable,
+        return Turn(turn_id or new_message_id(), plan, request, cacheable,
                     fresh_cache=cacheable and pin is None,
                     private=touched.name if touched is not None else None,
                     key_label=key_label)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Coroutine
 from typing import Any
 
@@ -46,6 +45,7 @@ from gateway.appkeys import (
     SOCKETS,
     TURNS,
 )
+from gateway.chat import new_message_id
 from gateway.errors import RequestRejected, ShuttingDown
 from gateway.logs import get_logger
 from gateway.security.ratelimit import Caller, RateLimited
@@ -224,7 +224,7 @@ class Connection:
 
     async def on_chat(self, body: dict[str, Any]) -> None:
         body = dict(body)
-        body["id"] = body.get("id") or f"msg_{uuid.uuid4().hex[:24]}"
+        body["id"] = body.get("id") or new_message_id()
         parsed = parse_chat_body({k: v for k, v in body.items() if k != "type"}, self.app)
         chat_id = parsed.msg_id or body["id"]
         self._admit(chat_id)

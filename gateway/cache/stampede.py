@@ -9,7 +9,8 @@ themselves, so a leader that dies or fails costs them only the wait.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import itertools
+import os
 import time
 
 from gateway.cache.store import CachedAnswer, ResponseCache
@@ -31,6 +32,10 @@ class Lease:
 
 class Stampede:
     def __init__(self, kv: KV, cache: ResponseCache, wait_s: float, poll_s: float = 0.02) -> None:
+        # A lease's token only has to differ from every other holder's: this process's
+        # random prefix and a count (no system call per lease, as random bytes were).
+        self._prefix = os.urandom(8)
+        self._count = itertools.count()
         self.kv = kv
         self.cache = cache
         self.wait_s = wait_s
@@ -41,7 +46,7 @@ class Stampede:
         """A lease if this caller should go upstream; None if another caller already is."""
         if key in self._local:
             return None
-        lease = Lease(key, secrets.token_bytes(8))
+        lease = Lease(key, self._prefix + next(self._count).to_bytes(8, "big"))
         self._local[key] = lease
         # The lock outlives the wait so followers never start while a leader streams.
         got = await self.kv.set_nx(keys.LOCK + key, lease.token, self.wait_s + 1)
