@@ -86,7 +86,9 @@ class IntentClassifier:
         for rule in self._rules:
             kw = rule.keywords
             score = len(kw.pattern.findall(text)) if kw is not None and kw.may_match(low) else 0
-            score += sum(1 for c in rule.checks if c.search(text, low))
+            for check in rule.checks:   # a loop, not sum() over a generator: every turn
+                if check.search(text, low):
+                    score += 1
             if score and rule.intent.private:
                 return rule.intent
             if score > best_score:
