@@ -1,4 +1,4 @@
-"""The README's Layout and docs/design.md match the tree: a module added or moved without
+"""The design doc's Layout and paths match the tree: a module added or moved without
 telling the reader fails here."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 
 def layout() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "design.md").read_text()
     section = text[text.index("## Layout"):]
     return section[section.index("```") + 3:section.index("```", section.index("```") + 3)]
 
@@ -24,7 +24,7 @@ def test_every_top_level_directory_is_in_the_layout():
     dirs = packages | {"config", "deploy", "docs", "nginx", "infra", "scripts", "clients",
                        "examples"}
     missing = [d for d in sorted(dirs) if f"{d}/" not in said]
-    assert not missing, f"not in the README's Layout: {missing}"
+    assert not missing, f"not in the design doc's Layout: {missing}"
 
 
 def test_every_gateway_module_and_package_is_in_the_layout():
@@ -33,7 +33,7 @@ def test_every_gateway_module_and_package_is_in_the_layout():
     names = {p.stem for p in gateway.rglob("*.py") if p.stem not in ("__init__", "__main__")}
     names |= {p.name for p in gateway.iterdir() if p.is_dir() and not p.name.startswith("__")}
     missing = sorted(n for n in names if n not in said and n.removesuffix("_tier") not in said)
-    assert not missing, f"gateway modules missing from the README's Layout: {missing}"
+    assert not missing, f"gateway modules missing from the design doc's Layout: {missing}"
 
 
 def test_the_design_doc_names_only_paths_that_exist():
