@@ -82,14 +82,15 @@ async def run_server(app: web.Application, host: str, port: int,
 def tune_gc(threshold: int) -> None:
     """Keep Python's cycle collector off the streaming path, once the process listens.
 
-    Reference counting frees nearly everything a request allocates. With Python's defaults,
-    at 128 streams the collector took ~0.19 ms of CPU per request, and each full pass
-    walked every object built at startup (config, routes, compiled patterns, the
-    inventory), pausing every stream for up to ~60 ms (docs/benchmarks.md). So what
+    Reference counting frees what a request allocates. With Python's defaults, at 128
+    streams the collector took 0.1-0.2 ms of CPU per request without finding anything of
+    the load's to free, and each full pass walked every object built at startup (config,
+    routes, compiled patterns, the inventory), pausing every stream for 53-71 ms
+    (docs/benchmarks.md). So what
     exists once the server listens is frozen out of the collector's sight (gc.freeze, as
     the gc documentation suggests for long-lived servers), and its youngest pass waits
-    for `threshold` net allocations instead of 700. Cycles are still found and freed:
-    at 10,000, every ~1,000 requests at 128 streams, in passes of a few milliseconds. A
+    for `threshold` net allocations instead of 700. Cycles are still looked for: at
+    10,000, every ~1,000 requests at 128 streams, in passes of a few milliseconds. A
     higher threshold makes the passes rarer but each one longer, and keeps garbage
     longer (docs/operations.md)."""
     gc.collect()
