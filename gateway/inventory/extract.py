@@ -178,14 +178,13 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
 
 def extract(user_turns: list[str], vocabulary: Mapping[str, Iterable[str]],
             synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
-            compiled: Matchers | None = None,
             read: Callable[[str], Filters] | None = None) -> Filters:
     """Filters from the last user turn, with what earlier turns asked for kept where the last
     one says nothing of it ("and in red?" after "any RAV4 hybrids?"). `read` is
     extract_one for this vocabulary (the inventory passes one that remembers each text)."""
     if read is None:
-        compiled = compiled if compiled is not None else matchers(vocabulary, synonyms)
-        read = partial(extract_one, vocabulary=vocabulary, synonyms=synonyms, compiled=compiled)
+        read = partial(extract_one, vocabulary=vocabulary, synonyms=synonyms,
+                       compiled=matchers(vocabulary, synonyms))
     if len(user_turns) == 1:   # nothing earlier to carry over
         return read(user_turns[0])
     merged = Filters()
