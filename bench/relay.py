@@ -66,8 +66,8 @@ def make_app(upstream: str) -> web.Application:
 async def serve(upstream: str, host: str, port: int) -> None:
     runner = web.AppRunner(make_app(upstream), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
     tune_gc(ServerConfig().gc_threshold)   # the gateway's own runtime settings, for a fair floor
+    await web.TCPSite(runner, host, port).start()
     await asyncio.Event().wait()
 
 

@@ -69,8 +69,10 @@ async def run_server(app: web.Application, host: str, port: int,
 
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
-        await web.TCPSite(runner, host, port, reuse_port=True).start()
+        # The app is built (runner.setup ran its startup): settle the collector before
+        # listening, so no connection waits out its one full pass.
         tune_gc(app[SETTINGS].server.gc_threshold)
+        await web.TCPSite(runner, host, port, reuse_port=True).start()
         ready()
         await stop.wait()
         get_logger("scout").info("shutdown", drain_s=drain_s)
@@ -80,14 +82,14 @@ async def run_server(app: web.Application, host: str, port: int,
 
 
 def tune_gc(threshold: int) -> None:
-    """Keep Python's cycle collector off the streaming path, once the process listens.
+    """Keep Python's cycle collector off the streaming path, once the app is built.
 
     Reference counting frees what a request allocates. With Python's defaults, at 128
     streams the collector took 0.1-0.2 ms of CPU per request without finding anything of
     the load's to free, and each full pass walked every object built at startup (config,
     routes, compiled patterns, the inventory), pausing every stream for 53-71 ms
     (docs/benchmarks.md). So what
-    exists once the server listens is frozen out of the collector's sight (gc.freeze, as
+    exists once the app is built is frozen out of the collector's sight (gc.freeze, as
     the gc documentation suggests for long-lived servers), and its youngest pass waits
     for `threshold` net allocations instead of 700. Cycles are still looked for: at
     10,000, every ~1,000 requests at 128 streams, in passes of a few milliseconds. A

@@ -1,6 +1,7 @@
-"""Once the gateway listens, what it built at startup is frozen out of the cycle collector's
-sight and the collector's youngest pass waits for `server.gc_threshold` net allocations.
-Run in a process of its own: the collector's settings are the whole process's."""
+"""By the time the gateway listens, what it built at startup is frozen out of the cycle
+collector's sight and the collector's youngest pass waits for `server.gc_threshold` net
+allocations. Run in a process of its own: the collector's settings are the whole
+process's."""
 
 from __future__ import annotations
 
