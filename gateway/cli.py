@@ -88,13 +88,12 @@ def tune_gc(threshold: int) -> None:
     streams the collector took 0.1-0.2 ms of CPU per request without finding anything of
     the load's to free, and each full pass walked every object built at startup (config,
     routes, compiled patterns, the inventory), pausing every stream for 53-71 ms
-    (docs/benchmarks.md). So what
-    exists once the app is built is frozen out of the collector's sight (gc.freeze, as
-    the gc documentation suggests for long-lived servers), and its youngest pass waits
-    for `threshold` net allocations instead of 700. Cycles are still looked for: at
-    10,000, every ~1,000 requests at 128 streams, in passes of a few milliseconds. A
-    higher threshold makes the passes rarer but each one longer, and keeps garbage
-    longer (docs/operations.md)."""
+    (docs/benchmarks.md). So what exists once the app is built is frozen out of the
+    collector's sight (gc.freeze, as the gc documentation suggests for long-lived
+    servers), and its youngest pass waits for `threshold` net allocations instead of
+    700. Cycles are still looked for: at 10,000, every ~1,000 requests at 128 streams, in
+    passes of a few milliseconds. A higher threshold makes the passes rarer but each one
+    longer, and keeps garbage longer (docs/operations.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, 10, 10)

@@ -31,12 +31,21 @@ class SSEDecoder:
         self._event = ""
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
 
-    def idle(self) -> bool:
+    def _idle(self) -> bool:
         """Between events: nothing of a line or an event is held back."""
         return not self._buf and not self._data and not self._event and not self._skip_lf
 
+    def single_data(self, chunk: bytes) -> bytes | None:
+        """The data of `chunk`, undecoded, when it is exactly one event of one `data:` line
+        and nothing is held back (how vLLM, llama.cpp and OpenAI send each chunk); None for
+        anything else, which goes to `feed`."""
+        if chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 \
+                and chunk.endswith(b"\n\n") and b"\r" not in chunk and self._idle():
+            return chunk[6:-2]
+        return None
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if chunk.endswith(b"\n\n") and b"\r" not in chunk and self.idle():
+        if chunk.endswith(b"\n\n") and b"\r" not in chunk and self._idle():
             return self._whole(chunk)
         return self._general(chunk)
 

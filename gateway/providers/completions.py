@@ -172,15 +172,13 @@ class CompletionsClient:
             decoder = SSEDecoder()
             try:
                 async for chunk in resp.content.iter_any():
-                    # The usual read: one whole event of one `data: {...}` line, as vLLM,
-                    # llama.cpp and OpenAI send each chunk; its JSON is read from the bytes
-                    # as they came. Anything else, or JSON that does not parse as bytes
-                    # (not UTF-8), goes through the decoder below.
-                    if chunk.startswith(b"data: {") and chunk.find(b"\n") == len(chunk) - 2 \
-                            and chunk.endswith(b"\n\n") and b"\r" not in chunk \
-                            and decoder.idle():
+                    # The usual read, one whole chunk event: its JSON is read from the bytes
+                    # as they came. Anything else ([DONE] too), or JSON that does not parse
+                    # as bytes (not UTF-8), goes through the decoder below.
+                    data = decoder.single_data(chunk)
+                    if data is not None and data.startswith(b"{"):
                         try:
-                            one = parse_chunk(chunk[6:-2], self.model, where)
+                            one = parse_chunk(data, self.model, where)
                         except TierError:
                             pass
                         else:

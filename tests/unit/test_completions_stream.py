@@ -154,3 +154,11 @@ def test_a_chunk_that_is_not_utf8_is_read_with_replacement_as_before():
     chunk = b'data: {"model":"m","choices":[{"delta":{"content":"caf\xe9"}}]}\n\n'
     (text, _, _), broken = client_reads([chunk, b"data: [DONE]\n\n"])
     assert (text, broken) == ("caf\ufffd", False)
+
+
+def test_a_whole_looking_read_that_ends_an_event_begun_earlier_is_not_taken_alone():
+    # "data: 1" and the next line are one event ("1\n{...}"), not JSON: the tier's stream
+    # is broken, however whole the second read looks on its own.
+    reads = [b"data: 1\n", b'data: {"model":"m","choices":[{"delta":{"content":"x"}}]}\n\n',
+             b"data: [DONE]\n\n"]
+    assert client_reads(reads) == reference(b"".join(reads)) == (("", [], []), True)
