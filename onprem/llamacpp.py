@@ -58,8 +58,8 @@ def command(port: int, api_key: str | None, alias: str, host: str = "127.0.0.1",
            # Its default cuts a streaming answer short whenever any other request arrives
            # (the gateway's health probes included): a replica must never do that.
            "--interrupt_requests", "False"]
-    if api_key:
-        cmd += ["--api_key", api_key]
+    if api_key:   # one argument, so a key that starts with "-" is not read as an option
+        cmd.append(f"--api_key={api_key}")
     return cmd
 
 
