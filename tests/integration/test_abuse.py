@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -42,13 +43,30 @@ def gateway():
 
 
 def raw_request(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send raw bytes, read until the server closes (every request says Connection: close)."""
+    """Send raw bytes, read until the server closes (every request says Connection: close).
+
+    It reads while it sends, as HTTP clients do: a server that answers a bad request stops
+    reading and closes, and a client still stuck sending the rest (160 KB of pipelined
+    requests) would get a reset before it ever read the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
+        sender = threading.Thread(target=_send_all, args=(s, data), daemon=True)
+        sender.start()
         chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            if not chunks:   # reset before any answer: that is a failure
+                raise
+        sender.join(timeout)
     return b"".join(chunks)
+
+
+def _send_all(s: socket.socket, data: bytes) -> None:
+    try:
+        s.sendall(data)
+    except OSError:   # the server answered and closed before taking it all
+        pass
 
 
 def parse_response(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:

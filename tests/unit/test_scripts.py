@@ -42,7 +42,7 @@ def test_pip_refusing_the_system_python_says_to_make_a_venv(tmp_path):
     # Every tool present (as a no-op stand-in), and a python3 whose pip refuses like
     # Debian's does outside a venv.
     tools = {name: "exit 0\n" for name in ("redis-server", "redis-sentinel", "chromium",
-                                           "nginx", "ip", "tc", "cloud-init", "openssl",
+                                           "nginx", "ip", "tc", "cloud-init", "openssl", "curl",
                                            "promtool", "cmake", "g++", "runuser")}
     tools["python3"] = (f'if [ "$1 $2" = "-m pip" ]; then echo "error: '
                         f'externally-managed-environment" >&2; exit 1; fi\n'
