@@ -12,6 +12,10 @@ and gateway CPU per request; then the medians and head ÷ base.
 `--head-env` sets a variable for the head gateway only: `--base HEAD --head-env
 PROMETHEUS_MULTIPROC_DIR=$(mktemp -d)` measures what multiprocess metrics (as `serve
 --workers N` runs them) cost one process, beside the same code without them.
+
+`--head-python` runs the head gateway on another interpreter (with this project's
+dependencies installed): `--base HEAD --head-python /opt/py313/bin/python` measures what
+a Python upgrade buys the same code. `--base-python` does the same for the baseline.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -45,8 +50,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--head-env", action="append", default=[], metavar="NAME=VALUE",
                     help="an environment variable for the head gateway only")
+    ap.add_argument("--head-python", metavar="PATH",
+                    help="the interpreter the head gateway runs on (default: this one)")
+    ap.add_argument("--base-python", metavar="PATH",
+                    help="the interpreter the base gateway runs on (default: this one)")
     args = ap.parse_args()
     head_env = dict(v.split("=", 1) for v in args.head_env)
+    version = {side: subprocess.run(
+        [python or sys.executable, "-c", "import platform; print(platform.python_version())"],
+        check=True, capture_output=True, text=True).stdout.strip()
+        for side, python in (("base", args.base_python), ("head", args.head_python))}
     base_sha = subprocess.run(["git", "-C", str(procs.ROOT), "rev-parse", "--short", args.base],
                               check=True, capture_output=True, text=True).stdout.strip()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
@@ -58,10 +71,11 @@ def main() -> None:
     try:
         sim = procs.simulator(core=1, api_key=procs.KEYS["ONPREM_API_KEY"], **FAST)
         started.append(sim)
-        gws = {"base": procs.gateway([sim.url], None, core=0, deadlines=deadlines, source=tree)}
+        gws = {"base": procs.gateway([sim.url], None, core=0, deadlines=deadlines, source=tree,
+                                     python=args.base_python)}
         started.append(gws["base"])
         gws["head"] = procs.gateway([sim.url], None, core=0, deadlines=deadlines,
-                                    extra_env=head_env)
+                                    extra_env=head_env, python=args.head_python)
         started.append(gws["head"])
         for rnd in range(args.rounds):
             for name, gw in gws.items():
@@ -88,10 +102,12 @@ def main() -> None:
     for k, v in summary.items():
         rows.append(["median", k, v["base"], v["head"], f"head ÷ base {v['ratio']:.3f}", "", ""])
     report.write("ab", {"base": base_sha, "concurrency": args.concurrency, "runs": runs,
+                        "python": version,
                         "summary": summary}, rows,
                  ["round", "version", "TTFT p50 ms", "TTFT p99 ms", "req/s", "gateway CPU ms/req",
                   "errors"],
-                 note=f"base = {base_sha}, head = this checkout"
+                 note=f"base = {base_sha} on Python {version['base']}, head = this checkout on "
+                      f"Python {version['head']}"
                       f"{' with ' + ', '.join(args.head_env) if args.head_env else ''}; "
                       f"{args.concurrency} streams, "
                       f"{args.requests} requests a round; median rows: base, head, ratio.")

@@ -127,8 +127,9 @@ def redis(core: int | None = None) -> Proc:
 def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | None = None,
             core: int | None = None, deadlines: dict[str, float] | None = None,
             extra_args: list[str] | None = None, source: Path | None = None,
-            extra_env: dict[str, str] | None = None) -> Proc:
-    """One gateway process; `source` runs another checkout's code (bench.ab's baseline)."""
+            extra_env: dict[str, str] | None = None, python: str | None = None) -> Proc:
+    """One gateway process; `source` runs another checkout's code (bench.ab's baseline),
+    `python` another interpreter (bench.ab --head-python)."""
     # The config of the code that runs: another checkout may not know this one's settings.
     data = yaml.safe_load(((source or ROOT) / "config" / "scout.yaml").read_text())
     data["onprem"]["url"] = onprem_urls
@@ -152,6 +153,6 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
         env["REDIS_URL"] = redis_url
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    return Proc([sys.executable, "-m", "gateway", "serve", "--config", str(path), "--host",
+    return Proc([python or sys.executable, "-m", "gateway", "serve", "--config", str(path), "--host",
                  "127.0.0.1", "--port", str(port), *(extra_args or [])], port, env=env, core=core,
                 cwd=source)
