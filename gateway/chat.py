@@ -6,6 +6,7 @@ formats; the decisions are made here once.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -282,7 +283,8 @@ class ChatService:
                  ttft_ms=outcome.ttft_ms and round(outcome.ttft_ms, 1),
                  question_chars=len(question), answer_chars=len(result.text),
                  tokens=outcome.completion_tokens, cost_usd=round(outcome.cost_usd, 6))
-        log.debug("turn_text", id=turn.id, question=question, answer=result.text)
+        if log.isEnabledFor(logging.DEBUG):   # a dropped event still costs its processors
+            log.debug("turn_text", id=turn.id, question=question, answer=result.text)
         return outcome
 
     def _outcome(self, turn: Turn, r: RaceResult, ttft_ms: float | None,
