@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -243,23 +242,6 @@ async def _pump(aid: int, pumped: _Pumped, tier: str,
         queue.put_nowait((aid, _bug(tier, exc)))
 
 
-if sys.version_info >= (3, 12):
-    def start_task(loop: asyncio.AbstractEventLoop,
-                   coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """An attempt's pump, started eagerly: its first step (the upstream request, which
-        aiohttp also writes eagerly from 3.12 on) runs now, in the turn's own step, as aiohttp
-        starts its own handler and body-writer tasks. Started the usual way it would wait
-        for every handler already queued, so a burst of turns would send no upstream
-        request before the whole burst's setup had run."""
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-else:
-    def start_task(loop: asyncio.AbstractEventLoop,
-                   coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """An attempt's pump (Python 3.11 has no eager tasks: it starts with the loop's next
-        round)."""
-        return loop.create_task(coro)
-
-
 def _bug(tier: str, exc: Exception) -> TierError:
     log.exception("provider_bug", tier=tier)
     return TierUnavailable(f"internal error ({exc.__class__.__name__})")
@@ -351,7 +333,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
 
     def launch(aid: int, tier: str, req: TierRequest) -> None:
         pumped[aid] = _Pumped(providers[tier].stream(req))
-        tasks[aid] = start_task(loop, _pump(aid, pumped[aid], tier, queue))
+        tasks[aid] = loop.create_task(_pump(aid, pumped[aid], tier, queue))
 
     # The fast path: once one attempt is answering alone, its pump hands the stream back
     # and this task reads it itself, with the race's next deadline as a timeout: no task

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from contextlib import aclosing
 
@@ -239,20 +238,3 @@ async def test_an_upstream_silent_while_the_client_was_slow_is_cut_at_the_next_r
     assert text(events) == "a" * 5 + "b"
     assert "stalled" in next(e for e in events if isinstance(e, SwitchOut)).reason
     assert onprem.cancelled == 1 and onprem.closed == 1
-
-
-async def test_an_attempt_leaves_in_the_turns_own_step_from_python_3_12():
-    """From 3.12 the attempt's pump starts eagerly: the provider is asked before anything
-    the loop had queued earlier runs. On 3.11 it starts with the loop's next round, after
-    those (the same code, run on Debian 13's Python 3.13, checks the eager side)."""
-    onprem = ScriptedProvider("onprem", [("sleep", 0.01), ("headers",), ("text", "Hi")])
-    asked_when_the_loop_got_back: list[int] = []
-    req = TierRequest(messages=[{"role": "user", "content": "hi"}], intent=INTENT)
-    loop = asyncio.get_running_loop()
-    async with aclosing(run_race(plan(("onprem", "static")), req,
-                                 {"onprem": onprem, "static": StaticProvider()},
-                                 Observer())) as stream:
-        loop.call_soon(lambda: asked_when_the_loop_got_back.append(len(onprem.requests)))
-        events = [ev async for ev in stream]
-    assert asked_when_the_loop_got_back == [1 if sys.version_info >= (3, 12) else 0]
-    assert text(events) == "Hi" and events[-1].served_by == ["onprem"]
