@@ -206,9 +206,15 @@ async def test_hedging_follows_the_tiers_own_tail_and_stays_in_budget(gw_client,
 
     healthy = await asyncio.gather(*(one(i) for i in range(500)))
     assert all(e[-1][1]["served_by"] for e in healthy)
-    extra = openai_sim.stats.requests
-    print(f"healthy run: {extra} hedges over 500 turns")
-    assert extra <= 25, "hedges stay within 5 % of upstream requests"
+    # Hedges as the turns saw them. Not every OpenAI request: if this busy box stalls
+    # past the hedge delay three turns in a row, live traffic ejects the replica (as it
+    # should) and the next turns go to OpenAI first, which is not hedging.
+    hedges = sum(any(e[0] == "switch" and e[1]["kind"] == "hedge" for e in events)
+                 for events in healthy)
+    print(f"healthy run: {hedges} hedges over 500 turns "
+          f"({openai_sim.stats.requests} OpenAI requests)")
+    assert hedges <= 25, "hedges stay within 5 % of upstream requests"
+    assert hedges <= openai_sim.stats.requests   # each one did reach the backup
     hedge = (await staff_health(client))["hedging"]["tiers"]["onprem"]["hedge_after_s"]
     assert hedge < 5.0, "hedging at the tier's own tail, not the fixed 5 s"
     # The GPU box slows from ~50 ms to 4 s to the first token.
