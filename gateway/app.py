@@ -144,11 +144,20 @@ async def _refresh_gauges(app: web.Application) -> None:
 
 
 async def _stop(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait for it to finish (cleanup contexts, on exit)."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    """Cancel a background task and wait for it to finish (cleanup contexts, on exit).
+
+    A task that had already died of an error is logged, not re-raised: the cleanup that
+    called this goes on to close everything else."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        log.error("background_task_failed", task=task.get_name(),
+                  error=f"{exc.__class__.__name__}: {exc}"[:200])
 
 
 async def _security(app: web.Application) -> AsyncIterator[None]:
@@ -215,6 +224,7 @@ async def _shared_state(app: web.Application, store: KV | None) -> AsyncIterator
         yield
     finally:
         await _stop(monitor)
+        await app[RATE_LIMITER].aclose()
         if link is not None:
             await link.close()
 
@@ -235,20 +245,31 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
+    # Everything opened here is closed on the way out, in reverse order, each step even
+    # when an earlier one raised: one exit stack, not a `finally` that stops at the first
+    # error.
+    async with contextlib.AsyncExitStack() as stack:
+        await _open_services(app, stack)
+        yield
+
+
+async def _open_services(app: web.Application, stack: contextlib.AsyncExitStack) -> None:
     settings = app[SETTINGS]
     inventory = None
     if settings.inventory.enabled:
         inventory = await open_inventory(settings.inventory)
+        stack.push_async_callback(inventory.store.close)
         app[INVENTORY] = inventory
     providers: dict[str, Provider] = {}
     for spec in registry().all():   # each enabled tier, built from its spec
         if spec.name not in settings.enabled_tiers() or spec.provider is None:
             continue
-        providers[spec.name] = spec.provider(TierContext(
+        providers[spec.name] = provider = spec.provider(TierContext(
             settings, app[UPSTREAM_SESSION], keys=app[UPSTREAM_KEYS].get(spec.name),
             health=app[HEALTH], trace_configs=app[TRACING].client_trace_configs(),
             cache=app[CACHE], inventory=inventory))
-    classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
+        stack.push_async_callback(provider.close)
+    classifier = IntentClassifier.for_settings(settings)
     metrics, stats = app[METRICS], app[STATS]
 
     def audit(intent: str, redacted: dict[str, int]) -> None:
@@ -266,34 +287,25 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[CHAT] = ChatService(settings, providers, monitor, app[CACHE], stampede, app[TRACING],
                             inventory)
     app[TURNS] = TurnRunner(app[CHAT], app[SESSIONS])
+    stack.push_async_callback(app[TURNS].close)
     app[CHAT].observers.append(recorder(settings, app[METRICS], app[STATS]))
     app[STATS].gauge_sources.update(ws=lambda: len(app[SOCKETS]),
                                     sessions=app[TURNS].active_sessions)
-    webhook = None
     if settings.health.webhook_url is not None:
         webhook = Webhook(settings.health.webhook_url.get(), app[UPSTREAM_SESSION])
+        stack.push_async_callback(webhook.close)
         monitor.on_change.append(webhook)
-    probes = asyncio.get_running_loop().create_task(monitor.run(app[UPSTREAM_SESSION]))
-    flusher = asyncio.get_running_loop().create_task(monitor.background())
+    loop = asyncio.get_running_loop()
+    for background in (monitor.run(app[UPSTREAM_SESSION]), monitor.background()):
+        stack.push_async_callback(_stop, loop.create_task(background))
 
     async def watch_inventory() -> None:   # row count and data age for /health
         while inventory is not None:
             await asyncio.sleep(30)
             await inventory.refresh()
 
-    stock = asyncio.get_running_loop().create_task(watch_inventory()) if inventory else None
+    if inventory is not None:
+        stack.push_async_callback(_stop, loop.create_task(watch_inventory()))
     # With several workers a scrape reaches one of them: the others keep their gauges fresh.
-    gauges = asyncio.get_running_loop().create_task(_refresh_gauges(app)) \
-        if multiprocess_dir() else None
-    try:
-        yield
-    finally:
-        await _stop(gauges)
-        await _stop(probes)
-        await _stop(flusher)
-        await _stop(stock)
-        await app[TURNS].close()
-        if webhook is not None:
-            await webhook.close()
-        for provider in providers.values():
-            await provider.close()
+    if multiprocess_dir():
+        stack.push_async_callback(_stop, loop.create_task(_refresh_gauges(app)))

@@ -60,14 +60,14 @@ async def run_server(app: web.Application, host: str, port: int,
         app[DRAINING].set()
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop)
     def reload_keys() -> None:
         app[API_KEYS].reload()
         for keys in app[UPSTREAM_KEYS].values():
             keys.reload()
 
-    loop.add_signal_handler(signal.SIGHUP, reload_keys)
+    handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: reload_keys}
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
     try:
         # The app is built (runner.setup ran its startup): settle the collector before
         # listening, so no connection waits out its one full pass.
@@ -78,6 +78,8 @@ async def run_server(app: web.Application, host: str, port: int,
         get_logger("scout").info("shutdown", drain_s=drain_s)
         await ws.drain(app)
     finally:
+        for sig in handlers:   # the loop may outlive this server (tests, embedding)
+            loop.remove_signal_handler(sig)
         await runner.cleanup()
 
 

@@ -220,7 +220,7 @@ class InventoryProvider:
         return self.inventory.health()
 
     async def close(self) -> None:
-        await self.inventory.store.close()
+        """The store is the app's: it opened it, and closes it after every tier."""
 
 
 def _provider(ctx: TierContext) -> InventoryProvider:

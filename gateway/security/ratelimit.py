@@ -143,9 +143,21 @@ class RateLimiter:
         self.link = link
         self.local = LocalWindows()
         self.shared = None
+        self.storage = storage
         if link is not None and storage is not None:
             self.shared = MovingWindowRateLimiter(storage)
         self.streams: Counter[str] = Counter()
+
+    async def aclose(self) -> None:
+        """Close the Redis clients limits' storage opened (limits has no close of its own:
+        its redis-py clients sit on the storage's bridge)."""
+        bridge = getattr(self.storage, "bridge", None)
+        for name in ("storage", "storage_replica"):
+            client = getattr(bridge, name, None)
+            if client is not None:
+                await client.aclose()
+        for client in getattr(getattr(bridge, "sentinel", None), "sentinels", ()):
+            await client.aclose()
 
     @property
     def mode(self) -> str:

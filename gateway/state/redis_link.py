@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry  # an asyncio client takes the asyncio Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from gateway.logs import get_logger
 
@@ -172,3 +172,5 @@ class RedisLink:
         await self.client.aclose()
         if self._blocking is not None:
             await self._blocking.aclose()
+        for sentinel in self.sentinel.sentinels if self.sentinel is not None else ():
+            await sentinel.aclose()
