@@ -280,7 +280,8 @@ async def _open_services(app: web.Application, stack: contextlib.AsyncExitStack)
 
     for tier in registry().offsite() & providers.keys():  # privacy by construction, for each
         providers[tier] = OffsiteGuard(providers[tier], classifier, settings.privacy.redact,
-                                       audit, settings.server.system_prompt)
+                                       audit, settings.server.system_prompt,
+                                       settings.privacy.business_phones)
     app[PROVIDERS] = providers
     stampede = Stampede(app[STORE], app[CACHE], settings.cache.stampede_wait_s)
     monitor = app[HEALTH]

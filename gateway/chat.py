@@ -20,6 +20,7 @@ from gateway.cache.store import CachedAnswer, ResponseCache
 from gateway.config import IntentConfig, Settings
 from gateway.cost import cost_usd, estimate_tokens, prompt_text
 from gateway.health.states import TierHealth
+from gateway.inventory.tier import TIER as INVENTORY_TIER
 from gateway.inventory.tier import Inventory
 from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
@@ -122,7 +123,7 @@ class ChatService:
         self.cache = cache
         self.stampede = stampede
         self.observers: list[TurnObserver] = []  # metrics and stats: told of every answer
-        self.classifier = IntentClassifier(settings.intents.values(), settings.default_intent)
+        self.classifier = IntentClassifier.for_settings(settings)
         h = settings.hedging
         self.hedging = Hedging(HedgingConfig(floor_s=h.floor_s, factor=h.factor,
                                              budget=h.budget, window_s=h.window_s))
@@ -133,6 +134,16 @@ class ChatService:
             t for t in settings.tiers
             if registry().supports(settings, t, "supports_response_format"))
         self._generative = registry().generative_names()
+
+    def _stock_tier(self, messages: list[dict[str, Any]]) -> str | None:
+        """The inventory tier, for a stock question, whatever intent it landed in: a
+        customer asking for "a white pickup" hears what is on the lot even when no model
+        can answer."""
+        name = INVENTORY_TIER.name
+        if self.inventory is None or name not in self._enabled \
+                or not self.inventory.is_stock_question(messages):
+            return None
+        return name
 
     def tier_health(self, tier: str) -> TierHealth:
         return self.health.state(tier)
@@ -156,7 +167,7 @@ class ChatService:
         plan = plan_route(intent, enabled=self._enabled, health=self.tier_health, pin=pin,
                           tool_tiers=self._tool_tiers if tools else None,
                           format_tiers=self._format_tiers if json_wanted else None,
-                          private_turn=private_turn)
+                          private_turn=private_turn, stock_tier=self._stock_tier(messages))
         system_prompt = self.settings.server.system_prompt
         if system_prompt and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": system_prompt}, *messages]

@@ -176,6 +176,9 @@ class Price(Section):
 class Match(Section):
     keywords: list[str] = []
     patterns: list[str] = []
+    # Look-alikes: what these patterns match is blanked out before the keywords and
+    # patterns read the text ("tax credit", "CARB approved" are not a customer's credit).
+    ignore: list[str] = []
 
 
 class IntentConfig(Section):
@@ -216,7 +219,7 @@ class IntentConfig(Section):
     @field_validator("match")
     @classmethod
     def _patterns_compile(cls, value: Match) -> Match:
-        for pat in value.patterns:
+        for pat in [*value.patterns, *value.ignore]:
             try:
                 re.compile(pat, re.IGNORECASE)
             except re.error as exc:
@@ -401,9 +404,24 @@ class InventoryConfig(Section):
                      for phrase, target in self.phrases.items() for k, v in target.items())
 
 
+class PrivacyModelConfig(Section):
+    """The similarity model that reads each user turn after the keyword rules
+    (gateway/routing/semantic.py)."""
+
+    enabled: Flag = True
+    # A turn scoring at least threshold - margin is private: the margin is how much doubt
+    # fails closed (docs/privacy.md gives what each costs in false positives).
+    threshold: Annotated[float, Strict(), Field(ge=-1, le=1)] = 0.06
+    margin: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.01
+    examples_file: str = ""   # staff's own labelled examples, added to the shipped ones
+
+
 class PrivacyConfig(Section):
     # Personal data replaced before an off-site tier sees it, per kind (all on by default).
     switches: dict[str, StrictBool] = Field(default={}, alias="redact")
+    model: PrivacyModelConfig = PrivacyModelConfig()
+    # The dealership's own phone numbers: the model may see them (they are in its replies).
+    business_phones: list[str] = []
 
     @field_validator("switches", mode="before")
     @classmethod

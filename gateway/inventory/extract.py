@@ -36,13 +36,22 @@ SYNONYMS: dict[str, tuple[str, str]] = {
     "chevy": ("makes", "Chevrolet"), "vw": ("makes", "Volkswagen"),
     "mach-e": ("models", "Mustang Mach-E"), "mach e": ("models", "Mustang Mach-E"),
 }
-COLOR_WORDS = ("white", "black", "silver", "gray", "grey", "blue", "red", "green", "pearl",
+COLOR_WORDS = ("white", "black", "silver", "gray", "grey", "blue", "red", "green",
                "orange", "yellow", "brown", "beige", "gold")
 # Spanish colour words, for the dealership's Spanish-speaking customers.
 COLOR_ES = {"blanco": "white", "blanca": "white", "negro": "black", "negra": "black",
             "plata": "silver", "gris": "gray", "azul": "blue", "rojo": "red", "roja": "red",
             "verde": "green", "naranja": "orange", "amarillo": "yellow"}
-AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s?(k|K|grand|thousand)?"
+AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s?(k|K|grand|thousand|mil)?"
+# Drivetrains as customers write them, to the inventory's own names.
+DRIVETRAINS = {"awd": "AWD", "all wheel drive": "AWD", "all-wheel drive": "AWD",
+               "all-wheel-drive": "AWD", "4wd": "4WD", "4x4": "4WD", "four wheel drive": "4WD",
+               "four-wheel drive": "4WD", "4 wheel drive": "4WD", "fwd": "FWD",
+               "front wheel drive": "FWD", "front-wheel drive": "FWD", "rwd": "RWD",
+               "rear wheel drive": "RWD", "rear-wheel drive": "RWD", "tracción integral": "AWD",
+               "doble tracción": "4WD", "doble traccion": "4WD"}
+_DRIVETRAIN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(k) for k in
+                         sorted(DRIVETRAINS, key=len, reverse=True)) + r")(?![\w-])", re.I)
 YEAR = r"(19[89]\d|20[0-4]\d)"
 DIGIT = re.compile(r"\d")
 
@@ -53,13 +62,17 @@ def _rule(pattern: str, flags: int = 0) -> Prechecked:
 
 
 PRICE_MAX = _rule(rf"\b(?:under|below|less than|no more than|max(?:imum)?|up to|at most|"
-                  rf"cheaper than|within|budget(?: is| of)?|cheaper\b.{{0,30}}?\bthan)"
+                  rf"menos de|hasta|cheaper than|within|budget(?: is| of)?|cheaper\b.{{0,30}}?\bthan)"
                   rf"\s+{AMOUNT}(?!\s?(?:mi|miles))", re.I)
 PRICE_MIN = _rule(rf"\b(?:over|above|more than|at least|starting at|from)\s+{AMOUNT}"
                   rf"(?!\s?(?:mi|miles))", re.I)
 PRICE_AROUND = _rule(rf"\b(?:around|about|roughly|near|~)\s+{AMOUNT}(?!\s?(?:mi|miles))", re.I)
 MILES_MAX = _rule(rf"\b(?:under|below|less than|fewer than|no more than|max(?:imum)?|"
-                  rf"up to)\s+{AMOUNT}\s?(?:mi\b|miles|mileage)", re.I)
+                  rf"up to|at most|menos de)\s+{AMOUNT}\s?(?:mi\b|miles|mileage|millas)"
+                  rf"|{AMOUNT}\s?(?:mi\b|miles|millas)\s+(?:or\s+(?:less|fewer|under|below)|"
+                  rf"max(?:imum)?|tops|o\s+menos)", re.I)
+PRICE_RANGE = _rule(rf"\b(?:between|from|entre|de)\s+{AMOUNT}\s*(?:and|to|-|–|y|a)\s*{AMOUNT}"
+                    rf"(?!\s?(?:mi\b|miles|millas))", re.I)
 MILES_MAX_2 = _rule(rf"\b(?:low miles|low mileage)\b|\bmileage\s+(?:under|below)\s+{AMOUNT}",
                     re.I)
 YEAR_RANGE = _rule(rf"\b(?:between\s+)?{YEAR}\s*(?:-|–|to|through|and)\s*{YEAR}\b")
@@ -74,9 +87,27 @@ USED = _rule(r"\b(?:used|pre-?owned|certified|second[- ]hand|usad[oa]s?|seminuev
 NOT_FUEL_GAS = _rule(r"\b(?:on|save|saving|good)\s+gas\b|\bgas\s+mileage\b", re.I)
 
 
+def shades(low: str, shades_in_stock: Iterable[str]) -> tuple[str, ...]:
+    """The inventory's exterior colours a text asks for: a shade named whole ("pearl
+    white") is that shade alone; a colour word alone ("white", "blanco", "grey") is every
+    shade of that family ("white", "pearl white")."""
+    stock = [c.lower() for c in shades_in_stock]
+    named = [c for c in stock if " " in c and re.search(rf"\b{re.escape(c)}\b", low)]
+    rest = low
+    for c in named:
+        rest = rest.replace(c, " ")
+    words = [c for c in COLOR_WORDS if c in rest and re.search(rf"\b{c}s?\b", rest)]
+    words += [en for es, en in COLOR_ES.items() if es in rest and re.search(rf"\b{es}s?\b", rest)]
+    families = {"gray" if w == "grey" else w for w in words}
+    if not stock:   # no stock read yet: the colour words themselves
+        return tuple(sorted(families))
+    found = named + [c for c in stock if c.split()[-1] in families and c not in named]
+    return tuple(dict.fromkeys(found))
+
+
 def amount(number: str, unit: str | None) -> int:
     value = float(number.replace(",", ""))
-    if unit and unit.lower() in ("k", "grand", "thousand"):
+    if unit and unit.lower() in ("k", "grand", "thousand", "mil"):
         value *= 1000
     return int(value)
 
@@ -136,23 +167,27 @@ def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
                 continue   # "good on gas" is about economy, not the fuel
             if value not in found[field]:
                 found[field].append(value)
-    # The regex only for colours the text has at all.
-    colors = [c for c in COLOR_WORDS if c in low and re.search(rf"\b{c}\b", low)]
-    colors += [en for es, en in COLOR_ES.items() if es in low and re.search(rf"\b{es}\b", low)]
-    colors = ["gray" if c == "grey" else c for c in colors]
     f = Filters(makes=tuple(found["makes"]), models=tuple(found["models"]),
                 body_styles=tuple(found["body_styles"]), fuels=tuple(found["fuels"]),
-                colors=tuple(dict.fromkeys(colors)))
+                colors=shades(low, vocabulary.get("exterior_color", ())),
+                drivetrains=tuple(dict.fromkeys(DRIVETRAINS[m.group(1).lower()]
+                                                for m in _DRIVETRAIN.finditer(low))))
     digits = DIGIT.search(text) is not None   # amounts and years need one: else skip them
     miles_spans = []
     for m in MILES_MAX.finditer(text, plain) if digits else ():
-        f = replace(f, mileage_max=amount(m.group(1), m.group(2)))
+        number, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        f = replace(f, mileage_max=amount(number, unit))
         miles_spans.append(m.span())
     if (m2 := MILES_MAX_2.search(text, plain)) and f.mileage_max is None:
         f = replace(f, mileage_max=amount(m2.group(1), m2.group(2)) if m2.group(1) else 30000)
     for m in PRICE_MAX.finditer(text, plain) if digits else ():
         if not any(s <= m.start() < e for s, e in miles_spans):
             f = replace(f, price_max=amount(m.group(1), m.group(2)))
+    for m in PRICE_RANGE.finditer(text, plain) if digits else ():
+        low_end, high_end = amount(m.group(1), m.group(2) or m.group(4)), \
+            amount(m.group(3), m.group(4))
+        if 1000 <= low_end <= high_end and not (1980 <= high_end <= 2049 and not m.group(4)):
+            f = replace(f, price_min=low_end, price_max=high_end)
     for pm in PRICE_MIN.finditer(text, plain) if digits else ():
         floor = amount(pm.group(1), pm.group(2))
         if floor >= 1000 and not (1980 <= floor <= 2049 and pm.group(2) is None):

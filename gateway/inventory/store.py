@@ -46,7 +46,8 @@ class Filters:
     models: tuple[str, ...] = ()
     body_styles: tuple[str, ...] = ()
     fuels: tuple[str, ...] = ()
-    colors: tuple[str, ...] = ()
+    colors: tuple[str, ...] = ()   # exact shades as the inventory writes them
+    drivetrains: tuple[str, ...] = ()
     year_min: int | None = None
     year_max: int | None = None
     price_min: int | None = None
@@ -101,13 +102,11 @@ def where(f: Filters, ph: Any) -> tuple[str, list[Any]]:
         parts.append(sql.format(*marks))
 
     for column, values in (("make", f.makes), ("model", f.models), ("body_style", f.body_styles),
-                           ("fuel", f.fuels)):
+                           ("fuel", f.fuels), ("drivetrain", f.drivetrains),
+                           ("exterior_color", f.colors)):
         if values:
             add(f"lower({column}) IN ({', '.join('{' + str(i) + '}' for i in range(len(values)))})",
                 *[v.lower() for v in values])
-    if f.colors:
-        add("(" + " OR ".join(f"lower(exterior_color) LIKE {{{i}}}" for i in range(len(f.colors)))
-            + ")", *[f"%{c.lower()}%" for c in f.colors])
     for sql, value in (("year >= {0}", f.year_min), ("year <= {0}", f.year_max),
                        ("price >= {0}", f.price_min), ("price <= {0}", f.price_max),
                        ("mileage <= {0}", f.mileage_max)):

@@ -14,6 +14,7 @@ it) answers from the real stock. The table holds stock, never customer data.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -29,6 +30,9 @@ from gateway.routing.intents import remembered
 from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
+# A question about the stock as such, with nothing to filter by.
+STOCK_CUE = re.compile(r"\b(?:in stock|inventory|on (?:the|your) lot|available|what do you have|"
+                       r"what have you got|en existencia|inventario|tienen)\b", re.I)
 GROUNDS_KEPT = 1024   # distinct grounding lookups remembered at most
 # How a grounding message starts: the gateway's own text, stock only, never redacted.
 GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
@@ -113,11 +117,28 @@ class Inventory:
             self._reader = (vocab, remembered(read))
         return extract(turns, vocab, self._synonyms, read=self._reader[1])
 
-    async def answer(self, messages: list[dict[str, Any]]) -> str:
+    def is_stock_question(self, messages: list[dict[str, Any]]) -> bool:
+        """Does the conversation ask about stock: something to search for (a make, model,
+        body style, colour, price ...), or the stock itself ("what's on the lot")?"""
+        last = next((prompt_text([m]) for m in reversed(messages) if m.get("role") == "user"), "")
+        return not self.filters(messages).empty() or STOCK_CUE.search(last) is not None
+
+    async def matches(self, messages: list[dict[str, Any]]) -> tuple[list[Vehicle], bool]:
+        """The vehicles that match (True), or else the nearest ones (False), or neither."""
         f = self.filters(messages)
         n = self.cfg.max_results
         rows = await self.store.search(f, n)
         if rows:
+            return rows, True
+        for looser in relaxations(f):
+            near = await self.store.search(looser, n)
+            if near:
+                return near, False
+        return [], False
+
+    async def answer(self, messages: list[dict[str, Any]]) -> str:
+        rows, exact = await self.matches(messages)
+        if rows and exact:
             head = (f"Here {'is the' if len(rows) == 1 else 'are'} "
                     f"{'' if len(rows) == 1 else str(len(rows)) + ' '}"
                     f"available vehicle{'s' if len(rows) > 1 else ''} on our lot that "
@@ -125,13 +146,12 @@ class Inventory:
             return "\n".join([head, *self._lines(rows),
                               "Prices and availability are from our live inventory. "
                               "Would you like to book a test drive?"])
-        for looser in relaxations(f):
-            near = await self.store.search(looser, n)
-            if near:
-                return "\n".join([
-                    "I don't see an exact match on our lot right now. The closest we have:",
-                    *self._lines(near), "Want me to ask a salesperson to look for an exact "
-                    "match at our sister stores?"])
+        if rows:
+            return "\n".join([
+                "I don't see an exact match on our lot right now. These are the closest we "
+                "have, and they do not match everything you asked for:",
+                *self._lines(rows), "Want me to ask a salesperson to look for an exact "
+                "match at our sister stores?"])
         return ("I don't see anything like that on our lot right now. A salesperson can "
                 "check incoming stock for you: call (555) 010-2000.")
 

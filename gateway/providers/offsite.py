@@ -13,16 +13,16 @@ every attempt, over the exact messages about to leave:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from gateway.errors import TierRefused
 from gateway.inventory.tier import GROUNDING_HEADER
 from gateway.logs import get_logger
-from gateway.providers.base import Delta, Provider, StreamEvent, TierRequest
+from gateway.providers.base import RESUME_INSTRUCTION, Delta, Provider, StreamEvent, TierRequest
 from gateway.routing.intents import IntentClassifier
-from gateway.security.pii import Redactor, Restorer, redact_messages
+from gateway.security.pii import Redactor, Restorer, phone_digits, redact_messages
 from gateway.tracing import current_event
 
 log = get_logger("scout.privacy")
@@ -44,7 +44,8 @@ async def _closing(events: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIte
 
 class OffsiteGuard:
     def __init__(self, inner: Provider, classifier: IntentClassifier, kinds: frozenset[str],
-                 audit: Audit = lambda intent, counts: None, system_prompt: str = "") -> None:
+                 audit: Audit = lambda intent, counts: None, system_prompt: str = "",
+                 keep_phones: Iterable[str] = ()) -> None:
         self.inner = inner
         self.tier = inner.tier
         self.model = inner.model
@@ -52,11 +53,13 @@ class OffsiteGuard:
         self.kinds = frozenset(k.upper() for k in kinds)
         self.audit = audit
         self._ours = frozenset({system_prompt} if system_prompt else ())
+        self.keep_phones = frozenset(phone_digits(p) for p in keep_phones)
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         if request.offsite == "never":
             raise TierRefused(f"intent {request.intent.name} never leaves the building")
-        private = self.classifier.private_turn(request.upstream_messages())
+        private = self.classifier.private_turn(request.upstream_messages(),
+                                               frozenset({RESUME_INSTRUCTION}))
         if private is not None:
             raise TierRefused(f"the conversation has a {private.name} turn: private")
         if request.offsite == "allowed":
@@ -65,7 +68,7 @@ class OffsiteGuard:
                 async for ev in events:
                     yield ev
             return
-        redactor = Redactor(self.kinds)
+        redactor = Redactor(self.kinds, self.keep_phones)
         messages = redact_messages(request.upstream_messages(), redactor, self._ours,
                                    (GROUNDING_HEADER,))
         counts = redactor.counts()

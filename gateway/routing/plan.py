@@ -38,6 +38,7 @@ def plan_route(
     tool_tiers: frozenset[str] | None = None,
     format_tiers: frozenset[str] | None = None,
     private_turn: IntentConfig | None = None,
+    stock_tier: str | None = None,
 ) -> RoutePlan:
     """Build the ladder for one turn.
 
@@ -52,6 +53,12 @@ def plan_route(
     ladder = list(intent.ladder)
     if pin is not None and (offsite != "never" or pin in intent.ladder):
         ladder = [pin]
+    elif stock_tier is not None and stock_tier not in ladder \
+            and registry().offsite().isdisjoint(ladder):
+        # An on-site-only ladder (the fail-closed default, financing) would end in a canned
+        # reply: the stock answers before it.
+        at = len(ladder) - (ladder[-1] == registry().last_resort())
+        ladder.insert(at, stock_tier)
     skipped: list[tuple[str, str]] = []
     kept: list[str] = []
     offsite_tiers, last = registry().offsite(), registry().last_resort()

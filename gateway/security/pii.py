@@ -35,6 +35,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.inventory.vin import valid as vin_valid
+from gateway.security import pii_shapes
+from gateway.security.pii_kinds import KINDS, MONTHS, Found
+
+__all__ = ["KINDS", "Found", "Redactor", "Restorer", "find", "phone_digits", "redact_messages"]
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 EMAIL_SPOKEN = re.compile(r"\b[A-Za-z0-9._%+-]+(?:\s+dot\s+[A-Za-z0-9_%+-]+)*\s+(?:at|arroba)\s+"
@@ -47,13 +51,10 @@ DL = re.compile(r"\b(?:driver'?s?\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|DL(?:\s
                 r"|licen[cs]e\s+(?:number|no\.?|#)|licencia(?:\s+de\s+conducir)?)\s*"
                 r"(?:is|es|:|#)?\s*([A-Z0-9][A-Z0-9-]{4,14})\b", re.I)
 VIN = re.compile(r"\b[A-HJ-NPR-Z0-9]{17}\b")
-PERSONAL = re.compile(r"\b(?:my|our|mine|i own|i have|trade[- ]?in|trading in|registered to|"
+PERSONAL = re.compile(r"\b(?:my|our|mine|i own|i have|trade[- ]?in|trading in|registered to|owner|"
                       r"my wife'?s|my husband'?s|owned|mi|tengo)\b", re.I)
 PLATE = re.compile(r"\b(?:(?:licen[cs]e\s+)?plates?|tags?|placas?)(?:\s+(?:number|no\.?|#|is|es|"
                    r"reads?|says?))*\s*[:#]?\s*([A-Z0-9][A-Z0-9 -]{1,8}[A-Z0-9])\b", re.I)
-MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|enero|febrero|marzo|"
-          r"abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre)")
 DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:19|20)?\d\d|(?:19|20)\d\d-\d\d-\d\d"
         rf"|{MONTHS}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d\d"
         rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+|de\s+)?{MONTHS},?\s+(?:de\s+)?(?:19|20)\d\d)")
@@ -128,16 +129,6 @@ def vin_ok(vin: str) -> bool:
     return any(c.isdigit() for c in vin) and vin_valid(vin)
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    kind: str
-    start: int
-    end: int
-    value: str
-
-
-KINDS = ("EMAIL", "SSN", "CARD", "ROUTING", "BANK_ACCOUNT", "DL", "VIN", "PLATE", "DOB",
-         "ADDRESS", "PHONE", "CREDIT_SCORE", "INCOME", "NAME")
 
 _PHONE_CUE = re.compile(r"\b(?:call|text|phone|cell|mobile|number|tel|whatsapp|reach|contact|"
                         r"llamar|llámame|llamame|celular|cel|tel[eé]fono|n[uú]mero|marca)\b", re.I)
@@ -206,11 +197,28 @@ def _name_ok(words: list[str], strong: bool) -> bool:
     low = _fold(first).strip(".")
     if low in _NOT_NAMES or low.isdigit():
         return False
-    if low in FIRST_NAMES or (strong and first[:1].isupper()):
+    if low in FIRST_NAMES or (strong and (first[:1].isupper() or low.isalpha())):
         return True
     # Not a listed first name: believe it only capitalised, with a capitalised surname.
     return first[:1].isupper() and len(words) > 1 and words[1][:1].isupper() \
         and _fold(words[1]) not in _FUNCTION_WORDS
+
+
+def phone_digits(number: str) -> str:
+    """A number's last ten digits: how two spellings of one phone number compare."""
+    return "".join(c for c in number if c.isdigit())[-10:]
+
+
+def _looks_like_name(words: list[str]) -> bool:
+    """Words with no cue before them: a listed first name that is no car word, or two or
+    more capitalised words none of which is a common word."""
+    folded = [_fold(w).strip(".,'’") for w in words]
+    if any(f in _NOT_NAMES or f in _FUNCTION_WORDS or f.isdigit() for f in folded):
+        return False
+    if folded[0] in FIRST_NAMES and folded[0] not in _CAR_WORDS:
+        return True
+    return len(words) >= 2 and all(w[:1].isupper() for w in words) \
+        and not any(f in _CAR_WORDS for f in folded)
 
 
 def _phones(text: str) -> list[Found]:
@@ -297,6 +305,7 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
             if kind == "Street Address" and "AddressNumber" in parts \
                     and ("StreetNamePostType" in parts or "StreetNamePreType" in parts):
                 hits.append(Found("ADDRESS", m.start(), m.end(), m.group().rstrip(",. ")))
+    hits += pii_shapes.structured(text, on)
     if "PHONE" in on:
         hits += _phones(text)
     if "CREDIT_SCORE" in on:
@@ -318,6 +327,7 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
         for m in NAME_CUE.finditer(text):
             group = m.lastindex or 0
             words = m.group(group).split()
+            strong = m.group("strong") is not None
             known = _fold(words[0]).strip(".,") in FIRST_NAMES
             # Keep the name words: stop at the first word that is not one. After a listed
             # first name a lowercase word may be the surname ("maria gonzalez").
@@ -329,10 +339,10 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
                 if w[:1].isupper() and folded not in _FUNCTION_WORDS:
                     pass       # a capitalised word after a name: part of it ("Van", "De")
                 elif folded in _NOT_NAMES or folded in _FUNCTION_WORDS or not (
-                        known or folded in FIRST_NAMES):
+                        known or folded in FIRST_NAMES or strong):
                     break
                 kept.append(w.rstrip(",."))
-            if _name_ok(kept, m.group("strong") is not None):
+            if _name_ok(kept, strong):
                 value = " ".join(kept)
                 hits.append(Found("NAME", m.start(group), m.start(group) + len(value), value))
         for m in NAME_PAIR.finditer(text):
@@ -340,6 +350,7 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:
             if first in FIRST_NAMES and first not in _CAR_WORDS \
                     and _fold(m.group(2).split()[0]) not in _FUNCTION_WORDS | _CAR_WORDS:
                 hits.append(Found("NAME", m.start(), m.end(), m.group()))
+        hits += pii_shapes.names(text, _looks_like_name)
     # Earlier kinds win overlaps (an SSN or card is not also a phone number).
     chosen: list[Found] = []
     for h in hits:
@@ -353,6 +364,8 @@ class Redactor:
     """Placeholders for one conversation: the same value gets the same placeholder."""
 
     kinds: frozenset[str] | None = None  # None: every kind
+    # The business's own numbers (its last ten digits): not personal, kept as written.
+    keep_phones: frozenset[str] = frozenset()
     values: dict[str, str] = field(default_factory=dict)  # placeholder → value
     _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -366,6 +379,8 @@ class Redactor:
     def redact(self, text: str) -> str:
         out, last = [], 0
         for f in find(text, self.kinds):
+            if f.kind == "PHONE" and self.keep_phones and phone_digits(f.value) in self.keep_phones:
+                continue
             key = (f.kind, f.value)
             if key not in self._by_value:
                 n = sum(1 for k in self._by_value if k[0] == f.kind) + 1

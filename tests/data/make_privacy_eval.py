@@ -175,7 +175,7 @@ SKELETONS: list[tuple[bool, list[str]]] = [
     (False, ["I emailed you from {EMAIL} yesterday about stock {STOCK}", "any update?"]),
     (False, ["the {MODEL} at {PRICE} — is that the out the door price?"]),
     (False, ["Which is better for snow, the {MODEL} or the Outback?"]),
-    (False, ["PO Box 1142, Kyle TX 78640 is where to mail the title", "- {NAME}"]),
+    (False, ["{POBOX} is where to mail the title", "- {NAME}"]),   # a PO box is an address too
     (False, ["Can I put the $500 deposit on my Visa {CARD}?", "exp 09/27"]),
     (True, ["pay the down payment with card {CARD} please"]),
     (False, ["my parts order number is 4111 1111 1111 1112, is it in yet?"]),
@@ -188,6 +188,7 @@ KINDED = {"NAME": ("NAME", NAMES), "PHONE": ("PHONE", PHONES), "EMAIL": ("EMAIL"
           "ACCOUNT": ("BANK_ACCOUNT", ACCOUNTS), "ROUTING": ("ROUTING", ROUTINGS),
           "INCOME": ("INCOME", INCOMES), "SCORE": ("CREDIT_SCORE", SCORES),
           "DL": ("DL", DLS), "VIN": ("VIN", CUSTOMER_VINS), "FIRST": ("NAME", FIRST_ONLY),
+          "POBOX": ("ADDRESS", ["PO Box 1142, Kyle TX 78640"]),
           "FIRST_LOWER": ("NAME", [n.lower() for n in FIRST_ONLY])}
 NEGATIVE = {"MODEL": MODELS, "PRICE": PRICES, "STOCK": STOCK, "LOTVIN": LOT_VINS,
             "YEAR": YEARS, "COLOR": COLORS, "PHONE_STORE": ["(555) 010-2000"]}
