@@ -88,21 +88,17 @@ NOT_FUEL_GAS = _rule(r"\b(?:on|save|saving|good)\s+gas\b|\bgas\s+mileage\b", re.
 
 
 def shades(low: str, shades_in_stock: Iterable[str]) -> tuple[str, ...]:
-    """The inventory's exterior colours a text asks for: a shade named whole ("pearl
-    white") is that shade alone; a colour word alone ("white", "blanco", "grey") is every
-    shade of that family ("white", "pearl white")."""
-    stock = [c.lower() for c in shades_in_stock]
-    named = [c for c in stock if " " in c and re.search(rf"\b{re.escape(c)}\b", low)]
+    """The colours a text asks for: a shade of the stock named whole ("pearl white"), then
+    each colour word alone ("white", "blanco", "grey" as "gray"). The store matches a
+    shade exactly and a colour word as its whole family (store.where)."""
+    named = [c.lower() for c in shades_in_stock
+             if " " in c and re.search(rf"\b{re.escape(c.lower())}\b", low)]
     rest = low
     for c in named:
         rest = rest.replace(c, " ")
     words = [c for c in COLOR_WORDS if c in rest and re.search(rf"\b{c}s?\b", rest)]
     words += [en for es, en in COLOR_ES.items() if es in rest and re.search(rf"\b{es}s?\b", rest)]
-    families = {"gray" if w == "grey" else w for w in words}
-    if not stock:   # no stock read yet: the colour words themselves
-        return tuple(sorted(families))
-    found = named + [c for c in stock if c.split()[-1] in families and c not in named]
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys([*named, *("gray" if w == "grey" else w for w in words)]))
 
 
 def amount(number: str, unit: str | None) -> int:

@@ -46,7 +46,7 @@ class Filters:
     models: tuple[str, ...] = ()
     body_styles: tuple[str, ...] = ()
     fuels: tuple[str, ...] = ()
-    colors: tuple[str, ...] = ()   # exact shades as the inventory writes them
+    colors: tuple[str, ...] = ()   # shades as the stock writes them, or colour words
     drivetrains: tuple[str, ...] = ()
     year_min: int | None = None
     year_max: int | None = None
@@ -102,11 +102,14 @@ def where(f: Filters, ph: Any) -> tuple[str, list[Any]]:
         parts.append(sql.format(*marks))
 
     for column, values in (("make", f.makes), ("model", f.models), ("body_style", f.body_styles),
-                           ("fuel", f.fuels), ("drivetrain", f.drivetrains),
-                           ("exterior_color", f.colors)):
+                           ("fuel", f.fuels), ("drivetrain", f.drivetrains)):
         if values:
             add(f"lower({column}) IN ({', '.join('{' + str(i) + '}' for i in range(len(values)))})",
                 *[v.lower() for v in values])
+    if f.colors:   # a shade exactly, or a colour word as its family: "red" is "ruby red" too
+        add("(" + " OR ".join(f"lower(exterior_color) = {{{2 * i}}} OR lower(exterior_color) "
+                              f"LIKE {{{2 * i + 1}}}" for i in range(len(f.colors))) + ")",
+            *[v for c in f.colors for v in (c.lower(), f"% {c.lower()}")])
     for sql, value in (("year >= {0}", f.year_min), ("year <= {0}", f.year_max),
                        ("price >= {0}", f.price_min), ("price <= {0}", f.price_max),
                        ("mileage <= {0}", f.mileage_max)):
