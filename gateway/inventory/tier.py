@@ -31,8 +31,9 @@ from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
 # A question about the stock as such, with nothing to filter by.
-STOCK_CUE = re.compile(r"\b(?:in stock|inventory|on (?:the|your) lot|available|what do you have|"
-                       r"what have you got|en existencia|inventario|tienen)\b", re.I)
+STOCK_CUE = re.compile(r"\b(?:in stock|inventory|on (?:the|your) lot|available|"
+                       r"what (?:cars|vehicles|trucks) do you (?:carry|stock)|"
+                       r"en existencia|inventario|tienen)\b", re.I)
 GROUNDS_KEPT = 1024   # distinct grounding lookups remembered at most
 # How a grounding message starts: the gateway's own text, stock only, never redacted.
 GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "

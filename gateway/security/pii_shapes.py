@@ -9,11 +9,11 @@ identity that cue phrases alone miss. Pure; `pii.find` merges these with its own
   needed: at a car dealership, such a date is somebody's birthday, not an appointment;
   also "nací el …" with its accent.
 - ADDRESS: street types that come first ("Calle Juárez 118", "2203 Calle Ébano", "Rue …",
-  "Avenida …"), post-office and rural-route boxes ("PO Box 44", "RR 2 Box 118", "HC 3 Box
+  "Avenida …"), post-office and rural-route boxes ("PO Box 44", "RR 4 Box 27", "HC 3 Box
   9"), county roads, each with the city, state and ZIP that follow.
 - NAME: a title before a surname ("Mr. Boudreaux", "señor Ramírez"), "Last, First" at the
   start of a message, a name that opens a message with "here", a name alone at the end
-  (a signature), and a name after a label ("contact:", "owner", "the name on it is",
+  (a signature), and a name after a label ("contact:", "owner", "the name on the card is",
   "my husband's name,").
 """
 

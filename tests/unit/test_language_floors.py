@@ -25,8 +25,8 @@ def shared():
 
 def test_private_conversations_on_the_shared_set(shared):
     figures = shared["privacy"]["figures"]["all"]
-    assert share(figures["recall"]) >= 0.975
-    assert share(figures["false_positives"]) <= 0.14
+    assert share(figures["recall"]) >= 0.96
+    assert share(figures["false_positives"]) <= 0.13
     assert share(figures["kept_onsite_private"]) == 1.0   # the shipped config keeps them all
 
 
@@ -47,4 +47,4 @@ def test_stock_questions_on_the_shared_set(shared):
 def test_private_conversations_on_the_own_set():
     own = asyncio.run(evaluate(OWN, own=True))["privacy"]["figures"]["all"]
     assert share(own["recall"]) >= 0.9
-    assert share(own["false_positives"]) <= 0.04
+    assert share(own["false_positives"]) <= 0.0
