@@ -94,8 +94,8 @@ class IntentClassifier:
         its history, so it must not leave the building either."""
         for m in messages:
             # `ours`: user-role texts the gateway wrote itself (the resume instruction).
-            if m.get("role") == "user" and m.get("content") not in ours:
-                intent = self.classify(prompt_text([m]))
+            if m.get("role") == "user" and (text := prompt_text([m])) not in ours:
+                intent = self.classify(text)
                 if intent.private:
                     return intent
         return None

@@ -10,12 +10,12 @@ distilled from Llama 2's, 16 MB) and its tokenizer, so nothing is downloaded at 
 an embedding is a lookup and a mean, 0.1 ms on one core, with no torch. model2vec and
 fastembed fetch their models from a hub at first use, which this gateway must never do.
 
-How a turn is scored: the turn and each of its clauses are embedded, digits left out
-(numbers are the rules' part); a clause's score is the mean cosine similarity of its `k`
-nearest private examples minus that of its `k` nearest public ones. The turn's score is
-its highest clause's. A score at or above `threshold - margin` is private: a doubtful
-turn counts as private (fails closed), and the margin is the price of that in false
-positives (docs/privacy.md).
+How a turn is scored: the words of the turn and of each of its clauses are embedded
+(digits and punctuation left out: numbers are the rules' part); a clause's score is the
+mean cosine similarity of its `k` nearest private examples minus that of its `k` nearest
+public ones. The turn's score is its highest clause's. A score at or above `threshold -
+margin` is private: a doubtful turn counts as private (fails closed), and the margin is
+the price of that in false positives (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import numpy as np
 import yaml
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "privacy_examples.yaml"
-# Numbers are the rules' business (amounts, scores, terms): as tokens they only add noise
-# ("recommend a car 22" read as money), so the model reads the words around them.
-_DIGITS = re.compile(r"\d+")
+# What the model reads of a clause: its words. Numbers are the rules' business (amounts,
+# scores, terms), and digits and punctuation as tokens only add noise: "recommend a car
+# 22" and "… for a family of five? (q4)" read as money with them.
+_NOT_WORDS = re.compile(r"[^\w\s']|[\d_]")
 # A clause: the text between sentence marks, or around a joining word.
 _CLAUSES = re.compile(r"[.!?;\n]+|,\s+|\s+(?:but|and|also|tho|though|pero|y)\s+", re.I)
 
@@ -97,7 +98,7 @@ class PrivacyModel:
 
     def score(self, text: str) -> float:
         """Above 0: reads more like the private examples than the public ones."""
-        parts = clauses(_DIGITS.sub(" ", text))
+        parts = [" ".join(_NOT_WORDS.sub(" ", p).split()) or p for p in clauses(text)]
         vectors = self._embed(parts)
         k = self.k
         near_private = np.sort(vectors @ self._private.T, axis=1)[:, -k:].mean(axis=1)

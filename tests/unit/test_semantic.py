@@ -70,3 +70,19 @@ def test_a_stock_question_reaches_the_inventory_tier_from_an_on_site_ladder():
     assert plan.ladder.index("inventory") == len(plan.ladder) - 2   # before the last resort
     plain = plan_route(intent, enabled=tuple(S.enabled_tiers()), health=healthy)
     assert "inventory" not in plain.ladder
+
+
+def test_punctuation_and_digits_do_not_turn_a_car_question_into_money():
+    for tag in ("q1", "q4", "(q4)", "#22", "!!"):
+        text = f"Which hybrid SUV would you recommend for a family of five? {tag}"
+        assert not FULL.classify(text).private, text
+    assert not any(FULL.classify(f"recommend a car {n}").private for n in range(200))
+
+
+def test_the_gateways_own_resume_text_is_skipped_whatever_the_content_shape():
+    ours = frozenset({"Continue exactly where you stopped."})
+    parts = [{"type": "text", "text": "the bank said no to me last month"}]
+    assert FULL.private_turn([{"role": "user", "content": parts}], ours) is not None
+    assert FULL.private_turn([{"role": "user", "content": "Continue exactly where you stopped."},
+                              {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                             ours) is None
