@@ -62,10 +62,16 @@ def read_examples(path: Path) -> tuple[list[str], list[str]]:
     return [str(s) for s in data.get("private", [])], [str(s) for s in data.get("public", [])]
 
 
+def words(text: str) -> str:
+    """What the model reads of a text: its words, without digits or punctuation."""
+    return " ".join(_NOT_WORDS.sub(" ", text).split())
+
+
 def clauses(text: str) -> list[str]:
-    """The text itself and each of its clauses of two words or more."""
-    parts = [p.strip() for p in _CLAUSES.split(text) if p and len(p.split()) >= 2]
-    return [text, *[p for p in parts if p != text]][:12]
+    """The words of the text itself and of each of its clauses of two words or more."""
+    whole = words(text) or text
+    parts = [w for p in _CLAUSES.split(text) if p and len((w := words(p)).split()) >= 2]
+    return [whole, *[p for p in parts if p != whole]][:12]
 
 
 class PrivacyModel:
@@ -98,8 +104,7 @@ class PrivacyModel:
 
     def score(self, text: str) -> float:
         """Above 0: reads more like the private examples than the public ones."""
-        parts = [" ".join(_NOT_WORDS.sub(" ", p).split()) or p for p in clauses(text)]
-        vectors = self._embed(parts)
+        vectors = self._embed(clauses(text))
         k = self.k
         near_private = np.sort(vectors @ self._private.T, axis=1)[:, -k:].mean(axis=1)
         near_public = np.sort(vectors @ self._public.T, axis=1)[:, -k:].mean(axis=1)

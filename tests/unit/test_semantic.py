@@ -58,8 +58,11 @@ def test_staff_examples_extend_the_shipped_ones(tmp_path):
 
 def test_clauses_split_a_turn_where_ideas_join():
     assert clauses("is the red one there? also I owe 9k on my trade") == [
-        "is the red one there? also I owe 9k on my trade", "is the red one there",
-        "I owe 9k on my trade"]
+        "is the red one there also I owe k on my trade", "is the red one there",
+        "I owe k on my trade"]
+    # A clause is two words or more once digits are gone: "number 39" alone is not one.
+    assert clauses("recommend a sedan, number 39") == ["recommend a sedan number",
+                                                      "recommend a sedan"]
 
 
 def test_a_stock_question_reaches_the_inventory_tier_from_an_on_site_ladder():
@@ -77,6 +80,7 @@ def test_punctuation_and_digits_do_not_turn_a_car_question_into_money():
         text = f"Which hybrid SUV would you recommend for a family of five? {tag}"
         assert not FULL.classify(text).private, text
     assert not any(FULL.classify(f"recommend a car {n}").private for n in range(200))
+    assert not any(FULL.classify(f"recommend a sedan, number {n}").private for n in range(100))
 
 
 def test_the_gateways_own_resume_text_is_skipped_whatever_the_content_shape():
