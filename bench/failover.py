@@ -21,6 +21,19 @@ third of the way in. Per request: when it started, its TTFT, and who answered.
                           resumes it from the text already sent
 - stall-mid:              on-prem goes silent after 10 tokens (gap deadline 2 s): resumed
 
+With `--answers`, what a customer is told instead of how fast: each scenario below sends a
+few chats over the OpenAI API (streamed and not) and Scout's SSE, and grades each answer
+complete-and-correct (the whole answer, once), clean-error (an error, no stitched text)
+or wrong (anything else: duplicated, glued or cut text presented as an answer):
+
+- cut-40:          on-prem drops after 40 of 60 words; the backup starts again from the top
+- stall-20:        on-prem goes silent after 20 words; the backup starts again
+- continue-40:     on-prem drops after 40 words; the backup continues, as asked
+- reword-40:       on-prem drops after 40 words; the backup answers anew in other words
+- no-done:         on-prem sends the whole answer and its finish_reason, then no [DONE]
+- finish-silent:   the whole answer and its finish_reason, then silence, socket open
+- bad-chunk-10:    one malformed event at word 10, then the rest of the answer
+
 Reported: TTFT before and after the fault, the backup's own TTFT (measured directly in
 the same run), how many requests waited for a deadline, when the gateway stopped sending
 to the broken tier (time to detection), errors.
@@ -30,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import tempfile
@@ -185,8 +199,125 @@ async def run(conc: int, kill_conc: int, seconds: float, only: list[str]) -> Non
                       "last waiter. Gateway alone on core 0; simulators, nginx, load on core 1.")
 
 
+# --answers: (on-prem fault, fault_after, the backup's resume style or "reword").
+ANSWER_SCENARIOS: dict[str, tuple[str, int, str]] = {
+    "cut-40": ("drop", 40, "restart"), "stall-20": ("stall", 20, "restart"),
+    "continue-40": ("drop", 40, "continue"), "reword-40": ("drop", 40, "reword"),
+    "no-done": ("no_done", 0, "restart"), "finish-silent": ("finish_hang", 0, "restart"),
+    "bad-chunk-10": ("bad_chunk", 10, "restart"),
+}
+ANSWER = " ".join(f"word{i}" for i in range(1, 61))   # 60 words, each one countable
+# The same answer again in other words, as a model asked to continue may give it: a preamble,
+# then what the cut answer said, in another order.
+REWORDED = "Sure, to put it another way: " + " ".join(
+    f"word{i + 1 - 2 * (i % 2)}" for i in range(2, 42))
+
+
+def grade(text: str, error: bool, answers: tuple[str, ...]) -> str:
+    """`answers`: the texts that are each a whole, correct answer."""
+    if not error and text in answers:
+        return "complete-and-correct"
+    if error and any(a.startswith(text) for a in answers):
+        return "clean-error"   # only a true beginning of an answer, then an error
+    return "wrong"
+
+
+async def _ask(session: aiohttp.ClientSession, base: str, api: str, n: int) -> tuple[str, bool]:
+    """One chat; the text a client would show, and whether it ended in an error."""
+    q = f"Which hybrid SUV would you recommend for a family? ({api} {n})"
+    if api == "sse":
+        async with session.post(f"{base}/api/chat", json={"message": q},
+                                headers=procs.API_HEADERS) as r:
+            shown, error, event = "", False, ""
+            async for raw in r.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    body = json.loads(line[6:])
+                    if event == "delta":
+                        shown += body["text"]
+                    elif event == "switch" and "replace" in body:
+                        shown = body["replace"]
+                    error |= event == "error"
+            return shown, error
+    body = {"model": "scout", "messages": [{"role": "user", "content": q}],
+            "stream": api == "stream"}
+    async with session.post(f"{base}/v1/chat/completions", json=body,
+                            headers=procs.API_HEADERS) as r:
+        if api == "whole":
+            got = await r.json()
+            return (got["choices"][0]["message"]["content"] or "", False) if r.status == 200 \
+                else ("", True)
+        shown, error = "", r.status != 200
+        async for raw in r.content:
+            line = raw.decode().strip()
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            error |= "error" in chunk
+            for c in chunk.get("choices") or []:
+                shown += (c.get("delta") or {}).get("content") or ""
+        return shown, error
+
+
+async def answers_scenario(name: str, asks: int) -> dict[str, Any]:
+    fault, after, style = ANSWER_SCENARIOS[name]
+    key = procs.KEYS["ONPREM_API_KEY"]
+    backup = procs.simulator(core=1, api_key=procs.KEYS["OPENAI_API_KEY"], model=BACKUP_MODEL,
+                             **FAST)
+    onprem = procs.simulator(core=1, api_key=key, **FAST)
+    try:
+        await set_fault(backup, "none", answer=ANSWER, fault_after=0,
+                        resume_style="marker" if style == "reword" else style,
+                        resume_text=REWORDED if style == "reword" else "")
+        await set_fault(onprem, fault, answer=ANSWER, fault_after=after)
+        grades: dict[str, dict[str, int]] = {}
+        for api in ("sse", "stream", "whole"):
+            # A fresh gateway per API: each meets on-prem failing, not already ejected.
+            gw = procs.gateway([onprem.url], f"{backup.url}/v1", core=0, deadlines={
+                "headers_s": DEADLINE_S, "first_token_s": DEADLINE_S, "gap_s": DEADLINE_S})
+            # Either whole answer is right: on-prem's (or the backup's, answering afresh
+            # once on-prem is ejected) or, where text can be replaced (Scout's protocol,
+            # a not-streamed answer), the backup's own in other words.
+            right = (ANSWER, REWORDED) if style == "reword" and api != "stream" \
+                else (ANSWER,)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    for n in range(asks):
+                        text, error = await _ask(session, gw.url, api, n)
+                        g = grade(text, error, right)
+                        grades.setdefault(api, {}).setdefault(g, 0)
+                        grades[api][g] += 1
+            finally:
+                gw.stop()
+        return {"scenario": name, "grades": grades}
+    finally:
+        for p in (onprem, backup):
+            p.stop()
+
+
+async def run_answers(only: list[str], asks: int) -> None:
+    results = []
+    for name in only:
+        r = await answers_scenario(name, asks)
+        results.append(r)
+        print(name, r["grades"], flush=True)
+    header = ["scenario", "Scout SSE", "OpenAI API, streamed", "OpenAI API, whole"]
+    table = [[r["scenario"], *(", ".join(f"{k} {v}" for k, v in r["grades"][api].items())
+                               for api in ("sse", "stream", "whole"))] for r in results]
+    report.write("failover-answers", {"asks": asks, "scenarios": results}, table, header,
+                 note=f"{asks} chats per API per scenario; on-prem (a simulator) breaks as "
+                      "named, the backup (a simulator) answers the resume as named. Graded "
+                      "complete-and-correct, clean-error or wrong.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--answers", action="store_true",
+                    help="grade what customers are told under faults, not timings")
+    ap.add_argument("--asks", type=int, default=2,
+                    help="--answers: chats per API (fewer than eject_after: on-prem stays in)")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--kill-concurrency", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -194,6 +325,11 @@ def main() -> None:
                                       "replica-kill-multi-url,slow-then-fast,drop-mid,"
                                       "stall-mid")
     args = ap.parse_args()
+    if args.answers:
+        only = list(ANSWER_SCENARIOS) if args.only == ap.get_default("only") \
+            else args.only.split(",")
+        asyncio.run(run_answers(only, args.asks))
+        return
     asyncio.run(run(args.concurrency, args.kill_concurrency, args.seconds,
                     args.only.split(",")))
 

@@ -41,6 +41,10 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
             kid(m.fallbacks, sw.from_tier, sw.to_tier, sw.kind).inc()
             if sw.kind in (SwitchKind.STALLED, SwitchKind.DROPPED):
                 kid(m.resumes, sw.from_tier, sw.to_tier).inc()
+            if sw.kind is SwitchKind.RESTART:
+                kid(m.restarts, sw.to_tier).inc()
+        for bad_tier, n in outcome.malformed.items():
+            kid(m.malformed, bad_tier).inc(n)
         for skipped, _ in turn.plan.skipped:
             kid(m.fallbacks, skipped, turn.plan.ladder[0], "skipped").inc()
         if outcome.hedged:

@@ -72,6 +72,7 @@ class TurnOutcome:
     parts: list[tuple[str, int, int, float]] = field(default_factory=list)  # tier, in, out, USD
     switches: list[SwitchOut] = field(default_factory=list)
     grounded: int = 0   # inventory rows put in the models' prompt
+    malformed: dict[str, int] = field(default_factory=dict)   # tier → bad events skipped
 
     def done_event(self) -> dict[str, Any]:
         """The `done` event's body, the same on SSE and WebSocket."""
@@ -319,6 +320,7 @@ class ChatService:
             finish_reason=r.finish_reason or ("stop" if r.complete else "error"),
             complete=r.complete, resumed=r.stats.resumes, hedged=bool(r.stats.hedges),
             error=r.error, hedge_winner=r.stats.hedge_winner, parts=parts,
+            malformed=r.stats.malformed,
             race_ttft_ms=r.ttft_s * 1000 if r.ttft_s is not None else None)
 
     def _should_store(self, turn: Turn, r: RaceResult) -> bool:

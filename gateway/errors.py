@@ -111,6 +111,11 @@ class TierUnreachable(TierUnavailable):
     """The connection was never made: nothing was sent, so another target may be tried."""
 
 
+class TierMalformed(TierUnavailable):
+    """One event of a stream that isn't what the protocol says. Skipped and counted,
+    unless the stream goes on sending them: then the stream is broken."""
+
+
 class TierOverloaded(TierUnavailable):
     """The upstream says it is overloaded (Anthropic's 529). Its model list still answers,
     so a probe can't clear it: ejected for `health.eject_ttl_s`, then tried again."""

@@ -94,6 +94,12 @@ class Metrics:
                               ["winner"], registry=r)
         self.resumes = Counter("scout_resumes", "Answers resumed mid-stream by another tier",
                                ["from_tier", "to_tier"], registry=r)
+        self.malformed = Counter("scout_malformed_events",
+                                 "Malformed stream events skipped, by tier (the stream went on)",
+                                 ["tier"], registry=r)
+        self.restarts = Counter("scout_restarts",
+                                "Resumed answers that began anew and replaced the cut one",
+                                ["tier"], registry=r)
         self.cache = Counter("scout_cache_lookups", "Cache lookups of cacheable questions",
                              ["result"], registry=r)  # fresh_hit, stale_hit, miss
         self.static = Counter("scout_static_replies", "Canned replies served as the last resort",

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -116,7 +116,7 @@ class SessionStore:
         record = await self.raw_answer(sid, msg_id)
         if record is not None and record.get("status") == "streaming":
             entries = await self.follow(sid, msg_id, "0-0", 0) or []
-            record["text"] = "".join(e.get("t", "") for _, e in entries)
+            record["text"] = streamed_text(e for _, e in entries)
         return record
 
     # A streaming answer's deltas, as a Redis stream: the gateway answering XADDs them as
@@ -128,6 +128,14 @@ class SessionStore:
                                         [orjson.dumps({"t": t}) for t in texts],
                                         self.config.answer_ttl_s)
 
+    async def stream_replace(self, sid: str, msg_id: str, text: str, tier: str,
+                             reason: str) -> bool:
+        """A restart: the answer so far becomes `text` (entries before it are replaced)."""
+        return await self.kv.stream_add(f"{keys.STREAM}{sid}:{msg_id}",
+                                        [orjson.dumps({"r": text, "tier": tier,
+                                                       "reason": reason})],
+                                        self.config.answer_ttl_s)
+
     async def stream_end(self, sid: str, msg_id: str, record: dict[str, Any]) -> bool:
         return await self.kv.stream_add(f"{keys.STREAM}{sid}:{msg_id}",
                                         [orjson.dumps({"end": record})],
@@ -135,7 +143,19 @@ class SessionStore:
 
     async def follow(self, sid: str, msg_id: str, after: str,
                      block_s: float) -> list[tuple[str, dict[str, Any]]] | None:
-        """Stream entries after `after` ({"t": text} or {"end": record}), waiting up to
+        """Stream entries after `after` ({"t": text}, {"r": text, ...} or {"end": record}),
+        waiting up to
         `block_s` for the first; None when the store can't say."""
         got = await self.kv.stream_read(f"{keys.STREAM}{sid}:{msg_id}", after, block_s)
         return None if got is None else [(i, orjson.loads(p)) for i, p in got]
+
+
+def streamed_text(entries: Iterable[dict[str, Any]]) -> str:
+    """The answer a stream's entries spell: text appended, a restart's text replacing."""
+    parts: list[str] = []
+    for e in entries:
+        if "r" in e:
+            parts = [e["r"]]
+        elif "t" in e:
+            parts.append(e["t"])
+    return "".join(parts)

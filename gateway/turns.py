@@ -25,7 +25,7 @@ from typing import Any
 
 from gateway.chat import ChatService, Started, Turn, TurnEvent, TurnOutcome
 from gateway.logs import get_logger
-from gateway.routing.driver import TextOut
+from gateway.routing.driver import SwitchOut, TextOut
 from gateway.sessions import SessionStore
 
 log = get_logger("scout.turns")
@@ -78,6 +78,7 @@ class LiveTurn:
     listeners: list[Listener] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     unwritten: list[str] = field(default_factory=list)   # deltas not yet in the stream
+    replaced: SwitchOut | None = None   # a restart not yet in the stream (before unwritten)
     writer: asyncio.Task[None] | None = None
 
     @property
@@ -139,6 +140,10 @@ class TurnRunner:
                     elif isinstance(ev, TextOut):
                         live.parts.append(ev.text)
                         self._write(live, ev.text)
+                    elif isinstance(ev, SwitchOut) and ev.replace is not None:
+                        live.parts = [ev.replace]   # the new answer replaces the partial one
+                        live.unwritten, live.replaced = [], ev
+                        self._write(live, "")
                     elif isinstance(ev, TurnOutcome):
                         outcome = ev
                     for listener in live.listeners:
@@ -152,16 +157,22 @@ class TurnRunner:
 
     def _write(self, live: LiveTurn, text: str) -> None:
         """Queue a delta for the stream; one writer per turn, never awaited by the turn."""
-        if not text:
+        if text:
+            live.unwritten.append(text)
+        elif live.replaced is None:
             return
-        live.unwritten.append(text)
         if live.writer is None or live.writer.done():
             live.writer = asyncio.get_running_loop().create_task(self._drain(live))
 
     async def _drain(self, live: LiveTurn) -> None:
-        while live.unwritten:
-            batch, live.unwritten = live.unwritten, []
-            await self.sessions.stream_text(live.sid, live.turn.id, ["".join(batch)])
+        while live.unwritten or live.replaced is not None:
+            batch, live.unwritten, replaced = live.unwritten, [], live.replaced
+            live.replaced = None
+            if replaced is not None:
+                await self.sessions.stream_replace(live.sid, live.turn.id, replaced.replace or "",
+                                                   replaced.to_tier, replaced.reason)
+            if batch:
+                await self.sessions.stream_text(live.sid, live.turn.id, ["".join(batch)])
 
     async def _record(self, live: LiveTurn, user_message: dict[str, Any],
                       outcome: TurnOutcome | None) -> None:

@@ -33,7 +33,16 @@ import orjson
 from aiohttp import web
 
 FAULTS = ("none", "refuse", "http_500", "http_401", "loading", "hang_before_headers",
-          "hang_after_headers", "stall", "drop")
+          "hang_after_headers", "stall", "drop",
+          "no_done",      # the whole answer and its finish_reason, then the body ends: no [DONE]
+          "finish_hang",  # the whole answer and its finish_reason, then silence, socket open
+          "bad_chunk")    # `bad_chunks` malformed events at `fault_after`, then the rest
+# How a replica answers when asked to continue a cut answer, as real models do:
+RESUME_STYLES = ("marker",    # "(continuing)" and then its answer (tells tests it was asked)
+                 "continue",  # the words after the cut, as asked
+                 "restart")   # its whole answer again, from the start
+# The instruction's first words, in each language the gateway writes it in.
+_RESUME_CUES = ("Your previous answer was cut off", "Tu respuesta anterior se cortó")
 
 _WORDS = (
     "Based on what you described, the 2024 Toyota RAV4 Hybrid is a strong fit: it seats five, "
@@ -93,6 +102,10 @@ class Knobs:
     waiting: int = 0   # reported as vllm:num_requests_waiting
     echo: bool = False  # answer with the last user message's words (tests what was sent)
     dealer: bool = False  # whole answers picked by the question (the demo), not `tokens` words
+    answer: str = ""      # the answer's text, instead of `tokens` words of the stock answer
+    resume_style: str = "marker"   # one of RESUME_STYLES
+    resume_text: str = ""  # what it says when asked to continue, whatever the style
+    bad_chunks: int = 1    # how many malformed events the bad_chunk fault writes in a row
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name: f.type for f in fields(self)}
@@ -101,6 +114,9 @@ class Knobs:
                 raise ValueError(f"unknown knob {key!r}")
             if key == "fault" and value not in FAULTS:
                 raise ValueError(f"unknown fault {value!r}; known: {', '.join(FAULTS)}")
+            if key == "resume_style" and value not in RESUME_STYLES:
+                raise ValueError(f"unknown resume style {value!r}; known: "
+                                 f"{', '.join(RESUME_STYLES)}")
             setattr(self, key, value)
 
 
@@ -165,7 +181,7 @@ class ReplicaSimulator:
             self._drop_connections()  # a dead process keeps no keep-alive sockets either
         elif fault != "refuse" and self._site is None and self._runner is not None:
             await self._listen()
-        if fault not in ("hang_before_headers", "hang_after_headers", "stall"):
+        if fault not in ("hang_before_headers", "hang_after_headers", "stall", "finish_hang"):
             for fut in self._hangs:  # let hung requests carry on normally
                 if not fut.done():
                     fut.set_result(None)
@@ -252,7 +268,7 @@ class ReplicaSimulator:
         try:
             if k.fault == "hang_before_headers":
                 await self._hang()
-            words = _answer(messages, k.tokens)
+            words = _answer(messages, k)
             if k.dealer:
                 last_user = next((m.get("content") for m in reversed(messages)
                                   if isinstance(m, dict) and m.get("role") == "user"), "")
@@ -336,8 +352,16 @@ class ReplicaSimulator:
                 assert request.transport is not None
                 request.transport.close()
                 raise ConnectionResetError("simulated drop")
+            if i == k.fault_after and k.fault == "bad_chunk":
+                for _ in range(k.bad_chunks):
+                    await resp.write(b'data: {"id": "' + cid.encode() + b'", "choices": [{"del\n\n')
             await resp.write(chunk({"content": word if i == 0 or joined else " " + word}))
         await resp.write(chunk({}, "stop"))
+        if k.fault == "no_done":
+            await resp.write_eof()
+            return resp
+        if k.fault == "finish_hang":
+            await self._hang()
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(b"data: " + orjson.dumps({
                 "id": cid, "object": "chat.completion.chunk", "created": created,
@@ -388,12 +412,21 @@ def example_of(schema: dict[str, Any], key: str = "") -> Any:
         key, f"{key or 'value'} (simulated)")
 
 
-def _answer(messages: list[Any], n: int) -> list[str]:
+def _answer(messages: list[Any], k: Knobs) -> list[str]:
+    n = k.tokens
     last = messages[-1].get("content", "") if messages and isinstance(messages[-1], dict) else ""
-    words = list(itertools.islice(itertools.cycle(_WORDS), n))
-    if isinstance(last, str) and last.startswith("Your previous answer was cut off"):
-        words = ["(continuing)", *words[: max(0, n - 1)]]
-    return words
+    words = k.answer.split(" ") if k.answer else list(itertools.islice(itertools.cycle(_WORDS), n))
+    if not (isinstance(last, str) and last.startswith(_RESUME_CUES)):
+        return words
+    if k.resume_text:
+        return k.resume_text.split(" ")
+    if k.resume_style == "restart":
+        return words
+    if k.resume_style == "continue":
+        cut = messages[-2].get("content", "") if len(messages) > 1 else ""
+        # From the space after the cut: the first chunk is "", the next " word".
+        return ["", *words[len(str(cut).split(" ")):]]
+    return ["(continuing)", *words[: max(0, n - 1)]]
 
 
 def _usage(messages: list[Any], words: list[str]) -> dict[str, int]:

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api.auth import admitted, caller, upstream_user
-from gateway.api.relay import all_tiers_failed
+from gateway.api.relay import all_tiers_failed, answer_restarted
 from gateway.api.requests import (
     ROUTED_MODEL,
     CompletionRequest,
@@ -28,9 +28,12 @@ from gateway.api.requests import (
 from gateway.appkeys import CHAT, SETTINGS
 from gateway.chat import Turn, TurnOutcome
 from gateway.config import Settings
-from gateway.routing.driver import TextOut
+from gateway.logs import get_logger
+from gateway.routing.driver import SwitchOut, TextOut
 from gateway.sse import DONE_LINE, encode_data
 from gateway.tiers import registry
+
+log = get_logger("scout.openai_api")
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                "X-Accel-Buffering": "no"}
@@ -104,6 +107,8 @@ async def collect(request: web.Request, turn: Turn) -> Collected:
                 parts.append(ev.text)
                 if ev.tool_calls:
                     _merge_tool_calls(calls, ev.tool_calls)
+            elif isinstance(ev, SwitchOut) and ev.replace is not None:
+                parts, calls = [ev.replace], {}   # nothing was sent yet: start it over
             elif isinstance(ev, TurnOutcome):
                 out.outcome = ev
     out.text, out.calls = "".join(parts), [calls[i] for i in sorted(calls)]
@@ -168,6 +173,13 @@ async def _stream(request: web.Request, turn: Turn, req: CompletionRequest) -> w
             if isinstance(ev, TextOut):
                 last_model = ev.model
                 await resp.write(frames.text(ev.text, ev.model, ev.tool_calls))
+            elif isinstance(ev, SwitchOut) and ev.replace is not None:
+                if frames.role_sent:   # text the client has can't be taken back here
+                    log.warning("answer_restarted_after_text", turn=turn.id, api="chat")
+                    tail.append(encode_data({"error": answer_restarted()}))
+                    break
+                if ev.replace:
+                    await resp.write(frames.text(ev.replace, last_model, None))
             elif isinstance(ev, TurnOutcome):
                 if not ev.complete:
                     tail.append(encode_data({"error": all_tiers_failed(ev.error)}))

@@ -33,6 +33,14 @@ def slow_consumer(turn_id: str, limit: int) -> dict[str, Any]:
                        "still being written — resume it"}
 
 
+def answer_restarted() -> dict[str, Any]:
+    """The error body when a tier's fresh answer would replace text a client of the OpenAI
+    API already has: that API can't take text back, and gluing two answers is wrong."""
+    return {"message": "the answer was cut off and the tier that took over answered anew; "
+                       "text already sent can't be taken back on this API: ask again",
+            "type": "server_error", "param": None, "code": "answer_restarted"}
+
+
 def interrupted(turn_id: str) -> dict[str, Any]:
     return {"id": turn_id, "code": "interrupted",
             "message": "the answer was cut off before it finished (the server is shutting "
@@ -47,8 +55,11 @@ def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
         return "start", {"id": turn_id, "intent": ev.intent, "tier": ev.tier,
                          "skipped": [{"tier": t, "reason": r} for t, r in ev.skipped]}
     if isinstance(ev, SwitchOut):
-        return "switch", {"id": turn_id, "from": ev.from_tier, "to": ev.to_tier,
-                          "kind": ev.kind, "reason": ev.reason}
+        body = {"id": turn_id, "from": ev.from_tier, "to": ev.to_tier, "kind": ev.kind,
+                "reason": ev.reason}
+        if ev.replace is not None:   # a restart: the answer so far is this text now
+            body["replace"] = ev.replace
+        return "switch", body
     if ev.complete:
         return "done", ev.done_event()
     failed = all_tiers_failed(ev.error)

@@ -33,7 +33,7 @@ from gateway.api.openai_api import (
     openai_turn,
     served_by_header,
 )
-from gateway.api.relay import all_tiers_failed
+from gateway.api.relay import all_tiers_failed, answer_restarted
 from gateway.api.requests import (
     ROUTED_MODEL,
     CompletionRequest,
@@ -44,7 +44,7 @@ from gateway.api.requests import (
 from gateway.appkeys import CHAT, SETTINGS, STORE
 from gateway.chat import Turn, TurnOutcome
 from gateway.errors import RequestRejected
-from gateway.routing.driver import TextOut
+from gateway.routing.driver import SwitchOut, TextOut
 from gateway.state import keys
 from gateway.state.kv import KV
 
@@ -381,6 +381,7 @@ async def _stream(request: web.Request, turn: Turn, enc: Encoder, headers: dict[
     await ev.send("response.in_progress", response=enc.response("in_progress", []))
     out = _StreamedOutput(ev, enc)
     got = Collected()
+    restarted = False
     async with aclosing(request.app[CHAT].run(turn)) as events:
         async for item in events:
             if isinstance(item, TextOut):
@@ -388,10 +389,20 @@ async def _stream(request: web.Request, turn: Turn, enc: Encoder, headers: dict[
                     await out.text(item.text)
                 for frag in item.tool_calls or []:
                     await out.call_fragment(frag)
+            elif isinstance(item, SwitchOut) and item.replace is not None:
+                if out.texts or out.calls:   # sent already: this API can't take it back
+                    restarted = True
+                    break
+                if item.replace:
+                    await out.text(item.replace)
             elif isinstance(item, TurnOutcome):
                 got.outcome = item
     got.text, got.calls = "".join(out.texts), [out.calls[i] for i in out.order]
-    if got.failed is not None:
+    if restarted:
+        await ev.send("response.failed", response={
+            **enc.response("failed", [], None), "error": {
+                "code": "server_error", "message": answer_restarted()["message"]}})
+    elif got.failed is not None:
         await ev.send("response.failed", response=enc.response("failed", [], got.outcome,
                                                                error=got.failed))
     else:

@@ -293,6 +293,10 @@ class Connection:
                     after = entry_id
                     if "t" in entry:
                         await self.send({"type": "delta", "id": chat_id, "text": entry["t"]})
+                    elif "r" in entry:   # a restart: what was sent is replaced
+                        await self.send({"type": "switch", "id": chat_id, "from": entry["tier"],
+                                         "to": entry["tier"], "kind": "restart",
+                                         "reason": entry["reason"], "replace": entry["r"]})
                     elif "end" in entry:
                         record = {**entry["end"], "text": ""}   # its text was streamed
                 if record.get("status") == "streaming" and time.monotonic() > deadline:

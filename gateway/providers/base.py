@@ -5,6 +5,7 @@ Adding a tier: docs/design.md, "Adding a tier".
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,6 +16,34 @@ RESUME_INSTRUCTION = (
     "Your previous answer was cut off. Continue it from exactly where it stopped, "
     "without repeating anything you already wrote."
 )
+# The same, for a conversation in Spanish: a model asked in another language than the
+# customer's tends to switch to it.
+RESUME_INSTRUCTION_ES = (
+    "Tu respuesta anterior se cortó. Continúala exactamente desde donde se detuvo, "
+    "sin repetir nada de lo que ya escribiste."
+)
+RESUME_INSTRUCTIONS = frozenset({RESUME_INSTRUCTION, RESUME_INSTRUCTION_ES})
+
+_WORD = re.compile(r"\w+")
+# Words each language uses all the time and the other hardly ever.
+_ES = frozenset("el la los las de del que y en un una por para con es está están hay "
+                "tiene tienen quiero busco cuánto cuál qué cómo mi mis su yo usted pero "
+                "también muy más algo este esta ese esa".split())
+_EN = frozenset("the and of to in is are a an for with what how do does have has i you "
+                "my your it this that any can want looking".split())
+
+
+def conversation_language(messages: list[dict[str, Any]]) -> str:
+    """"es" when the customer's own words are mostly Spanish, else "en"."""
+    es = en = 0
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") != "user" or not isinstance(content, str):
+            continue
+        for w in _WORD.findall(content.casefold()):
+            es += w in _ES
+            en += w in _EN
+    return "es" if es > en else "en"
 
 
 @dataclass(slots=True)
@@ -48,9 +77,11 @@ class TierRequest:
         """The conversation as sent upstream; a resume asks to continue the partial answer."""
         if not self.prefix:
             return self.messages
+        instruction = RESUME_INSTRUCTION_ES if conversation_language(self.messages) == "es" \
+            else RESUME_INSTRUCTION
         return [*self.messages,
                 {"role": "assistant", "content": self.prefix},
-                {"role": "user", "content": RESUME_INSTRUCTION}]
+                {"role": "user", "content": instruction}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +113,14 @@ class Provenance:
     origin_model: str
 
 
-StreamEvent = Headers | Delta | Usage | Provenance
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """One malformed event the stream skipped (counted; the stream goes on)."""
+
+    reason: str
+
+
+StreamEvent = Headers | Delta | Usage | Provenance | Skipped
 
 HEADERS = Headers()
 

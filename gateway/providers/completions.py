@@ -19,6 +19,7 @@ import orjson
 from gateway.errors import (
     TierBusy,
     TierError,
+    TierMalformed,
     TierMisconfigured,
     TierOutOfCredit,
     TierOverloaded,
@@ -27,12 +28,15 @@ from gateway.errors import (
     TierUnreachable,
     connect_failure,
 )
-from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
+from gateway.providers.base import HEADERS, Delta, Skipped, StreamEvent, TierRequest, Usage
 from gateway.security.upstream_keys import KeySource
 from gateway.sse import SSEDecoder
 
-# How long [DONE] may wait for the body's end before the connection is closed instead.
+# How long [DONE] may wait for the body's end before the connection is closed instead;
+# and how long usage and [DONE] may take after the finish_reason.
 DRAIN_S = 0.5
+# Malformed events skipped in a row before the stream counts as broken.
+MALFORMED_IN_A_ROW = 2
 
 
 def classify_status(status: int, body: str, where: str,
@@ -165,13 +169,28 @@ class CompletionsClient:
         body = _request_body(request, self.model, messages, self.token_field, self.send_user)
         resp: aiohttp.ClientResponse | None = None
         complete = False
+        finished = False   # a finish_reason came: the answer is whole, whatever follows
+        bad = 0            # malformed events in a row
         try:
             resp = await open_stream(self._session, url, body, self._headers, self.keys,
                                      self._timeout, where)
             yield HEADERS
             decoder = SSEDecoder()
+            content = resp.content
             try:
-                async for chunk in resp.content.iter_any():
+                while True:
+                    if finished:
+                        # Only usage and [DONE] are left: an upstream that doesn't send
+                        # them soon has still given the whole answer.
+                        try:
+                            async with asyncio.timeout(DRAIN_S):
+                                chunk = await content.readany()
+                        except TimeoutError:
+                            return
+                    else:
+                        chunk = await content.readany()
+                    if not chunk:
+                        break
                     # The usual read, one whole chunk event: its JSON is read from the bytes
                     # as they came. Anything else ([DONE] too), or JSON that does not parse
                     # as bytes (not UTF-8), goes through the decoder below.
@@ -182,7 +201,9 @@ class CompletionsClient:
                         except TierError:
                             pass
                         else:
+                            bad = 0
                             for out in one:
+                                finished |= type(out) is Delta and out.finish_reason is not None
                                 yield out
                             continue
                     pieces: list[StreamEvent] = []
@@ -193,24 +214,46 @@ class CompletionsClient:
                             if ev.data == "[DONE]":
                                 done = True
                                 break
-                            pieces += parse_chunk(ev.data, self.model, where)
+                            try:
+                                pieces += parse_chunk(ev.data, self.model, where)
+                                bad = 0
+                            except TierMalformed as exc:
+                                # One bad event is skipped (and counted); a stream that
+                                # keeps sending them is broken.
+                                bad += 1
+                                if bad > MALFORMED_IN_A_ROW:
+                                    raise TierUnavailable(
+                                        f"{where} sent {bad} malformed events in a row "
+                                        f"({exc.reason})") from None
+                                pieces.append(Skipped(exc.reason))
                     except TierError as exc:   # what came before the broken event counts
                         broken = exc
                     for out in joined(pieces) if len(pieces) > 1 else pieces:
+                        finished |= type(out) is Delta and out.finish_reason is not None
                         yield out
                     if broken is not None:
+                        if finished:   # the answer was whole before the upstream erred
+                            return
                         raise broken
                     if done:
                         complete = await _drained(resp)
                         return
             except TimeoutError:  # aiohttp's sock_read, where one is set
+                if finished:
+                    return
                 raise TierUnavailable(f"{where} went silent mid-stream") from None
             except aiohttp.ClientPayloadError as exc:
+                if finished:
+                    return
                 raise TierUnavailable(f"{where} stream broke: {exc.__class__.__name__}") from None
             except aiohttp.ClientConnectionError as exc:
+                if finished:
+                    return
                 raise TierUnavailable(
                     f"{where} connection lost: {exc.__class__.__name__}") from None
-            raise TierUnavailable(f"{where} stream ended without [DONE]")
+            if finished:   # the answer ended with its finish_reason; only [DONE] is missing
+                return
+            raise TierUnavailable(f"{where} stream ended without [DONE] or a finish_reason")
         finally:
             if resp is not None:
                 if complete:
@@ -265,9 +308,9 @@ def json_object(data: str | bytes, where: str, what: str) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise TierUnavailable(f"{where} sent {what} that is not JSON") from None
+        raise TierMalformed(f"{where} sent {what} that is not JSON") from None
     if not isinstance(value, dict):
-        raise TierUnavailable(f"{where} sent {what} that is not a JSON object")
+        raise TierMalformed(f"{where} sent {what} that is not a JSON object")
     return value
 
 
@@ -284,22 +327,22 @@ def parse_chunk(data: str | bytes, default_model: str, where: str) -> list[Strea
         model = default_model
     choices = chunk.get("choices") or []
     if not isinstance(choices, list):
-        raise TierUnavailable(f"{where} sent choices that are not a list")
+        raise TierMalformed(f"{where} sent choices that are not a list")
     for choice in choices:
         if not isinstance(choice, dict):
-            raise TierUnavailable(f"{where} sent a choice that is not a JSON object")
+            raise TierMalformed(f"{where} sent a choice that is not a JSON object")
         delta = choice.get("delta") or {}
         if not isinstance(delta, dict):
-            raise TierUnavailable(f"{where} sent a delta that is not a JSON object")
+            raise TierMalformed(f"{where} sent a delta that is not a JSON object")
         text = delta.get("content") or ""
         if not isinstance(text, str):
-            raise TierUnavailable(f"{where} sent content that is not text")
+            raise TierMalformed(f"{where} sent content that is not text")
         tool_calls = delta.get("tool_calls") or None
         if tool_calls is not None and not isinstance(tool_calls, list):
-            raise TierUnavailable(f"{where} sent tool_calls that are not a list")
+            raise TierMalformed(f"{where} sent tool_calls that are not a list")
         finish = choice.get("finish_reason") or None
         if finish is not None and not isinstance(finish, str):
-            raise TierUnavailable(f"{where} sent a finish_reason that is not text")
+            raise TierMalformed(f"{where} sent a finish_reason that is not text")
         if text or tool_calls or finish:
             out.append(Delta(text, model, tool_calls, finish))
     usage = chunk.get("usage")

@@ -20,7 +20,7 @@ from dataclasses import replace
 from gateway.errors import TierRefused
 from gateway.inventory.tier import GROUNDING_HEADER
 from gateway.logs import get_logger
-from gateway.providers.base import RESUME_INSTRUCTION, Delta, Provider, StreamEvent, TierRequest
+from gateway.providers.base import RESUME_INSTRUCTIONS, Delta, Provider, StreamEvent, TierRequest
 from gateway.routing.intents import IntentClassifier
 from gateway.security.pii import Redactor, Restorer, phone_digits, redact_messages
 from gateway.tracing import current_event
@@ -59,7 +59,7 @@ class OffsiteGuard:
         if request.offsite == "never":
             raise TierRefused(f"intent {request.intent.name} never leaves the building")
         private = self.classifier.private_turn(request.upstream_messages(),
-                                               frozenset({RESUME_INSTRUCTION}))
+                                               RESUME_INSTRUCTIONS)
         if private is not None:
             raise TierRefused(f"the conversation has a {private.name} turn: private")
         if request.offsite == "allowed":

@@ -29,6 +29,7 @@ from gateway.providers.base import (
     Headers,
     Provenance,
     Provider,
+    Skipped,
     TierRequest,
     Usage,
 )
@@ -36,6 +37,7 @@ from gateway.routing.hedging import Hedging
 from gateway.routing.plan import RoutePlan, check_offsite
 from gateway.routing.race import (
     CancelTier,
+    EmitRestart,
     EmitSwitch,
     EmitText,
     Finish,
@@ -72,6 +74,8 @@ class SwitchOut:
     to_tier: str
     reason: str        # in words, for people
     kind: SwitchKind   # the label metrics and traces use
+    # A restart: the answer so far is replaced by this text (the protocols' `replace`).
+    replace: str | None = None
 
 
 @dataclass(slots=True)
@@ -184,7 +188,9 @@ class _Deadline:
     def _fire(self) -> None:
         self._handle, fired_for, self.at = None, self.at, math.inf
         when = self._race.next_deadline()
-        if when is not None and when > fired_for:   # a token moved it on: wait for that
+        if when is None:   # nothing is due any more (the answer gave its finish_reason)
+            return
+        if when > fired_for:   # a token moved it on: wait for that
             self.arm()
             return
         self.due, self.due_at = True, fired_for
@@ -306,12 +312,18 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                 finish_of[aid] = ev.finish_reason
             if ev.text or ev.tool_calls:
                 actions.extend(race.on_token(aid, ev.text, now, ev))
+            if ev.finish_reason:
+                race.on_finish_reason(aid)
         elif isinstance(ev, Headers):
             race.on_headers(aid, now)
         elif isinstance(ev, Usage):
             usage_of[aid] = ev
         elif isinstance(ev, Provenance):
             provenance = ev
+        elif isinstance(ev, Skipped):   # one malformed event; the stream went on
+            tier = tier_of[aid]
+            race.stats.malformed[tier] = race.stats.malformed.get(tier, 0) + 1
+            log.warning("malformed_event_skipped", tier=tier, reason=ev.reason)
         elif ev is _FINISHED:
             tasks.pop(aid, None)
             if aid in spans:
@@ -351,7 +363,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
         while True:
             while actions:
                 act = actions.popleft()
-                if isinstance(act, EmitText):
+                if isinstance(act, EmitText | EmitRestart):
                     if not served or served[-1] != act.attempt:
                         served.append(act.attempt)
                         text_of[act.attempt] = []
@@ -366,9 +378,21 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                                     loop.time() - attempt.started_at)
                     text_of[act.attempt].append(act.text)
                     delta: Delta = act.payload
-                    if delta.tool_calls:
+                    if delta is not None and delta.tool_calls:
                         saw_tool_calls = True
-                    yield TextOut(act.text, act.tier, delta.model, delta.tool_calls)
+                    model = delta.model if delta is not None \
+                        else model_of.get(act.attempt, providers[act.tier].model)
+                    if isinstance(act, EmitRestart):
+                        log.info("answer_restarted", tier=act.tier, reason=act.reason)
+                        if turn_span is not None:
+                            Tracing.event(turn_span, "scout.restart", {"scout.tier": act.tier})
+                        yield SwitchOut(act.tier, act.tier, act.reason, SwitchKind.RESTART,
+                                        act.text)
+                        if delta is None or not delta.tool_calls:
+                            continue
+                        act = EmitText(act.attempt, act.tier, "", delta)   # its tool calls
+                    yield TextOut(act.text, act.tier, model,
+                                  delta.tool_calls if delta is not None else None)
                 elif isinstance(act, StartTier):
                     check_offsite(plan.intent.name, plan.policy, (act.tier,))  # again at dispatch
                     notes[act.attempt] = AttemptNote()

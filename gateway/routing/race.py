@@ -12,7 +12,12 @@ Rules (the README's "How a turn flows", step 4):
   beside it; the first to produce a token wins and every other is cancelled.
 - A winner silent for `gap_s`, or dropping mid-stream, is resumed by the next
   tier, asked to continue the partial answer (the cache tier cannot continue
-  an answer and is passed over then).
+  an answer and is passed over then). What the resumed tier writes is judged
+  before it is passed on (`gateway.routing.splice`): the rest of the answer goes
+  on, the partial answer said again is trimmed, and an answer of its own replaces
+  the partial one (EmitRestart) rather than being glued to it. An answer that
+  had sent tool calls is never continued: the next tier starts afresh and its
+  answer replaces the partial one.
 - Each attempt hands over at most once, so a hedged tier that later fails
   does not start a second replacement.
 
@@ -27,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from gateway.config import Deadlines
+from gateway.routing.splice import Splice, Spliced, Verdict
 from gateway.tiers import registry
 
 
@@ -41,6 +47,9 @@ class Attempt:
     last_token_at: float | None = None
     handed_over: bool = False
     active: bool = True
+    splice: Splice | None = None   # a resume: its output judged against the partial answer
+    restart: bool = False          # a fresh start whose answer replaces what was sent
+    finishing: bool = False        # it gave its finish_reason: only usage and the end are left
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,7 @@ class SwitchKind(StrEnum):
     HEDGE = "hedge"                        # no first token in time: a second tier raced
     STALLED = "stalled"                    # the answering tier went silent mid-answer
     DROPPED = "dropped"                    # the answering tier failed mid-answer
+    RESTART = "restart"                    # the next tier's answer replaces the partial one
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,17 @@ class EmitSwitch:
     to_tier: str
     reason: str
     kind: SwitchKind = SwitchKind.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class EmitRestart:
+    """What the customer has is replaced by `text`: the resumed tier answered anew."""
+
+    attempt: int
+    tier: str
+    text: str
+    reason: str
+    payload: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +119,7 @@ class GiveUp:
     reason: str
 
 
-Action = StartTier | CancelTier | EmitText | EmitSwitch | Finish | GiveUp
+Action = StartTier | CancelTier | EmitText | EmitSwitch | EmitRestart | Finish | GiveUp
 
 
 @dataclass(slots=True)
@@ -106,6 +127,13 @@ class RaceStats:
     hedges: list[tuple[str, str]] = field(default_factory=list)   # (slow tier, started tier)
     hedge_winner: str | None = None
     resumes: int = 0
+    restarts: int = 0   # resumes whose answer replaced the partial one
+    trimmed: int = 0    # resumes that said the partial answer (or its end) again: trimmed
+    malformed: dict[str, int] = field(default_factory=dict)   # tier → events skipped
+
+
+_DIVERGED = "its answer did not continue the one cut off: it replaces it"
+_RESTARTED = "the answer had tool calls, which can't be continued: it began again"
 
 
 class Race:
@@ -130,6 +158,7 @@ class Race:
         self.first_token_at: float | None = None
         self.started_at: float | None = None
         self.done = False
+        self.called = False   # tool calls were sent: a resume starts afresh
         self.stats = RaceStats()
 
     # -- inputs -------------------------------------------------------------
@@ -149,7 +178,8 @@ class Race:
         race took it (emit it as on_token's EmitText would be); False when it is anything
         else, for on_token to decide."""
         a = self.attempts.get(attempt_id)
-        if a is None or self.winner is not a or not a.active or self.done or not text:
+        if a is None or self.winner is not a or not a.active or self.done or not text \
+                or (a.splice is not None and not a.splice.settled):
             return False
         a.last_token_at = now
         self.text.append(text)
@@ -162,7 +192,11 @@ class Race:
             return []
         a.headers = True
         a.last_token_at = now
+        calls = getattr(payload, "tool_calls", None) is not None
         if self.winner is a:
+            if a.splice is not None and not a.splice.settled:
+                return self._spliced(a, a.splice.feed(text), payload, calls)
+            self.called |= calls
             self.text.append(text)
             return [EmitText(a.id, a.tier, text, payload)]
         if self.winner is not None:  # cannot happen: losers are cancelled on the first token
@@ -183,9 +217,25 @@ class Race:
                     other.id, other.tier, f"{a.tier} answered first", lost,
                     f"no first token within {self.first_token_s(other.tier):g} s" if lost
                     else ""))
+        if a.restart:
+            self.text = [text]
+            self.stats.restarts += 1
+            actions.append(EmitRestart(a.id, a.tier, text, _RESTARTED, payload))
+            self.called = calls
+            return actions
+        if a.splice is not None:
+            return actions + self._spliced(a, a.splice.feed(text), payload, calls)
+        self.called |= calls
         self.text.append(text)
         actions.append(EmitText(a.id, a.tier, text, payload))
         return actions
+
+    def on_finish_reason(self, attempt_id: int) -> None:
+        """The answering attempt said its answer is whole: silence after that is no stall
+        (the provider ends the stream itself if usage and [DONE] don't follow soon)."""
+        a = self._live(attempt_id)
+        if a is not None and a is self.winner:
+            a.finishing = True
 
     def on_finish(self, attempt_id: int, now: float) -> list[Action]:
         a = self._live(attempt_id)
@@ -194,7 +244,10 @@ class Race:
         if self.winner is a:
             a.active = False
             self.done = True
-            return [Finish(tuple(self.served_by))]
+            actions: list[Action] = []
+            if a.splice is not None and not a.splice.settled:
+                actions = self._spliced(a, a.splice.end(), None, False)
+            return [*actions, Finish(tuple(self.served_by))]
         return self.on_failure(attempt_id, "finished without producing any text", now)
 
     def on_failure(self, attempt_id: int, reason: str, now: float,
@@ -236,7 +289,7 @@ class Race:
                 if len(self.attempts) > before:
                     self.stats.hedges.append((a.tier, self.attempts[self._ids].tier))
                 actions += launched
-            elif (a is self.winner and a.last_token_at is not None
+            elif (a is self.winner and a.last_token_at is not None and not a.finishing
                   and now >= a.last_token_at + d.gap_s):
                 actions.append(CancelTier(a.id, a.tier, "gap deadline", missed=self.stalled()))
                 actions += self.on_failure(a.id, self.stalled(), now,
@@ -256,7 +309,7 @@ class Race:
                 due.append(a.started_at + d.headers_s)
             if a.first_token_at is None and not a.handed_over:
                 due.append(a.started_at + self.first_token_s(a.tier))
-            if a is self.winner and a.last_token_at is not None:
+            if a is self.winner and a.last_token_at is not None and not a.finishing:
                 due.append(a.last_token_at + d.gap_s)
         return min(due) if due else None
 
@@ -274,21 +327,42 @@ class Race:
         a = self.attempts.get(attempt_id)
         return a if a is not None and a.active and not self.done else None
 
+    def _spliced(self, a: Attempt, s: Spliced, payload: Any, calls: bool) -> list[Action]:
+        """A resumed attempt's output, as its splice judged it (called until it settles)."""
+        assert a.splice is not None
+        if calls and s.verdict is Verdict.PENDING:
+            s = a.splice.diverge()   # tool calls from a resume: what came before is its own
+        if s.verdict is Verdict.DIVERGED:
+            self.text = [s.text]
+            self.stats.restarts += 1
+            self.called = calls
+            return [EmitRestart(a.id, a.tier, s.text, _DIVERGED, payload)]
+        if s.verdict is not Verdict.PENDING and a.splice.trimmed:
+            self.stats.trimmed += 1
+        self.called |= calls
+        if not s.text and not calls:
+            return []
+        self.text.append(s.text)
+        return [EmitText(a.id, a.tier, s.text, payload)]
+
     def _launch(self, now: float, source: Attempt | None, reason: str,
                 kind: SwitchKind = SwitchKind.FAILED) -> list[Action]:
-        resume = bool(self.text)
+        resume = bool(self.text) and not self.called
+        restart = self.called   # tool calls can't be continued: start afresh, replace them
         while self._next < len(self._ladder):
             tier = self._ladder[self._next]
             self._next += 1
             if resume and tier in self._cannot_continue:
                 continue
             self._ids += 1
-            a = Attempt(self._ids, tier, now, resume)
+            prefix = "".join(self.text) if resume else ""
+            a = Attempt(self._ids, tier, now, resume or restart,
+                        splice=Splice(prefix) if resume else None, restart=restart)
             self.attempts[a.id] = a
             actions: list[Action] = []
             if source is not None:
                 actions.append(EmitSwitch(source.tier, tier, reason, kind))
-            actions.append(StartTier(a.id, tier, "".join(self.text) if resume else ""))
+            actions.append(StartTier(a.id, tier, prefix))
             return actions
         return self._give_up_if_idle(now)
 

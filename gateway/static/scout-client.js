@@ -177,6 +177,8 @@ export class ScoutClient extends EventTarget {
                 }
                 break;
             case "switch":
+                if (chat && typeof msg.replace === "string")
+                    chat.text = msg.replace;
                 on.onSwitch?.(msg);
                 break;
             case "done":

@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.config import PII_KINDS, IntentConfig
 from gateway.errors import TierMisconfigured, TierUnavailable
 from gateway.health.probes import get, probe_openai
-from gateway.providers.base import Delta, Headers, Provider, TierRequest, Usage
+from gateway.providers.base import Delta, Headers, Provider, Skipped, TierRequest, Usage
 from gateway.providers.offsite import OffsiteGuard
 from gateway.providers.openai_tier import OpenAIConfig, OpenAIProvider
 from gateway.routing.intents import IntentClassifier
@@ -125,7 +125,9 @@ async def test_error_statuses_become_tier_errors(aiohttp_server, status, error, 
 
 @pytest.mark.parametrize(("pieces", "words"), [
     ([chunk("Hel")], "OpenAI stream ended without [DONE]"),
-    ([b'data: {"choices": [{"delta": {"content": 42}}]}\n\n'], "content that is not text"),
+    # One malformed event is skipped; three in a row are a broken stream.
+    ([b'data: {"choices": [{"delta": {"content": 42}}]}\n\n'] * 3,
+     "3 malformed events in a row (OpenAI sent content that is not text)"),
     ([b'data: {"error": {"message": "overloaded"}}\n\n'], "error mid-stream: overloaded"),
 ])
 async def test_broken_streams_fail_the_tier_with_a_reason(aiohttp_server, pieces, words):
@@ -149,14 +151,15 @@ async def test_text_that_arrives_together_goes_on_as_one_event(aiohttp_server):
 
 async def test_text_before_a_broken_event_in_the_same_read_still_counts(aiohttp_server):
     server = await aiohttp_server(scripted([chunk("Part") + chunk(" one") +
-                                            b'data: {"choices": "nope"}\n\n']))
+                                            b'data: {"choices": "nope"}\n\n' * 3]))
     provider = provider_for(server)
     got: list[object] = []
     with pytest.raises(TierUnavailable) as caught:
         async for ev in provider.stream(ask("hi")):
             got.append(ev)
     await provider.close()
-    assert got[1:] == [Delta("Part one", "gpt-4o-mini-2024-07-18")]
+    assert [e for e in got if isinstance(e, Delta)] == [Delta("Part one", "gpt-4o-mini-2024-07-18")]
+    assert [type(e) for e in got[2:]] == [Skipped, Skipped], "two skipped, the third breaks it"
     assert "choices that are not a list" in caught.value.reason
 
 

@@ -7,6 +7,7 @@ import pytest
 from gateway.config import Deadlines
 from gateway.routing.race import (
     CancelTier,
+    EmitRestart,
     EmitSwitch,
     EmitText,
     Finish,
@@ -113,8 +114,11 @@ def test_stall_mid_stream_is_resumed_by_the_next_tier_with_the_partial_answer():
     assert switches(out) == [("onprem", "openai")]
     assert starts(out) == [("openai", "The RAV4 is")]
     assert "stalled" in next(a.reason for a in out if isinstance(a, EmitSwitch))
-    r.on_token(2, " great", 4.0)
-    assert r.on_finish(2, 4.1) == [Finish(("onprem", "openai"))]
+    # Held until judged (one word can't tell going on from beginning again): the finish
+    # passes it on.
+    assert r.on_token(2, " great", 4.0) == []
+    assert r.on_finish(2, 4.1) == [EmitText(2, "openai", " great"),
+                                   Finish(("onprem", "openai"))]
     assert "".join(r.text) == "The RAV4 is great"
     assert r.stats.resumes == 1
 
@@ -130,11 +134,13 @@ def test_more_text_is_taken_as_a_token_only_from_the_attempt_answering():
     assert r.next_deadline() == pytest.approx(3.6), "it moves the gap deadline like a token"
     r.on_tick(3.6)   # stalled: openai resumes
     assert not r.on_text(1, " late", 3.7), "a cut attempt's text is not taken"
-    r.on_token(2, " great", 4.0)
-    assert r.on_text(2, "!", 4.1)
+    assert not r.on_text(2, " great", 4.0), "a resume's words are judged first (on_token)"
+    r.on_token(2, " great for towing and long trips with the whole family", 4.0)
+    r.on_token(2, " too", 4.05)
+    assert r.on_text(2, "!", 4.1), "once judged, the shortcut takes them"
     r.on_finish(2, 4.2)
     assert not r.on_text(2, " more", 4.3), "nothing after the finish"
-    assert "".join(r.text) == "The RAV4 is great!"
+    assert "".join(r.text) == "The RAV4 is great for towing and long trips with the whole family too!"
 
 
 def test_drop_mid_stream_resumes_and_skips_the_cache_which_cannot_continue():
@@ -209,3 +215,60 @@ def test_every_switch_carries_the_kind_the_race_decided(events, kind):
     r = Race(LADDER, D)
     r.start(0.0)
     assert kinds(events(r)) == [kind]
+
+
+class Call:
+    """A token's payload carrying tool calls, as the driver's Delta does."""
+
+    def __init__(self, calls=None):
+        self.tool_calls = calls
+
+
+def test_a_resume_that_answers_anew_replaces_the_partial_answer():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_token(1, "The 2022 Tacoma is priced at", 0.5)
+    out = r.on_failure(1, "unavailable: connection reset", 0.6)
+    assert starts(out) == [("openai", "The 2022 Tacoma is priced at")]
+    assert r.on_token(2, "Sure! That Tacoma from 2022", 0.9) == [], "held until judged"
+    out = r.on_token(2, " costs $31,500 and it is priced to sell. ", 1.0)
+    assert [type(a) for a in out] == [EmitRestart]
+    assert out[0].text == "Sure! That Tacoma from 2022 costs $31,500 and it is priced to sell. "
+    assert "".join(r.text) == out[0].text, "the answer is the new one alone"
+    assert r.on_token(2, "Want a drive?", 1.1) == [EmitText(2, "openai", "Want a drive?")]
+    assert r.stats.restarts == 1 and r.stats.resumes == 1
+
+
+def test_a_resume_that_starts_again_word_for_word_passes_on_only_what_is_new():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_token(1, "We have two in stock.", 0.5)
+    r.on_failure(1, "unavailable: connection reset", 0.6)
+    assert r.on_token(2, "We have two", 0.9) == []
+    assert r.on_token(2, " in stock. Both are", 1.0) == [EmitText(2, "openai", " Both are")]
+    assert r.on_finish(2, 1.1) == [Finish(("onprem", "openai"))]
+    assert "".join(r.text) == "We have two in stock. Both are"
+    assert r.stats.trimmed == 1 and r.stats.restarts == 0
+
+
+def test_an_answer_with_tool_calls_is_never_continued_it_begins_again():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    call = Call([{"index": 0, "function": {"name": "book", "arguments": '{"day": '}}])
+    r.on_token(1, "", 0.5, call)
+    out = r.on_failure(1, "unavailable: connection reset", 0.6)
+    assert starts(out) == [("openai", "")], "a fresh start: no prefix to continue"
+    again = Call([{"index": 0, "function": {"name": "book", "arguments": '{"day": "sat"}'}}])
+    out = r.on_token(2, "", 0.9, again)
+    assert [type(a) for a in out] == [EmitRestart] and out[0].payload is again
+    assert r.on_finish(2, 1.0) == [Finish(("onprem", "openai"))]
+
+
+def test_silence_after_the_finish_reason_is_no_stall():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_token(1, "Done.", 0.5)
+    r.on_finish_reason(1)
+    assert r.next_deadline() is None, "usage and the end may follow: nothing is due"
+    assert r.on_tick(10.0) == []
+    assert r.on_finish(1, 10.1) == [Finish(("onprem",))]

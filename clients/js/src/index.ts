@@ -27,7 +27,8 @@
 export const SUBPROTOCOL = "scout.v1";
 
 /** How a tier change happened: for code to act on (the reason is for people). */
-export type SwitchKind = "failed" | "headers_deadline" | "hedge" | "stalled" | "dropped";
+export type SwitchKind =
+  "failed" | "headers_deadline" | "hedge" | "stalled" | "dropped" | "restart";
 
 export interface HelloEvent {
   type: "hello";
@@ -61,6 +62,8 @@ export interface SwitchEvent {
   to: string;
   kind: SwitchKind;
   reason: string;
+  /** A restart: the answer so far is this text now (the tier that took over began anew). */
+  replace?: string;
 }
 
 export interface DoneEvent {
@@ -296,6 +299,7 @@ export class ScoutClient extends EventTarget {
         }
         break;
       case "switch":
+        if (chat && typeof msg.replace === "string") chat.text = msg.replace;
         on.onSwitch?.(msg);
         break;
       case "done":
