@@ -138,6 +138,8 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
     # runs on every request, so its cost is in the figures).
     data["rate_limits"] = {"per_key": "10000000/minute", "per_ip": "10000000/minute",
                            "streams_per_key": 100000, "streams_per_ip": 100000}
+    if source is None:   # no load balancer to wait for: SIGTERM stops it once answers end
+        data.setdefault("server", {})["drain_grace_s"] = 0
     if openai_url is None:  # a benchmark never talks to the real OpenAI
         data["openai"]["enabled"] = False
     data["openai"]["base_url"] = openai_url

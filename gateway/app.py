@@ -20,6 +20,7 @@ from gateway.api import auth, chat_sse, dashboard, openai_api, ops, responses, w
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.appkeys import (
+    ANSWERING,
     API_KEYS,
     CACHE,
     CHAT,
@@ -66,7 +67,7 @@ from gateway.state.kv import KV, MemoryKV, RedisKV
 from gateway.state.redis_link import RedisLink
 from gateway.stats import Stats
 from gateway.tiers import TierContext, registry
-from gateway.turns import TurnRunner
+from gateway.turns import Answering, TurnRunner
 
 log = get_logger("scout.app")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, store: KV | None = None,
     app[TRACING] = traces
     app[CLIENT_ADDRESSES] = addresses
     app[DRAINING] = asyncio.Event()
+    app[ANSWERING] = Answering()
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
     app.on_shutdown.append(ws.drain)
@@ -103,6 +105,7 @@ def create_app(settings: Settings, *, store: KV | None = None,
         web.post("/v1/chat/completions", openai_api.chat_completions),
         web.post("/v1/responses", responses.responses),
         web.get("/v1/models", openai_api.list_models),
+        web.get("/v1/models/{model:.+}", openai_api.retrieve_model),
         web.post("/api/chat", chat_sse.chat_sse), web.post("/api/chat/answer", chat_sse.fetch_answer),
         web.get("/ws/chat", ws.ws_chat), web.post("/api/ws-token", auth.ws_token),
         web.get("/api/demo-token", auth.demo_token), web.get("/chat", ops.chat_page),
@@ -120,7 +123,8 @@ def create_app(settings: Settings, *, store: KV | None = None,
 
 
 # Endpoints a browser on a configured origin may call directly, and what it may send and read.
-CORS_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/api/chat",
+CORS_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/v1/models/{model}",
+               "/api/chat",
                "/api/chat/answer", "/api/ws-token")
 CORS_OPTIONS = aiohttp_cors.ResourceOptions(
     allow_credentials=False,  # keys travel in headers, never in cookies

@@ -24,7 +24,7 @@ from gateway.state.kv import KV
 from gateway.state.redis_link import RedisLink
 from gateway.stats import Stats
 from gateway.tracing import Tracing
-from gateway.turns import TurnRunner
+from gateway.turns import Answering, TurnRunner
 
 SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
@@ -44,6 +44,7 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIGNING_SECRET = web.AppKey("signing_secret", bytes)
 DRAINING = web.AppKey("draining", asyncio.Event)
+ANSWERING = web.AppKey("answering", Answering)   # chats in flight: what a drain waits for
 SOCKETS = web.AppKey("sockets", set)              # live WebSocket connections
 INVENTORY = web.AppKey("inventory", Inventory)   # the stock, when the tier is on
 DEMO_NOTICE = web.AppKey("demo_notice", str)  # what the demo simulates, for its chat page

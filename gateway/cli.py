@@ -30,7 +30,7 @@ from prometheus_client import multiprocess
 from gateway import __version__
 from gateway.api import ws
 from gateway.app import create_app
-from gateway.appkeys import API_KEYS, DEMO_NOTICE, DRAINING, SETTINGS, UPSTREAM_KEYS
+from gateway.appkeys import ANSWERING, API_KEYS, DEMO_NOTICE, DRAINING, SETTINGS, UPSTREAM_KEYS
 from gateway.config import Settings, load_settings, settings_from_dict
 from gateway.errors import ConfigError
 from gateway.logs import get_logger, setup_logging
@@ -43,20 +43,25 @@ async def run_server(app: web.Application, host: str, port: int,
                      ready: Callable[[], object] = lambda: None) -> None:
     """Serve until SIGTERM/SIGINT, then drain; SIGHUP re-reads the API key file.
 
-    Draining starts in the signal handler itself: /readyz answers 503 at once, so a load
-    balancer stops sending customers, while this process keeps listening until answers in
-    flight finish (websocket.drain_s at most). New chats get a 503 with Retry-After.
+    Draining starts in the signal handler itself: /readyz answers 503 at once and new chats
+    get a 503 with Retry-After, while this process keeps listening: for server.drain_grace_s
+    at least (a load balancer takes a few polls to see it leave), and until the answers in
+    flight, HTTP streams and WebSocket turns alike, have finished (websocket.drain_s at
+    most). Only then does the listener close. A second signal skips the rest of the grace.
     Client disconnects cancel their handlers (and so their upstreams) on the stateless
     OpenAI path; session turns finish on their own (gateway.turns).
     """
-    drain_s = app[SETTINGS].ws.drain_s
+    settings = app[SETTINGS]
+    drain_s, grace_s = settings.ws.drain_s, settings.server.drain_grace_s
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=drain_s + 5)
     await runner.setup()
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
 
     def on_stop() -> None:
+        if stop.is_set():
+            hurry.set()
         app[DRAINING].set()
         stop.set()
 
@@ -71,12 +76,21 @@ async def run_server(app: web.Application, host: str, port: int,
     try:
         # The app is built (runner.setup ran its startup): settle the collector before
         # listening, so no connection waits out its one full pass.
-        tune_gc(app[SETTINGS].server.gc_threshold)
+        tune_gc(settings.server.gc_threshold)
         await web.TCPSite(runner, host, port, reuse_port=True).start()
         ready()
         await stop.wait()
-        get_logger("scout").info("shutdown", drain_s=drain_s)
-        await ws.drain(app)
+        log = get_logger("scout")
+        began = loop.time()
+        log.info("shutdown", drain_s=drain_s, grace_s=grace_s,
+                 answering=app[ANSWERING].count)
+        await ws.drain(app)   # WebSocket turns: going_away, then they finish
+        if not await app[ANSWERING].wait_idle(max(0.0, began + drain_s - loop.time())):
+            log.warning("drain_timeout", answering=app[ANSWERING].count)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, began + grace_s - loop.time())):
+                await hurry.wait()
+        log.info("stopped_listening", after_s=round(loop.time() - began, 3))
     finally:
         for sig in handlers:   # the loop may outlive this server (tests, embedding)
             loop.remove_signal_handler(sig)
@@ -101,14 +115,22 @@ def tune_gc(threshold: int) -> None:
     gc.set_threshold(threshold, 10, 10)
 
 
-def _load(path: str) -> Settings:
+def _load(path: str, structured: bool = False) -> Settings:
+    """The settings, or exit 2 saying why. `structured`: said as log records (the server's
+    lines, every one logfmt or JSON); otherwise as words for the person at the terminal."""
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print(f"scout-gateway: {exc}", file=sys.stderr)
+        if structured:
+            get_logger("scout.config").error("config_invalid", path=path, error=str(exc))
+        else:
+            print(f"scout-gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     for warning in settings.warnings:
-        print(f"scout-gateway: warning: {warning}", file=sys.stderr)
+        if structured:
+            get_logger("scout.config").warning("config_warning", warning=warning)
+        else:
+            print(f"scout-gateway: warning: {warning}", file=sys.stderr)
     return settings
 
 
@@ -141,14 +163,15 @@ def workers_count(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    settings = _load(args.config)
+    settings = _load(args.config, structured=True)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     if args.workers > 1:
         raise SystemExit(supervise(args.workers, port, args.argv))
     with contextlib.suppress(KeyboardInterrupt):
-        run(run_server(create_app(settings), host, port, lambda: say(
-            f"scout-gateway serving on http://{host}:{port} (pid {os.getpid()})")))
+        # Structured, like every other line: the address and the pid, for people and tools.
+        run(run_server(create_app(settings), host, port, lambda: get_logger("scout").info(
+            "serving", url=f"http://{host}:{port}", pid=os.getpid())))
 
 
 def say(line: str) -> None:
@@ -223,6 +246,7 @@ def demo_settings(onprem_urls: list[str], openai_url: str | None,
     # Probe every second: a fault from the banner's commands shows within ~2 s.
     data["health"].update(interval_s=1.0, timeout_s=0.5)
     data["auth"]["allowed_origins"] = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+    data["server"]["drain_grace_s"] = 0   # no load balancer in front: Ctrl-C stops it
     return settings_from_dict(data, env)
 
 

@@ -641,6 +641,11 @@ class ServerConfig(Section):
     # (Python's own default is 700); what was built at startup is frozen out of its sight
     # either way. Why, and what a higher value costs: gateway.cli.tune_gc.
     gc_threshold: Count = 10_000
+    # After SIGTERM the process keeps listening at least this long, /readyz answering 503
+    # and new chats 503 with Retry-After, so a load balancer sees it leave before its
+    # connections are refused; longer while answers in flight finish (websocket.drain_s).
+    # A second SIGTERM skips what is left of it.
+    drain_grace_s: NonNegative = 5.0
 
     @field_validator("system_prompt", mode="before")
     @classmethod

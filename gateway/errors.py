@@ -128,9 +128,10 @@ class TierBusy(TierUnavailable):
 
     kind = "busy"
 
-    def __init__(self, reason: str, retry_after_s: float) -> None:
+    def __init__(self, reason: str, retry_after_s: float, told: bool = True) -> None:
         super().__init__(reason)
         self.retry_after_s = retry_after_s
+        self.told = told   # the upstream said when (Retry-After), rather than a guess
 
 
 class TierMisconfigured(TierError):

@@ -85,6 +85,9 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "scout"] + [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # What libraries warn through `warnings` (a deprecation, an unclosed resource) comes
+    # out as a record like any other, not as raw text on stderr.
+    logging.captureWarnings(True)
 
 
 class MalformedRequestFilter(logging.Filter):

@@ -30,6 +30,34 @@ from gateway.sessions import SessionStore
 
 log = get_logger("scout.turns")
 
+class Answering:
+    """Chats being answered in this process, on every path (OpenAI API, SSE, WebSocket):
+    what a drain waits for before it stops listening."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        if not self.count:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until none is being answered, up to the timeout; True if none is left."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 class TurnEnd:
     """The turn is over: no more events."""
 

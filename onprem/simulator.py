@@ -32,7 +32,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-FAULTS = ("none", "refuse", "http_500", "http_401", "loading", "hang_before_headers",
+FAULTS = ("none", "refuse", "http_500", "http_401", "http_429", "loading",
+          "hang_before_headers",
           "hang_after_headers", "stall", "drop",
           "no_done",      # the whole answer and its finish_reason, then the body ends: no [DONE]
           "finish_hang",  # the whole answer and its finish_reason, then silence, socket open
@@ -106,6 +107,8 @@ class Knobs:
     resume_style: str = "marker"   # one of RESUME_STYLES
     resume_text: str = ""  # what it says when asked to continue, whatever the style
     bad_chunks: int = 1    # how many malformed events the bad_chunk fault writes in a row
+    fault_times: int = 0   # chats the fault hits before it heals itself (0: every one)
+    retry_after: str = "1"  # the http_429 fault's Retry-After ("" sends none)
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name: f.type for f in fields(self)}
@@ -253,8 +256,26 @@ class ReplicaSimulator:
             return _error(400, "body is not JSON", "invalid_request_error")
         if (err := self._auth_error(request)) is not None:
             return err
+        heal = False
+        if k.fault != "none" and k.fault_times:
+            k.fault_times -= 1
+            heal = not k.fault_times   # this chat is the fault's last: the next ones are well
+        try:
+            return await self._answer_chat(request, body)
+        finally:
+            if heal:
+                k.fault = "none"
+
+    async def _answer_chat(self, request: web.Request,
+                           body: dict[str, Any]) -> web.StreamResponse:
+        k = self.knobs
         if k.fault == "http_500":
             return _error(500, "internal error", "internal_error")
+        if k.fault == "http_429":
+            limited = _error(429, "rate limit reached", "rate_limit_error")
+            if k.retry_after:
+                limited.headers["Retry-After"] = k.retry_after
+            return limited
         if k.fault == "loading":
             return _error(503, "Loading model", "unavailable_error")
         if body.get("model") != k.model:

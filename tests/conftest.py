@@ -22,6 +22,9 @@ FAST = {"headers_s": 0.5, "first_token_s": 0.6, "gap_s": 0.4}
 
 def example_config() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((ROOT / "config" / "scout.yaml").read_text())
+    # No load balancer follows a test's gateway: a SIGTERM stops it once answers end (the
+    # drain test sets a grace of its own).
+    data["server"]["drain_grace_s"] = 0
     return data
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
 from gateway.api.errors import error_response
 from gateway.api.requests import end_user_id, read_json_body
 from gateway.appkeys import (
+    ANSWERING,
     API_KEYS,
     DEMO_NOTICE,
     DRAINING,
@@ -98,14 +99,17 @@ def upstream_user(request: web.Request, who: Caller, body_user: str | None) -> s
     return f"scout-{mac.hexdigest()[:24]}"
 
 
-def admitted(app: web.Application, who: Caller) -> AbstractAsyncContextManager[None]:
+@asynccontextmanager
+async def admitted(app: web.Application, who: Caller) -> AsyncIterator[None]:
     """Every chat path (OpenAI API, SSE, each WebSocket chat) runs its answer inside this:
     refused while draining, checked against the per-key, per-address and per-user windows,
-    and counted as one stream while it lasts."""
+    and counted as one stream while it lasts (and as one answer a drain waits for)."""
     if app[DRAINING].is_set():
         raise ShuttingDown()
-    return app[RATE_LIMITER].admitted(
-        who, lambda refusal: app[METRICS].rate_limited.labels(refusal.scope).inc())
+    async with app[RATE_LIMITER].admitted(
+            who, lambda refusal: app[METRICS].rate_limited.labels(refusal.scope).inc()):
+        with app[ANSWERING]:
+            yield
 
 
 async def ws_token(request: web.Request) -> web.Response:

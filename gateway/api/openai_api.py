@@ -28,6 +28,7 @@ from gateway.api.requests import (
 from gateway.appkeys import CHAT, SETTINGS
 from gateway.chat import Turn, TurnOutcome
 from gateway.config import Settings
+from gateway.errors import RequestRejected
 from gateway.logs import get_logger
 from gateway.routing.driver import SwitchOut, TextOut
 from gateway.sse import DONE_LINE, encode_data
@@ -49,14 +50,29 @@ def _model_ids(tiers: tuple[str, ...]) -> frozenset[str]:
     return frozenset([ROUTED_MODEL, *(tier_model_id(t) for t in tiers)])
 
 
-async def list_models(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+def _models(settings: Settings) -> list[dict[str, Any]]:
     data = [{"id": ROUTED_MODEL, "object": "model", "created": 0, "owned_by": "scout",
              "description": "routed: " + " → ".join(registry().names())}]
     for tier in settings.enabled_tiers():
         data.append({"id": tier_model_id(tier), "object": "model", "created": 0,
                      "owned_by": "scout", "upstream_model": settings.tier_model(tier)})
-    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+    return data
+
+
+async def list_models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": _models(request.app[SETTINGS])},
+                             dumps=_dumps)
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """GET /v1/models/{model}: one model of the list, as OpenAI's retrieve answers."""
+    wanted = request.match_info["model"]
+    for model in _models(request.app[SETTINGS]):
+        if model["id"] == wanted:
+            return web.json_response(model, dumps=_dumps)
+    raise RequestRejected(f"the model {wanted!r} does not exist here: GET /v1/models lists "
+                          "the routed model and one per enabled tier", param="model",
+                          status=404, code="model_not_found")
 
 
 def _dumps(obj: Any) -> str:
@@ -227,7 +243,8 @@ async def _complete(request: web.Request, turn: Turn) -> web.Response:
         return no_answer(reason)
     outcome = got.outcome
     assert outcome is not None
-    message: dict[str, Any] = {"role": "assistant", "content": got.text or None}
+    message: dict[str, Any] = {"role": "assistant", "content": got.text or None,
+                               "refusal": None}
     if got.calls:
         message["tool_calls"] = got.calls
     body = {

@@ -50,10 +50,11 @@ def classify_status(status: int, body: str, where: str,
             return TierOutOfCredit(f"{where} is out of credit (429 insufficient_quota): "
                                    "add credit or raise the spend limit")
         try:
-            wait = min(max(float(retry_after or 5), 1.0), 300.0)
+            wait, told = min(max(float(retry_after or 5), 1.0), 300.0), retry_after is not None
         except ValueError:
-            wait = 5.0
-        return TierBusy(f"{where} is rate-limiting us (429); trying again in {wait:g} s", wait)
+            wait, told = 5.0, False
+        return TierBusy(f"{where} is rate-limiting us (429); trying again in {wait:g} s", wait,
+                        told)
     if status == 529:   # Anthropic's "overloaded": down for now, not a key problem
         return TierOverloaded(f"{where} is overloaded (529)")
     if status == 404:

@@ -13,12 +13,22 @@ import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config import Count, Flag, HealthConfig, Replica, TierConfig
-from gateway.errors import TierError, TierMisconfigured, TierUnavailable, TierUnreachable
+from gateway.errors import (
+    TierBusy,
+    TierError,
+    TierMisconfigured,
+    TierRejectedInput,
+    TierUnavailable,
+    TierUnreachable,
+)
 from gateway.health.probes import Verdict, probe_path, probe_replica
+from gateway.logs import get_logger
 from gateway.providers.base import Delta, StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient
 from gateway.security.upstream_keys import KeySource
 from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
+
+log = get_logger("scout.onprem")
 
 
 class OnpremConfig(TierConfig):
@@ -141,6 +151,9 @@ class OnpremProvider:
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         tried: set[str] = set()
         last: TierError | None = None
+        retried = False   # one retry of a failure before the first token, where it fits
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while (url := self._pick_url(tried)) is not None:
             tried.add(url)
             self._in_flight[url] += 1
@@ -166,9 +179,21 @@ class OnpremProvider:
                 continue
             except TierMisconfigured:
                 raise                        # a key or model problem: the tier's, not a target's
+            except TierRejectedInput:
+                raise                        # the request's own fault: no replica takes it
             except TierError as exc:
                 self._report_failure(url, exc.reason)
-                raise
+                wait = self._retry_wait(exc, answered, retried, loop.time() - started,
+                                        request)
+                if wait is None:
+                    raise
+                retried, last = True, exc
+                log.info("onprem_retry", target=url, reason=exc.reason, wait_s=wait)
+                if wait:
+                    await asyncio.sleep(wait)
+                if len(self._in_flight) == 1 or self._pick_url(tried) is None:
+                    tried.discard(url)   # the only one left: the same replica, once more
+                continue
             except (asyncio.CancelledError, GeneratorExit):   # cancelled, or closed by the race
                 note = request.note
                 if note is not None and note.missed:
@@ -177,6 +202,20 @@ class OnpremProvider:
             finally:
                 self._in_flight[url] -= 1
         raise self._none_left(tried, last)
+
+    @staticmethod
+    def _retry_wait(exc: TierError, answered: bool, retried: bool, elapsed_s: float,
+                    request: TierRequest) -> float | None:
+        """Seconds to wait before trying once more, or None to hand over now. Only before
+        the first token (nothing said can be said twice), only once, and only inside the
+        first-token deadline: a 5xx or a dropped connection at once, a 429 after its
+        Retry-After when that fits."""
+        if answered or retried:
+            return None
+        left = request.intent.deadlines.first_token_s - elapsed_s
+        if isinstance(exc, TierBusy):
+            return exc.retry_after_s if exc.told and exc.retry_after_s < left else None
+        return 0.0 if left > 0 else None
 
     def _report_success(self, url: str) -> None:
         if self.health is not None:

@@ -29,26 +29,34 @@ from tests.conftest import (
 from tests.servers import free_port
 
 
-async def start_gateway(tmp_path: Path, onprem_url: str, redis_url: str, drain_s: float):
+async def start_gateway(tmp_path: Path, onprem_url: str, redis_url: str, drain_s: float,
+                        grace_s: float = 0.0, env_extra: dict[str, str] | None = None,
+                        mutate=None):
     data = example_config()
     data["onprem"]["url"] = [onprem_url]
     data["onprem"]["replicas"] = [{"name": "r1", "url": onprem_url}]
     data["openai"]["enabled"] = False
     data["websocket"]["drain_s"] = drain_s
+    data["server"]["drain_grace_s"] = grace_s
+    if mutate is not None:
+        mutate(data)
     cfg = tmp_path / "scout.yaml"
     cfg.write_text(yaml.safe_dump(data))
     port = free_port()
     env = {**os.environ, "ONPREM_API_KEY": ONPREM_KEY, "OPENAI_API_KEY": OPENAI_KEY,
            "SCOUT_SIGNING_SECRET": SIGNING_SECRET, "SCOUT_API_KEYS": f"vercel:{API_KEY}",
            "SCOUT_STAFF_KEYS": f"ops:{STAFF_KEY}",
-           "REDIS_URL": redis_url}
+           "REDIS_URL": redis_url, **(env_extra or {})}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--host", "127.0.0.1",
         "--port", str(port), env=env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
+    lines: list[bytes] = []
     async with asyncio.timeout(20):
-        while b"serving on" not in await proc.stdout.readline():
-            pass
+        while b"serving" not in lines[-1:][0] if lines else True:
+            lines.append(await proc.stdout.readline())
+            assert lines[-1], b"exited before serving:\n" + b"".join(lines)
+    proc.lines = lines   # type: ignore[attr-defined]  # what it said before serving
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -146,3 +154,91 @@ async def test_an_upstream_outage_is_not_a_reason_to_restart_or_deregister(aioht
     answer = await client.post("/v1/chat/completions", json={
         "model": "scout", "messages": [{"role": "user", "content": "hello"}]})
     assert answer.status == 200 and (await answer.json())["served_by"] == ["static"]
+
+
+async def test_an_http_stream_in_flight_keeps_the_listener_open_until_it_ends(
+        tmp_path, onprem_sim, redis_server):
+    """SIGTERM with an OpenAI-API stream in flight: /readyz is 503 within 100 ms and stays
+    503, polled on a fresh connection each time, and no connection is refused until the
+    answer has ended (and the grace has passed); then the process exits 0."""
+    onprem_sim.knobs.update({"token_interval_s": 0.05, "tokens": 40})   # 2 s of answer
+    proc, base = await start_gateway(tmp_path, onprem_sim.url, redis_server.url, drain_s=10,
+                                     grace_s=0.5)
+    polls: list[tuple[float, int | str]] = []
+    try:
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(f"{base}/v1/chat/completions", headers=AUTH, json={
+                "model": "scout", "stream": True,
+                "messages": [{"role": "user", "content": "Which hybrid SUV do you recommend?"}]})
+            assert resp.status == 200
+            first = await resp.content.readline()
+            assert first.startswith(b"data: ")
+            body = asyncio.ensure_future(resp.content.read())
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            streaming_when_refused = None
+            while True:   # each poll on a new connection, as a load balancer's health check
+                try:
+                    async with aiohttp.ClientSession(
+                            connector=aiohttp.TCPConnector(force_close=True)) as fresh, \
+                            fresh.get(f"{base}/readyz") as r:
+                        polls.append((time.monotonic() - t0, r.status))
+                except aiohttp.ClientConnectionError as exc:
+                    streaming_when_refused = not body.done()
+                    polls.append((time.monotonic() - t0, type(exc).__name__))
+                    break
+                await asyncio.sleep(0.02)
+            rest = await body
+        assert rest.rstrip().endswith(b"data: [DONE]"), "the answer in flight finished"
+        assert streaming_when_refused is False, "no connection refused while it streamed"
+        answered = [p for p in polls if isinstance(p[1], int)]
+        assert answered and answered[0][0] < 0.1 and answered[0][1] == 503, polls[:3]
+        assert all(status == 503 for _, status in answered), "503 throughout, never 200"
+        refused_at = polls[-1][0]
+        assert refused_at >= 0.5, "listening for the grace at least"
+        print(f"{len(answered)} polls answered 503; listener closed {refused_at:.2f} s after "
+              "SIGTERM, once the answer had ended")
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+async def test_every_line_a_server_writes_is_structured(tmp_path, onprem_sim, redis_server,
+                                                        fmt):
+    """From the first line to the last (a config warning, serving, answers, shutdown), on
+    stdout and stderr alike, each line is one record in the chosen format."""
+    import json
+
+    import logfmtkv
+
+    def moved(data):   # an old setting's name: read with a warning
+        data["server"]["passive_health_ttl_s"] = data["health"].pop("eject_ttl_s", 30)
+    proc, base = await start_gateway(tmp_path, onprem_sim.url, redis_server.url, drain_s=5,
+                                     env_extra={"SCOUT_LOG_FORMAT": fmt}, mutate=moved)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{base}/api/chat", headers=AUTH,
+                              json={"message": "Which hybrid SUV do you recommend?"}) as r:
+                await r.read()
+            async with s.post(f"{base}/api/chat", headers=AUTH, data=b"{not json") as r:
+                assert r.status == 400
+        proc.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(proc.stdout.read(), 20)
+        assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [ln.decode() for ln in [*proc.lines, *rest.splitlines(keepends=True)] if ln.strip()]
+    records = [json.loads(ln) if fmt == "json" else
+               dict(logfmtkv.parse(ln.rstrip("\n"), strict=True, duplicates="error"))
+               for ln in lines]
+    events = [r.get("event") for r in records]
+    assert all(isinstance(r, dict) and r.get("level") for r in records), lines
+    for needed in ("config_warning", "serving", "shutdown", "stopped_listening"):
+        assert needed in events, (needed, events)
+    serving = records[events.index("serving")]
+    assert serving["url"] == base and str(serving["pid"]) == str(proc.pid)

@@ -54,6 +54,23 @@ async def test_models_lists_the_routed_model_and_one_per_tier(sdk):
                    "scout/static"]
 
 
+async def test_a_model_is_retrieved_by_its_id_and_an_unknown_one_is_a_404(sdk):
+    model = await sdk.models.retrieve("scout/onprem")
+    assert (model.id, model.object, model.owned_by) == ("scout/onprem", "model", "scout")
+    assert (await sdk.models.retrieve("scout")).id == "scout"
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.models.retrieve("gpt-5-turbo")
+    assert caught.value.body["code"] == "model_not_found"
+
+
+async def test_a_whole_answer_says_it_has_no_refusal(sdk):
+    r = await sdk.chat.completions.with_raw_response.create(
+        model="scout", messages=[{"role": "user", "content": QUESTION}])
+    message = r.parse().choices[0].message
+    assert message.refusal is None
+    assert "refusal" in r.http_response.json()["choices"][0]["message"], "present, as null"
+
+
 async def test_pinning_a_tier(sdk, onprem_sim, openai_sim):
     r = await sdk.chat.completions.create(
         model="scout/openai", messages=[{"role": "user", "content": QUESTION}])

@@ -144,3 +144,35 @@ async def test_a_stream_that_stays_malformed_is_broken_and_resumed(gw_client, se
     assert text(events) == ENGLISH, "the restart trimmed: every word once"
     switch = next(e for n, e in events if n == "switch")
     assert "3 malformed events in a row" in switch["reason"]
+
+
+@pytest.mark.parametrize("fault", ["http_500", "drop"])
+async def test_a_failure_before_the_first_token_is_tried_once_more_on_prem(
+        gw_client, settings, onprem_sim, openai_sim, fault):
+    """One 500, or a connection dropped before any text, then a healthy replica: the
+    answer comes from on-prem (the only replica, once more), not from OpenAI."""
+    onprem_sim.knobs.update({"answer": ENGLISH, "fault": fault, "fault_after": 0,
+                             "fault_times": 1})
+    client = await gw_client(create_app(settings))
+    events = await chat(client, ASK_EN)
+    assert done(events)["served_by"] == ["onprem"]
+    assert text(events) == ENGLISH
+    assert onprem_sim.stats.requests == 2 and openai_sim.stats.requests == 0
+
+
+async def test_a_429_is_waited_out_when_its_retry_after_fits_the_deadline(
+        gw_client, onprem_sim, openai_sim):
+    from tests.conftest import make_settings
+    roomy = make_settings([onprem_sim.url], f"{openai_sim.url}/v1",
+                          deadlines={"headers_s": 3.0, "first_token_s": 3.0, "gap_s": 2.0})
+    client = await gw_client(create_app(roomy))
+    onprem_sim.knobs.update({"answer": ENGLISH, "fault": "http_429", "retry_after": "1",
+                             "fault_times": 1})
+    events = await chat(client, ASK_EN)
+    assert done(events)["served_by"] == ["onprem"], "1 s fits a 3 s first-token deadline"
+    assert onprem_sim.stats.requests == 2 and openai_sim.stats.requests == 0
+    # A Retry-After longer than the deadline: OpenAI at once, no wait.
+    onprem_sim.knobs.update({"fault": "http_429", "retry_after": "30", "fault_times": 1})
+    events = await chat(client, ASK_EN + " (again)")
+    assert done(events)["served_by"] == ["openai"]
+    assert openai_sim.stats.requests == 1

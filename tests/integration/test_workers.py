@@ -21,7 +21,7 @@ async def serving_line(stdout: asyncio.StreamReader) -> int:
     try:
         async with asyncio.timeout(30):
             while line := await stdout.readline():
-                if found := re.search(rb"serving on .* \(pid (\d+)\)", line):
+                if found := re.search(rb"event=serving .*pid=(\d+)", line):
                     return int(found.group(1))
                 seen.append(line)
     except TimeoutError:
