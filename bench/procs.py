@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,8 @@ def redis(core: int | None = None) -> Proc:
 def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | None = None,
             core: int | None = None, deadlines: dict[str, float] | None = None,
             extra_args: list[str] | None = None, source: Path | None = None,
-            extra_env: dict[str, str] | None = None, python: str | None = None) -> Proc:
+            extra_env: dict[str, str] | None = None, python: str | None = None,
+            mutate: Callable[[dict[str, Any]], None] | None = None) -> Proc:
     """One gateway process; `source` runs another checkout's code (bench.ab's baseline),
     `python` another interpreter (bench.ab --head-python)."""
     # The config of the code that runs: another checkout may not know this one's settings.
@@ -147,6 +149,8 @@ def gateway(onprem_urls: list[str], openai_url: str | None, *, redis_url: str | 
         data["deadlines"] = deadlines
         for intent in data["intents"].values():
             intent["deadlines"] = deadlines
+    if mutate is not None:
+        mutate(data)
     path = Path(tempfile.mkdtemp(prefix="scout-bench-")) / "scout.yaml"
     path.write_text(yaml.safe_dump(data))
     port = free_port()

@@ -43,6 +43,12 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
                 kid(m.resumes, sw.from_tier, sw.to_tier).inc()
             if sw.kind is SwitchKind.RESTART:
                 kid(m.restarts, sw.to_tier).inc()
+        for _, replica, prompt_tokens, cached in outcome.prefix:
+            if replica:   # prefix hit rate = cached ÷ prompt, per replica
+                kid(m.replica_turns, replica).inc()
+                kid(m.prompt_tokens, replica).inc(prompt_tokens)
+                if cached is not None:
+                    kid(m.cached_tokens, replica).inc(cached)
         for bad_tier, n in outcome.malformed.items():
             kid(m.malformed, bad_tier).inc(n)
         for skipped, _ in turn.plan.skipped:
@@ -70,5 +76,6 @@ def recorder(settings: Settings, metrics: Metrics, stats: Stats) -> TurnObserver
                           counts_for_fallback=(primary in turn.plan.intent.ladder
                                                and outcome.cached != "fresh"),
                           cost_usd=outcome.cost_usd,
-                          openai_equivalent_usd=equivalent, cache=cache)
+                          openai_equivalent_usd=equivalent, cache=cache,
+                          prefix=outcome.prefix)
     return observe

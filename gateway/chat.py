@@ -6,6 +6,7 @@ formats; the decisions are made here once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -73,6 +74,14 @@ class TurnOutcome:
     switches: list[SwitchOut] = field(default_factory=list)
     grounded: int = 0   # inventory rows put in the models' prompt
     malformed: dict[str, int] = field(default_factory=dict)   # tier → bad events skipped
+    # (tier, replica, prompt tokens, of them read from its prefix cache) per served part
+    prefix: list[tuple[str, str, int, int | None]] = field(default_factory=list)
+
+    @property
+    def cached_prompt_tokens(self) -> int | None:
+        """Of the prompt, what the upstreams read from their prefix caches, if they said."""
+        said = [c for _, _, _, c in self.prefix if c is not None]
+        return sum(said) if said else None
 
     def done_event(self) -> dict[str, Any]:
         """The `done` event's body, the same on SSE and WebSocket."""
@@ -92,6 +101,28 @@ class TurnOutcome:
 
 
 TurnEvent = Started | TextOut | SwitchOut | TurnOutcome
+
+
+def conversation_key(key_label: str, messages: list[dict[str, Any]]) -> str | None:
+    """A conversation the OpenAI API names no session for: its caller's key and its first
+    user turn, which every later turn of it carries again. None without a user turn."""
+    first = next((m for m in messages if m.get("role") == "user"), None)
+    if first is None:
+        return None
+    digest = hashlib.blake2b(f"{key_label}\0{prompt_text([first])}".encode(), digest_size=12)
+    return digest.hexdigest()
+
+
+def grounded_messages(messages: list[dict[str, Any]], table: str) -> list[dict[str, Any]]:
+    """The conversation with this turn's stock table, placed just before the new question.
+
+    A replica's prefix cache (vLLM's automatic prefix caching, llama.cpp's slots) skips
+    what it has already read, up to the first token that differs. So what repeats from
+    turn to turn comes first, unchanged: the system prompt, then the history as it was
+    sent before. What changes every turn, the table and the question, comes last: put
+    after the system prompt, the table would make every turn's history new again."""
+    at = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages))
+    return [*messages[:at], {"role": "system", "content": table}, *messages[at:]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +185,7 @@ class ChatService:
                 tool_choice: Any = None, turn_id: str | None = None,
                 private_before: IntentConfig | None = None, key_label: str = "",
                 response_format: dict[str, Any] | None = None,
-                end_user: str | None = None) -> Turn:
+                end_user: str | None = None, conversation: str | None = None) -> Turn:
         """Classify and plan; raises PrivacyViolation before anything is sent.
 
         The intent comes from the last user message; privacy from every user message the
@@ -180,7 +211,8 @@ class ChatService:
                               tools=tools, tool_choice=tool_choice, cache_key=key,
                               offsite=plan.policy,
                               response_format=response_format if json_wanted else None,
-                              end_user=end_user)
+                              end_user=end_user,
+                              conversation=conversation or conversation_key(key_label, messages))
         touched = intent if intent.private else private_turn
         return Turn(turn_id or new_message_id(), plan, request, cacheable,
                     fresh_cache=cacheable and pin is None,
@@ -218,11 +250,8 @@ class ChatService:
                     and not self._generative.isdisjoint(turn.plan.ladder):
                 table, grounded = await self.inventory.grounding(turn.request.messages)
                 if grounded:
-                    messages = list(turn.request.messages)
-                    at = next((i + 1 for i, m in enumerate(messages)
-                               if m.get("role") == "system"), 0)
-                    messages.insert(at, {"role": "system", "content": table})
-                    turn = replace(turn, request=replace(turn.request, messages=messages))
+                    turn = replace(turn, request=replace(
+                        turn.request, messages=grounded_messages(turn.request.messages, table)))
             plan, request = turn.plan, turn.request
             yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
             result: RaceResult | None = None
@@ -320,7 +349,7 @@ class ChatService:
             finish_reason=r.finish_reason or ("stop" if r.complete else "error"),
             complete=r.complete, resumed=r.stats.resumes, hedged=bool(r.stats.hedges),
             error=r.error, hedge_winner=r.stats.hedge_winner, parts=parts,
-            malformed=r.stats.malformed,
+            malformed=r.stats.malformed, prefix=r.prefix,
             race_ttft_ms=r.ttft_s * 1000 if r.ttft_s is not None else None)
 
     def _should_store(self, turn: Turn, r: RaceResult) -> bool:

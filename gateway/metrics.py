@@ -94,6 +94,15 @@ class Metrics:
                               ["winner"], registry=r)
         self.resumes = Counter("scout_resumes", "Answers resumed mid-stream by another tier",
                                ["from_tier", "to_tier"], registry=r)
+        self.replica_turns = Counter("scout_replica_turns",
+                                     "Answers (or parts) by on-prem replica", ["replica"],
+                                     registry=r)
+        self.prompt_tokens = Counter("scout_replica_prompt_tokens",
+                                     "Prompt tokens read by each replica", ["replica"],
+                                     registry=r)
+        self.cached_tokens = Counter("scout_replica_cached_prompt_tokens",
+                                     "Of those, read from its prefix cache (when it says)",
+                                     ["replica"], registry=r)
         self.malformed = Counter("scout_malformed_events",
                                  "Malformed stream events skipped, by tier (the stream went on)",
                                  ["tier"], registry=r)

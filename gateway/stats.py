@@ -81,9 +81,16 @@ class Stats:
         return self._day_of[1]
 
     def record_turn(self, served_by: list[str], ttft_ms: float | None, counts_for_fallback: bool,
-                    cost_usd: float, openai_equivalent_usd: float, cache: str | None) -> None:
+                    cost_usd: float, openai_equivalent_usd: float, cache: str | None,
+                    prefix: list[tuple[str, str, int, int | None]] | None = None) -> None:
         first = served_by[0] if served_by else "none"
         fields = {"req": 1, f"req:{first}": 1}
+        for _, replica, prompt, cached in prefix or ():
+            if replica:   # turns per replica, and its prefix cache's share of the prompt
+                fields[f"rep:{replica}"] = fields.get(f"rep:{replica}", 0) + 1
+                if cached is not None:
+                    fields[f"rep_p:{replica}"] = fields.get(f"rep_p:{replica}", 0) + prompt
+                    fields[f"rep_c:{replica}"] = fields.get(f"rep_c:{replica}", 0) + cached
         if counts_for_fallback:
             fields["fb_base"] = 1
             if first != self.primary:
@@ -170,6 +177,31 @@ def summarize(rows: list[tuple[int, dict[str, Any]]], now: float) -> dict[str, A
         "availability": (total("avail:up") / avail_n) if avail_n else None,
         "websockets": gauge_total(_latest_gauges(rows), "ws"),
         "active_sessions": gauge_total(_latest_gauges(rows), "sessions"),
+        **replica_spread(rows),
+    }
+
+
+def replica_spread(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Over the rows: each on-prem replica's share of the turns and its prefix-cache hit
+    rate (cached ÷ prompt tokens, where the replica says), and the hit rate over all."""
+    turns: Counter[str] = Counter()
+    prompt: Counter[str] = Counter()
+    cached: Counter[str] = Counter()
+    for _, h in rows:
+        for k, v in h.items():
+            kind, _, name = k.partition(":")
+            if kind == "rep":
+                turns[name] += v
+            elif kind == "rep_p":
+                prompt[name] += v
+            elif kind == "rep_c":
+                cached[name] += v
+    total, read = sum(turns.values()), sum(prompt.values())
+    return {
+        "replica_turn_share": {n: turns[n] / total for n in sorted(turns)} if total else {},
+        "replica_prefix_hit_rate": {n: cached[n] / prompt[n] for n in sorted(prompt)
+                                    if prompt[n]},
+        "prefix_hit_rate": sum(cached.values()) / read if read else None,
     }
 
 

@@ -35,11 +35,28 @@ def render_onprem(replicas: list[tuple[str, str]], listen: str = "8000",
     balanced = "\n".join(f"        server {addr} max_fails=2 fail_timeout=10s;"
                          for _, addr in replicas)
     upstreams = "\n".join(f"    upstream replica_{name.replace('-', '_')} {{\n"
-                          f"        server {addr};\n        keepalive 4;\n    }}"
+                          f"        server {addr};\n        keepalive 32;\n    }}"
                           for name, addr in replicas)
     locations = []
     for name, _ in replicas:
         up = f"replica_{name.replace('-', '_')}"
+        # The gateway's conversation affinity: a turn sent to the replica holding its
+        # history. Streamed like /v1/, never retried elsewhere (that is the gateway's call).
+        locations.append(
+            f"        location = /replicas/{name}/v1/chat/completions {{\n"
+            f"            proxy_pass http://{up}/v1/chat/completions;\n"
+            f"            proxy_http_version 1.1;\n"
+            f'            proxy_set_header Connection "";\n'
+            f"            proxy_set_header Host $host;\n"
+            f"            proxy_buffering off;\n"
+            f"            proxy_request_buffering off;\n"
+            f"            proxy_cache off;\n"
+            f"            proxy_connect_timeout 2s;\n"
+            f"            proxy_send_timeout 60s;\n"
+            f"            proxy_read_timeout 300s;\n"
+            f"            proxy_next_upstream off;\n"
+            f"            add_header X-Scout-Replica {name} always;\n"
+            f"        }}")
         for path in ("health", "v1/models", "metrics"):
             locations.append(
                 f"        location = /replicas/{name}/{path} {{\n"

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import hashlib
 import itertools
 import re
 import time
@@ -108,6 +110,11 @@ class Knobs:
     resume_text: str = ""  # what it says when asked to continue, whatever the style
     bad_chunks: int = 1    # how many malformed events the bad_chunk fault writes in a row
     fault_times: int = 0   # chats the fault hits before it heals itself (0: every one)
+    # A prefix cache as vLLM's automatic prefix caching keeps one (0 tokens: none): the
+    # prompt in blocks, reused up to the first block that differs, least recently used
+    # evicted. Time to first token grows by `prefill_s_per_token` per token not cached.
+    prefix_cache_tokens: int = 0
+    prefill_s_per_token: float = 0.0
     retry_after: str = "1"  # the http_429 fault's Retry-After ("" sends none)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -134,6 +141,8 @@ class Stats:
     last_messages: list[Any] = field(default_factory=list)
     last_body: dict[str, Any] = field(default_factory=dict)   # the last chat request, whole
     last_traceparent: str | None = None   # W3C trace context of the last chat request
+    prompt_tokens: int = 0   # read by chats, and of them from the prefix cache
+    cached_tokens: int = 0
 
 
 class ReplicaSimulator:
@@ -145,6 +154,7 @@ class ReplicaSimulator:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._hangs: set[asyncio.Future[None]] = set()
+        self.cache = PrefixCache()
 
     @property
     def url(self) -> str:
@@ -362,7 +372,11 @@ class ReplicaSimulator:
 
         if k.fault == "hang_after_headers":
             await self._hang()
-        await asyncio.sleep(k.ttft_s)
+        prompt = prompt_tokens(body.get("messages") or [])
+        cached = self.cache.read(prompt, k.prefix_cache_tokens) if k.prefix_cache_tokens else 0
+        self.stats.prompt_tokens += len(prompt)
+        self.stats.cached_tokens += cached
+        await asyncio.sleep(k.ttft_s + k.prefill_s_per_token * (len(prompt) - cached))
         await resp.write(chunk({"role": "assistant", "content": ""}))
         for i, word in enumerate(words):
             if i and k.token_interval_s:
@@ -384,10 +398,14 @@ class ReplicaSimulator:
         if k.fault == "finish_hang":
             await self._hang()
         if (body.get("stream_options") or {}).get("include_usage"):
+            usage: dict[str, Any] = _usage(messages=body["messages"], words=words)
+            if k.prefix_cache_tokens:   # as vLLM reports it
+                usage["prompt_tokens"] = len(prompt)
+                usage["total_tokens"] = len(prompt) + len(words)
+                usage["prompt_tokens_details"] = {"cached_tokens": cached}
             await resp.write(b"data: " + orjson.dumps({
                 "id": cid, "object": "chat.completion.chunk", "created": created,
-                "model": k.model, "choices": [], "usage": _usage(messages=body["messages"],
-                                                                  words=words)}) + b"\n\n")
+                "model": k.model, "choices": [], "usage": usage}) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -448,6 +466,42 @@ def _answer(messages: list[Any], k: Knobs) -> list[str]:
         # From the space after the cut: the first chunk is "", the next " word".
         return ["", *words[len(str(cut).split(" ")):]]
     return ["(continuing)", *words[: max(0, n - 1)]]
+
+
+def prompt_tokens(messages: list[Any]) -> list[str]:
+    """The prompt as a chat template lays it out, in 4-character tokens (about an English
+    token's length): what a prefix cache compares."""
+    text = "".join(f"<|{m.get('role')}|>{m.get('content')}<|end|>" for m in messages
+                   if isinstance(m, dict))
+    return [text[i:i + 4] for i in range(0, len(text), 4)]
+
+
+class PrefixCache:
+    """vLLM's automatic prefix caching in miniature: the prompt is cut into blocks, each
+    named by a hash of itself and every block before it; a prompt reuses its leading
+    blocks already held, and blocks are evicted least recently used."""
+
+    BLOCK = 16   # tokens per block, vLLM's default
+
+    def __init__(self) -> None:
+        self.blocks: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+    def read(self, tokens: list[str], capacity_tokens: int) -> int:
+        """Tokens of `tokens` found cached; then all of its blocks are held (recently used)."""
+        chain = hashlib.blake2b(digest_size=16)
+        cached, hit = 0, True
+        for start in range(0, len(tokens) - len(tokens) % self.BLOCK, self.BLOCK):
+            chain.update("".join(tokens[start:start + self.BLOCK]).encode())
+            key = chain.digest()
+            if hit and key in self.blocks:
+                cached += self.BLOCK
+            else:
+                hit = False
+            self.blocks[key] = None
+            self.blocks.move_to_end(key)
+        while len(self.blocks) * self.BLOCK > capacity_tokens:
+            self.blocks.popitem(last=False)
+        return cached
 
 
 def _usage(messages: list[Any], words: list[str]) -> dict[str, int]:

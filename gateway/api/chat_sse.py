@@ -81,7 +81,7 @@ async def session_turn(app: web.Application, body: ChatBody,
     user = {"role": "user", "content": body.message}
     messages = sessions.trim([*history, user])
     before = await sessions.private_intent(sid) if body.session else None
-    turn = chat.prepare(messages, turn_id=body.msg_id, key_label=key_label,
+    turn = chat.prepare(messages, turn_id=body.msg_id, key_label=key_label, conversation=sid,
                         private_before=chat.classifier.get(before)
                         if before in chat.settings.intents else None)
     if turn.private is not None and turn.private != before:

@@ -211,10 +211,13 @@ async def _stream(request: web.Request, turn: Turn, req: CompletionRequest) -> w
     return resp
 
 
-def _usage(outcome: TurnOutcome) -> dict[str, int]:
-    return {"prompt_tokens": outcome.prompt_tokens,
-            "completion_tokens": outcome.completion_tokens,
-            "total_tokens": outcome.prompt_tokens + outcome.completion_tokens}
+def _usage(outcome: TurnOutcome) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": outcome.prompt_tokens,
+                             "completion_tokens": outcome.completion_tokens,
+                             "total_tokens": outcome.prompt_tokens + outcome.completion_tokens}
+    if (cached := outcome.cached_prompt_tokens) is not None:   # as vLLM and OpenAI say it
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
 
 
 def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[Any]) -> None:

@@ -244,7 +244,7 @@ async def parse_responses_request(body: Any, models: frozenset[str], server: Any
 
 def _usage(outcome: TurnOutcome) -> dict[str, Any]:
     return {"input_tokens": outcome.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": outcome.cached_prompt_tokens or 0},
             "output_tokens": outcome.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": outcome.prompt_tokens + outcome.completion_tokens}

@@ -81,6 +81,9 @@ class HealthMonitor:
     def why_not(self, url: str) -> str:
         return self.book.why_not(url)
 
+    def waiting(self, url: str) -> float:
+        return self.book.waiting(url)
+
     def observe_target_failure(self, url: str, reason: str) -> None:
         self.book.observe_target_failure(url, reason)
 

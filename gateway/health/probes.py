@@ -26,6 +26,7 @@ class Verdict:
     state: str
     reason: str
     latency_ms: float | None = None
+    waiting: float | None = None   # requests queued on the replica (vLLM's /metrics), if said
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,9 @@ def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpRe
         return Verdict("misconfigured", f"serves {', '.join(listed)[:120]}, not {model}")
     waiting = queue_waiting(metrics.body) if metrics and metrics.status == 200 else None
     if waiting is not None and waiting > busy_waiting:
-        return Verdict("busy", f"{waiting:g} requests waiting (threshold {busy_waiting})")
-    return Verdict("up", "serving " + model)
+        return Verdict("busy", f"{waiting:g} requests waiting (threshold {busy_waiting})",
+                       waiting=waiting)
+    return Verdict("up", "serving " + model, waiting=waiting)
 
 
 def judge_path(result: HttpResult) -> Verdict:
@@ -121,13 +123,13 @@ async def probe_replica(session: aiohttp.ClientSession, base_url: str, model: st
         get(session, f"{base_url}/v1/models", timeout_s, headers),
         get(session, f"{base_url}/metrics", timeout_s, headers, limit=1 << 20))
     v = judge_replica(health, models, metrics, model, busy_waiting)
-    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)
+    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000, v.waiting)
 
 
 async def probe_path(session: aiohttp.ClientSession, url: str, timeout_s: float) -> Verdict:
     started = time.perf_counter()
     v = judge_path(await get(session, url, timeout_s))
-    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)
+    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000, v.waiting)
 
 
 def judge_openai(models: HttpResult, model: str) -> Verdict:
@@ -153,4 +155,4 @@ async def probe_openai(session: aiohttp.ClientSession, base_url: str, model: str
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     v = judge_openai(await get(session, f"{base_url}/models", timeout_s, headers, limit=1 << 20),
                      model)
-    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000)
+    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000, v.waiting)

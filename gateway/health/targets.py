@@ -43,6 +43,7 @@ class Target:
     reason: str = "not probed yet"
     latency_ms: float | None = None
     since: float = field(default_factory=time.time)
+    waiting: float | None = None   # requests queued on it, as its last probe read them
     good: int = 0       # good probes in a row while still counted bad
     failures: int = 0   # bad probes in a row (for backoff)
     next_at: float = 0.0
@@ -50,7 +51,7 @@ class Target:
 
 def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
     """Fold one probe into a target, with hysteresis. Pure; True if the state changed."""
-    t.latency_ms = v.latency_ms
+    t.latency_ms, t.waiting = v.latency_ms, v.waiting
     if v.state in SERVING:
         t.failures = 0
         if t.state in FAILING:
@@ -198,6 +199,11 @@ class TierBook:
             return False
         t = self.targets.get(self.url_targets.get(url, ""))
         return t is None or t.kind == "path" or t.state not in FAILING
+
+    def waiting(self, url: str) -> float:
+        """Requests queued on the replica behind this URL, as its last probe read them."""
+        t = self.targets.get(self.url_targets.get(url, ""))
+        return (t.waiting or 0.0) if t is not None else 0.0
 
     def why_not(self, url: str) -> str:
         t = self.targets.get(self.url_targets.get(url, ""))

@@ -72,6 +72,9 @@ class TierRequest:
     # The end user, as a keyed hash: off-site tiers get it for their abuse monitoring,
     # never the id the frontend sent.
     end_user: str | None = None
+    # Which conversation this turn belongs to (a session id, or a hash of its first user
+    # turn and the caller's key): the replica holding its history answers it.
+    conversation: str | None = None
 
     def upstream_messages(self) -> list[dict[str, Any]]:
         """The conversation as sent upstream; a resume asks to continue the partial answer."""
@@ -103,6 +106,10 @@ class Delta:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    # Of the prompt, what the upstream read from its prefix cache (vLLM's and OpenAI's
+    # usage.prompt_tokens_details.cached_tokens), when it says.
+    cached_tokens: int | None = None
+    target: str = ""   # the replica that answered, when the tier knows (on-prem)
 
 
 @dataclass(frozen=True, slots=True)

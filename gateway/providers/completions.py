@@ -349,6 +349,9 @@ def parse_chunk(data: str | bytes, default_model: str, where: str) -> list[Strea
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
         out.append(Usage(prompt if isinstance(prompt, int) else 0,
-                         completion if isinstance(completion, int) else 0))
+                         completion if isinstance(completion, int) else 0,
+                         cached if isinstance(cached, int) else None))
     return out

