@@ -22,8 +22,8 @@ Each mode runs the load with `onprem.affinity` on (each conversation to its repl
 path on nginx) and off (nginx's least_conn). Reported per mode: TTFT p50/p95 for turns 1–2
 and turns 3 on, prompt tokens prefilled per turn (prompt − cached, where the replica says
 what it cached), turns per replica (from nginx's access log) and failed turns. Then, with
-affinity on, a run where one replica is killed halfway and started again: failed turns,
-and the turns it served after it came back.
+affinity on, a run where one replica is killed and started again: failed turns,
+and the turns it served after it came back (it is killed a third of the way in).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ PREFILL_S_PER_TOKEN = 0.00025
 CACHE_TOKENS = 6_000
 MAX_TOKENS = 24      # the real model's answers: short, so two cores can decode them
 SIM_WORDS = 60
+KILL_THINK_S = 2.0   # the kill run's customers pause this long between turns
 # A customer's stock questions: what they ask first, then follow-ups.
 FIRST = ["Any used Honda SUVs on the lot?", "Do you have a hybrid sedan under $30,000?",
          "Which trucks do you have with four-wheel drive?", "Any electric cars in stock?"]
@@ -139,7 +140,8 @@ async def turn(session: aiohttp.ClientSession, base: str,
 
 
 async def load(base: str, conversations: int, turns: int, concurrency: int,
-               halfway: asyncio.Event | None = None) -> list[dict[str, Any]]:
+               halfway: asyncio.Event | None = None, think_s: float = 0.0
+               ) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(concurrency)
     done = 0
     total = conversations * turns
@@ -159,7 +161,9 @@ async def load(base: str, conversations: int, turns: int, concurrency: int,
                 results.append(got)
                 messages.append({"role": "assistant", "content": got.get("text") or "…"})
                 done += 1
-                if halfway is not None and done >= total // 2:
+                if think_s:   # the customer reads the answer and types the next question
+                    await asyncio.sleep(think_s)
+                if halfway is not None and done >= total // 3:
                     halfway.set()
 
     await asyncio.gather(*(conversation(c) for c in range(conversations)))
@@ -225,8 +229,10 @@ async def mode(kind: str, affinity: bool, args: argparse.Namespace,
         came_back = None
         if kill:
             halfway = asyncio.Event()
+            # Customers who take a moment between turns: the run outlasts the replica's
+            # return (its probes need a few intervals to see it back).
             run = asyncio.create_task(load(gw.url, args.conversations, args.turns,
-                                           args.concurrency, halfway))
+                                           args.concurrency, halfway, think_s=KILL_THINK_S))
             await halfway.wait()
             victim = reps["r2"]
             victim.popen.send_signal(signal.SIGKILL)
@@ -242,7 +248,7 @@ async def mode(kind: str, affinity: bool, args: argparse.Namespace,
         out = summary(results, replica_turns(log, ports))
         out.update(mode="affinity" if affinity else "least_conn", kill=kill)
         if came_back is not None:
-            out["r2_turns_after_restart"] = replica_turns(log, ports, came_back + 3)["r2"]
+            out["r2_turns_after_restart"] = replica_turns(log, ports, came_back)["r2"]
         return out
     finally:
         for p in reversed(started):

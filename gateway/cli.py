@@ -163,6 +163,16 @@ def workers_count(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        _serve(args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception:   # a failure to start is a log record too, traceback and all
+        get_logger("scout").exception("serve_failed")
+        raise SystemExit(1) from None
+
+
+def _serve(args: argparse.Namespace) -> None:
     settings = _load(args.config, structured=True)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port

@@ -55,6 +55,17 @@ class Outliers:
         r = self._records.pop(key, None)
         return r is not None and r.ejections > 0
 
+    def probation(self, key: str) -> bool:
+        """Its probes saw it fail and come back (a replica restarted): end the ejection now,
+        on probation (one success clears it, one failure ejects it again, for longer). A
+        wedged server's probes never fail, so they can't cut its ejection short. True if
+        it was ejected."""
+        r = self._records.get(key)
+        if r is None or r.until <= self.clock():
+            return False
+        r.until = self.clock()
+        return True
+
     def ejected(self, key: str) -> str | None:
         """Why the target is out, or None when it may take traffic."""
         r = self._records.get(key)

@@ -270,6 +270,10 @@ class TierBook:
         if apply_verdict(t, v, self.cfg.rise, now):
             self.tell({"kind": "target", "target": t.name, "tier": t.tier,
                        "from": before, "to": t.state, "reason": t.reason})
+            url = self._target_urls.get(t.name)
+            if before in FAILING and t.state in SERVING and url is not None \
+                    and self.outliers.probation(url):
+                self.refresh()   # back from a failure its probes saw: traffic returns now
         p = self.passive.get(t.tier)
         if p and p.state and p.probe_clears and t.kind != "path" and t.state in SERVING \
                 and started >= p.at:

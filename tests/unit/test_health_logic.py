@@ -128,3 +128,41 @@ def test_a_tier_nothing_watches_is_unknown_until_live_traffic_or_targets_say_mor
     assert book.state("static") == tier_verdict("static", [Target("static.main", "replica",
                                                                   "static")])
     assert book.state("static").reason == "replicas not probed yet"
+
+
+def test_a_restarted_replica_takes_traffic_once_its_probes_see_it_back_a_wedged_one_not():
+    """Live traffic ejects a replica. If its probes saw it fail and come back (it was
+    restarted), traffic returns as soon as the probes say up, on probation; if its probes
+    never failed (wedged: it answers /health, never a chat), the ejection runs its time."""
+    from gateway.config import HealthConfig
+    from gateway.health.probes import Verdict
+    from gateway.health.targets import TierBook
+    from gateway.tiers import ProbeTarget
+
+    now = [0.0]
+    cfg = HealthConfig(eject_after=3, eject_ttl_s=10.0, rise=2)
+    book = TierBook(cfg, lambda: now[0], lambda event: None)
+    probes = tuple(ProbeTarget(f"onprem.{n}", "replica", lambda s, k, c: None)  # type: ignore
+                   for n in ("dead", "wedged"))
+    book.add("onprem", probes, {"http://dead": "onprem.dead", "http://wedged": "onprem.wedged"})
+    dead, wedged = book.targets["onprem.dead"], book.targets["onprem.wedged"]
+    for t in (dead, wedged):
+        book.fold(t, Verdict("up", "serving"), now[0])
+    for url in ("http://dead", "http://wedged"):
+        for _ in range(3):
+            book.observe_target_failure(url, "connection refused")
+    assert not book.usable("http://dead") and not book.usable("http://wedged")
+    now[0] = 1.0
+    book.fold(dead, Verdict("down", "connection refused"), now[0])   # the process is gone
+    book.fold(wedged, Verdict("up", "serving"), now[0])              # answers probes anyway
+    now[0] = 3.0
+    book.fold(dead, Verdict("up", "serving"), now[0])                # restarted: 1 of 2
+    assert not book.usable("http://dead"), "one good probe is not yet up (rise 2)"
+    now[0] = 5.0
+    book.fold(dead, Verdict("up", "serving"), now[0])
+    assert book.usable("http://dead"), "back at the probe that says up, not after 10 s"
+    assert not book.usable("http://wedged"), "its probes never failed: still ejected"
+    book.observe_target_failure("http://dead", "connection refused")
+    assert not book.usable("http://dead"), "on probation: one failure ejects it again"
+    now[0] = 10.5
+    assert book.usable("http://wedged"), "the ejection ran its 10 s"
