@@ -20,6 +20,7 @@ from gateway.cache.stampede import Lease, Stampede
 from gateway.cache.store import CachedAnswer, ResponseCache
 from gateway.config import IntentConfig, Settings
 from gateway.cost import cost_usd, estimate_tokens, prompt_text
+from gateway.errors import RequestRejected
 from gateway.health.states import TierHealth
 from gateway.inventory.tier import TIER as INVENTORY_TIER
 from gateway.inventory.tier import Inventory
@@ -101,6 +102,12 @@ class TurnOutcome:
 
 
 TurnEvent = Started | TextOut | SwitchOut | TurnOutcome
+
+
+def _must_call(tool_choice: Any) -> bool:
+    """OpenAI's tool_choice asks for a tool call: "required", or one named function."""
+    return tool_choice == "required" or (isinstance(tool_choice, dict)
+                                         and tool_choice.get("type") == "function")
 
 
 def conversation_key(key_label: str, messages: list[dict[str, Any]]) -> str | None:
@@ -200,6 +207,20 @@ class ChatService:
                           tool_tiers=self._tool_tiers if tools else None,
                           format_tiers=self._format_tiers if json_wanted else None,
                           private_turn=private_turn, stock_tier=self._stock_tier(messages))
+        if tools and _must_call(tool_choice) and self._generative.isdisjoint(plan.ladder):
+            # A canned reply is no answer to "call a tool": say which tiers could not.
+            why = "; ".join(f"{t}: {r}" for t, r in plan.skipped) or \
+                "no tier of this intent's ladder can call tools"
+            # Down for now (503, ask again) or never for this request (400).
+            now_only = any(t in self._tool_tiers and not r.startswith(("private", "cannot"))
+                           for t, r in plan.skipped)
+            raise RequestRejected(f"tool_choice requires a tool call, and no tier able to call "
+                                  f"tools can serve this request{' now' if now_only else ''} "
+                                  f"({why})", param="tool_choice",
+                                  status=503 if now_only else 400, code="no_tool_tier")
+        if tools and _must_call(tool_choice):
+            # Only a tier that calls tools may answer: if they all fail, a clear error.
+            plan = replace(plan, ladder=tuple(t for t in plan.ladder if t in self._generative))
         system_prompt = self.settings.server.system_prompt
         if system_prompt and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": system_prompt}, *messages]

@@ -55,6 +55,17 @@ class Outliers:
         r = self._records.pop(key, None)
         return r is not None and r.ejections > 0
 
+    def eject_now(self, key: str, reason: str) -> str | None:
+        """Out at once, as if its failures had reached `eject_after` (the whole box missed
+        its deadlines together). The reason, or None if it was already out."""
+        r = self._records.setdefault(key, _Record())
+        if r.until > self.clock():
+            return None
+        r.ejections += 1
+        r.until = self.clock() + self.base_s * min(r.ejections, MAX_EJECTION_FACTOR)
+        r.reason = f"ejected by live traffic: {reason}"
+        return r.reason
+
     def probation(self, key: str) -> bool:
         """Its probes saw it fail and come back (a replica restarted): end the ejection now,
         on probation (one success clears it, one failure ejects it again, for longer). A

@@ -16,6 +16,7 @@ Every change is told to `tell` as an incident (`gateway.health.incidents`).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -83,6 +84,11 @@ def _short(t: Target) -> str:
 
 
 NOT_WATCHED = TierHealth("unknown", "")
+# Live failures that are a missed deadline (the race's words for them), and how close in
+# time every replica must have missed one for the box to count as wedged.
+DEADLINE_MISSES = ("no first token", "no response headers", "stalled")
+WEDGED_WINDOW_S = 30.0
+_NO_TARGET = Target("", "", "")
 
 
 def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
@@ -142,6 +148,7 @@ class TierBook:
         self.tier_states: dict[str, TierHealth] = {}
         self._ejection_ends: float | None = None   # when the verdicts next change by time
         self._target_tiers: set[str] = set()       # tiers with probed targets
+        self._deadline_misses: dict[str, float] = {}   # URL → when it last missed a deadline
 
     def add(self, tier: str, probes: tuple[ProbeTarget, ...], routes: dict[str, str]) -> None:
         for p in probes:
@@ -217,6 +224,34 @@ class TierBook:
         if why is not None and name is not None:
             self.tell({"kind": "target", "target": name, "tier": self._url_tier[url],
                        "from": before, "to": "down", "reason": why})
+            self.refresh()
+        if reason.startswith(DEADLINE_MISSES) and url in self._url_tier:
+            self._deadline_missed(url)
+
+    def _deadline_missed(self, url: str) -> None:
+        """A wedged box is seen as a box: when every replica of the tier has missed a
+        deadline within WEDGED_WINDOW_S, all of them are out at once, and no further turn
+        waits for a deadline each replica would miss in its turn."""
+        now = self.clock()
+        self._deadline_misses[url] = now
+        tier = self._url_tier[url]
+        urls = [u for u, t in self._url_tier.items() if t == tier]
+        replicas = [u for u in urls
+                    if self.targets.get(self.url_targets.get(u, ""), _NO_TARGET).kind == "replica"]
+        members = replicas or urls
+        if len(members) < 2 or url not in members or any(
+                now - self._deadline_misses.get(u, -math.inf) > WEDGED_WINDOW_S for u in members):
+            return
+        why = f"every one of its {len(members)} replicas missed a deadline within " \
+              f"{WEDGED_WINDOW_S:g} s: the box is wedged"
+        changed = False
+        for u in members:
+            ejected = self.outliers.eject_now(u, why)
+            if ejected is not None and (name := self.url_targets.get(u)) is not None:
+                self.tell({"kind": "target", "target": name, "tier": tier, "from": "up",
+                           "to": "down", "reason": ejected})
+                changed = True
+        if changed:
             self.refresh()
 
     def observe_target_success(self, url: str) -> None:

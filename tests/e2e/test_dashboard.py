@@ -69,9 +69,13 @@ async def test_dashboard_live_tiles_and_a_replica_turning_red(aiohttp_server, op
         await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         await page.set_viewport_size({"width": 390, "height": 844})
         # On a phone every column left is on the screen: "since" is not cut off.
+        # The table is redrawn every second: wait for the laid-out row, not for a moment.
         for cell in ("td:nth-child(1)", "td:nth-child(2)", "td:nth-child(5)"):
-            box = await row.locator(cell).bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, cell
+            await page.wait_for_function(
+                """(sel) => { const c = document.querySelector(sel);
+                   if (!c) return false; const b = c.getBoundingClientRect();
+                   return b.width > 0 && b.left >= 0 && b.right <= 390; }""",
+                arg=f"tr[data-target='onprem.r2'] {cell}", timeout=5_000)
         assert (await row.locator("td:nth-child(5)").inner_text()).strip()
         await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     if os.environ.get("SCOUT_UPDATE_DOCS"):  # refresh the docs' screenshots on request

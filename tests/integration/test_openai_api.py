@@ -108,6 +108,34 @@ async def test_requests_with_tools_go_to_tool_capable_tiers(sdk, onprem_sim, ope
     assert onprem_sim.stats.requests == 0 and openai_sim.stats.requests == 1
 
 
+async def test_a_required_tool_call_no_tier_can_make_is_a_clear_error_not_a_canned_reply(
+        sdk, onprem_sim, openai_sim):
+    tools = [{"type": "function", "function": {"name": "book_test_drive", "parameters": {
+        "type": "object", "properties": {"day": {"type": "string"}}}}}]
+    ask = [{"role": "user", "content": "Book a test drive on Saturday"}]
+    # The only tier that calls tools here is OpenAI: with it refusing connections and
+    # marked down, "required" cannot be met now.
+    await openai_sim.set_fault("refuse")
+    # Before the monitor has noticed, the attempt fails live: an error, never a canned reply.
+    with pytest.raises(openai.APIStatusError) as exc:
+        await sdk.chat.completions.create(model="scout", tools=tools, messages=ask,
+                                          tool_choice="required")
+    assert exc.value.status_code in (502, 503)
+    for _ in range(100):   # once it has (probes every 0.5 s here): refused before any try
+        with pytest.raises(openai.APIStatusError) as exc:
+            await sdk.chat.completions.create(model="scout", tools=tools, messages=ask,
+                                              tool_choice="required")
+        if exc.value.status_code == 503:
+            assert exc.value.body["code"] == "no_tool_tier" and "openai" in exc.value.message
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("never refused up front")
+    # Without "required", a reply in words is still an answer.
+    r = await sdk.chat.completions.create(model="scout", tools=tools, messages=ask)
+    assert r.choices[0].finish_reason == "stop"
+
+
 async def test_unknown_model_is_a_404_in_openai_shape(sdk):
     with pytest.raises(openai.NotFoundError) as exc:
         await sdk.chat.completions.create(

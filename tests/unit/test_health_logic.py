@@ -166,3 +166,43 @@ def test_a_restarted_replica_takes_traffic_once_its_probes_see_it_back_a_wedged_
     assert not book.usable("http://dead"), "on probation: one failure ejects it again"
     now[0] = 10.5
     assert book.usable("http://wedged"), "the ejection ran its 10 s"
+
+
+def test_a_wedged_box_is_out_as_a_box_once_every_replica_missed_a_deadline():
+    """Each replica counts its own failures, so a box whose every replica hangs would make
+    turn after turn wait a deadline until each reached eject_after. Once every replica has
+    missed a deadline within the window, all are out at once."""
+    from gateway.config import HealthConfig
+    from gateway.health.targets import WEDGED_WINDOW_S, TierBook
+    from gateway.tiers import ProbeTarget
+
+    now = [0.0]
+    book = TierBook(HealthConfig(eject_after=3, eject_ttl_s=10.0), lambda: now[0],
+                    lambda event: None)
+    probes = tuple(ProbeTarget(f"onprem.{n}", "replica", lambda s, k, c: None)  # type: ignore
+                   for n in ("r1", "r2"))
+    book.add("onprem", probes, {"http://r1": "onprem.r1", "http://r2": "onprem.r2"})
+    book.observe_target_failure("http://r1", "no first token within 5 s")
+    assert book.usable("http://r1") and book.usable("http://r2"), "one miss is one replica's"
+    now[0] = WEDGED_WINDOW_S + 1   # r2 misses too, but long after
+    book.observe_target_failure("http://r2", "no first token within 5 s")
+    assert book.usable("http://r2"), "not together: no wedge"
+    now[0] += 2
+    book.observe_target_failure("http://r1", "no response headers within 2 s")
+    assert not book.usable("http://r1") and not book.usable("http://r2"), "the box is out"
+    assert "the box is wedged" in book.why_not("http://r2")
+    assert book.state("onprem").state == "down"
+
+
+def test_other_failures_of_every_replica_are_not_a_wedge():
+    from gateway.config import HealthConfig
+    from gateway.health.targets import TierBook
+    from gateway.tiers import ProbeTarget
+
+    book = TierBook(HealthConfig(eject_after=3), lambda: 0.0, lambda event: None)
+    probes = tuple(ProbeTarget(f"onprem.{n}", "replica", lambda s, k, c: None)  # type: ignore
+                   for n in ("r1", "r2"))
+    book.add("onprem", probes, {"http://r1": "onprem.r1", "http://r2": "onprem.r2"})
+    for url in ("http://r1", "http://r2"):
+        book.observe_target_failure(url, "answered 500")
+    assert book.usable("http://r1") and book.usable("http://r2")
