@@ -225,7 +225,8 @@ async def test_hedging_follows_the_tiers_own_tail_and_stays_in_budget(gw_client,
     print(f"healthy run: {hedges} hedges over 500 turns "
           f"({openai_sim.stats.requests} OpenAI requests)")
     assert hedges <= 25, "hedges stay within 5 % of upstream requests"
-    assert hedges <= openai_sim.stats.requests   # each one did reach the backup
+    # (Not every hedge reaches the backup: one whose on-prem token comes while its request
+    # is still being sent is cancelled before the backup sees it.)
     hedge = (await staff_health(client))["hedging"]["tiers"]["onprem"]["hedge_after_s"]
     assert hedge < 5.0, "hedging at the tier's own tail, not the fixed 5 s"
     # The GPU box slows from ~50 ms to 4 s to the first token.
