@@ -162,7 +162,6 @@ class OnpremProvider:
             self._ring = {u: u for u in config.urls}
         for url in self._ring.values():
             self._in_flight.setdefault(url, 0)
-        self.picks: dict[str, int] = dict.fromkeys(self._ring, 0)   # turns sent, per replica
         # Whose answer a Usage is (the replica's name), wherever the URL says it.
         self._names = {url: name for name, url in self._ring.items()} | {
             r.base_url: r.name for r in config.replicas}
@@ -194,13 +193,10 @@ class OnpremProvider:
         loads = [self._load(url) for _, url in ok]
         cap = self.config.affinity_load_bound * (sum(loads) + 1) / len(ok) \
             + self.config.affinity_slack
-        for (name, url), load in zip(ok, loads, strict=True):
+        for (_, url), load in zip(ok, loads, strict=True):
             if load + 1 <= cap:
-                self.picks[name] += 1
                 return url
-        name, url = ok[loads.index(min(loads))]
-        self.picks[name] += 1
-        return url
+        return ok[loads.index(min(loads))][1]   # all above it: the least loaded
 
     def _load(self, url: str) -> float:
         """Turns on the replica: this gateway's in flight, and what its probes saw queued."""
