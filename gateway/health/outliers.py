@@ -45,10 +45,7 @@ class Outliers:
         on_probation = r.ejections > 0
         if r.failures < self.eject_after and not on_probation:
             return None
-        r.ejections += 1
-        r.until = self.clock() + self.base_s * min(r.ejections, MAX_EJECTION_FACTOR)
-        r.reason = f"ejected by live traffic: {reason}, {r.failures} times in a row"
-        return r.reason
+        return self._eject(r, f"{reason}, {r.failures} times in a row")
 
     def success(self, key: str) -> bool:
         """A target answered: forget its failures. True if it was ejected or on probation."""
@@ -61,9 +58,13 @@ class Outliers:
         r = self._records.setdefault(key, _Record())
         if r.until > self.clock():
             return None
+        return self._eject(r, reason)
+
+    def _eject(self, r: _Record, why: str) -> str:
+        """Out for base_s × its ejections so far (capped): the reason, in words."""
         r.ejections += 1
         r.until = self.clock() + self.base_s * min(r.ejections, MAX_EJECTION_FACTOR)
-        r.reason = f"ejected by live traffic: {reason}"
+        r.reason = f"ejected by live traffic: {why}"
         return r.reason
 
     def probation(self, key: str) -> bool:
