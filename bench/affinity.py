@@ -103,7 +103,7 @@ def gateway(nginx_url: str, affinity: bool, slow: bool) -> procs.Proc:
         for intent in data["intents"].values():
             intent["cacheable"] = False   # every turn to a replica: that is what is measured
         if slow:   # a real model on two shared cores: deadlines for its pace, not a 70B's
-            data["health"].update(timeout_s=10.0, eject_after=50)
+            data["health"].update(interval_s=12.0, timeout_s=10.0, eject_after=50)
     deadlines = {"headers_s": 120.0, "first_token_s": 120.0, "gap_s": 60.0} if slow else \
         {"headers_s": 10.0, "first_token_s": 10.0, "gap_s": 5.0}
     return procs.gateway([nginx_url], None, core=0, deadlines=deadlines, mutate=mutate)

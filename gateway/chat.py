@@ -77,6 +77,8 @@ class TurnOutcome:
     malformed: dict[str, int] = field(default_factory=dict)   # tier → bad events skipped
     # (tier, replica, prompt tokens, of them read from its prefix cache) per served part
     prefix: list[tuple[str, str, int, int | None]] = field(default_factory=list)
+    # An upstream's content-policy refusal, as it gave it: (HTTP status, error object).
+    rejection: tuple[int, dict[str, Any]] | None = None
 
     @property
     def cached_prompt_tokens(self) -> int | None:
@@ -370,7 +372,7 @@ class ChatService:
             finish_reason=r.finish_reason or ("stop" if r.complete else "error"),
             complete=r.complete, resumed=r.stats.resumes, hedged=bool(r.stats.hedges),
             error=r.error, hedge_winner=r.stats.hedge_winner, parts=parts,
-            malformed=r.stats.malformed, prefix=r.prefix,
+            malformed=r.stats.malformed, prefix=r.prefix, rejection=r.rejection,
             race_ttft_ms=r.ttft_s * 1000 if r.ttft_s is not None else None)
 
     def _should_store(self, turn: Turn, r: RaceResult) -> bool:

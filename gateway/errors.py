@@ -14,6 +14,7 @@
         ├── TierMisconfigured  401/403, unknown model: red until fixed by a human
         │   └── TierOutOfCredit  429 insufficient_quota: probes can't see it
         ├── TierRejectedInput  the upstream refused this input (400/413/422)
+        │   └── TierContentPolicy  its content policy did: the caller is told, as it was
         └── TierRefused        the gateway won't send it there (privacy): not a failure
 
 HTTP and WebSocket handlers turn these into responses in one place
@@ -147,6 +148,19 @@ class TierOutOfCredit(TierMisconfigured):
 
 class TierRejectedInput(TierError):
     kind = "rejected"
+
+
+class TierContentPolicy(TierRejectedInput):
+    """The upstream's content policy refused this input. The caller gets the upstream's
+    own answer (`status`, `error`): asking another provider would route around a policy,
+    and the upstream itself is well, so its health is untouched."""
+
+    kind = "content_policy"
+
+    def __init__(self, reason: str, status: int, error: dict[str, object]) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.error = error
 
 
 class TierRefused(TierError):

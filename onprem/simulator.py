@@ -6,6 +6,7 @@ Endpoints: POST /v1/chat/completions (stream and not), GET /v1/models,
     refuse               stop listening (connection refused)
     http_500             answer 500
     http_401             answer 401 (wrong API key)
+    content_policy       answer 400 content_policy_violation, as OpenAI's policy refuses
     loading              answer 503 "Loading model" (llama.cpp while loading)
     hang_before_headers  accept the request, never answer
     hang_after_headers   send 200 and SSE headers, then nothing
@@ -39,7 +40,8 @@ FAULTS = ("none", "refuse", "http_500", "http_401", "http_429", "loading",
           "hang_after_headers", "stall", "drop",
           "no_done",      # the whole answer and its finish_reason, then the body ends: no [DONE]
           "finish_hang",  # the whole answer and its finish_reason, then silence, socket open
-          "bad_chunk")    # `bad_chunks` malformed events at `fault_after`, then the rest
+          "bad_chunk",    # `bad_chunks` malformed events at `fault_after`, then the rest
+          "content_policy")
 # How a replica answers when asked to continue a cut answer, as real models do:
 RESUME_STYLES = ("marker",    # "(continuing)" and then its answer (tells tests it was asked)
                  "continue",  # the words after the cut, as asked
@@ -288,6 +290,11 @@ class ReplicaSimulator:
             return limited
         if k.fault == "loading":
             return _error(503, "Loading model", "unavailable_error")
+        if k.fault == "content_policy":
+            return web.json_response({"error": {
+                "message": "Your request was rejected as a result of our safety system.",
+                "type": "invalid_request_error", "param": None,
+                "code": "content_policy_violation"}}, status=400)
         if body.get("model") != k.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         messages = body.get("messages") or []

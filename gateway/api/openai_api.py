@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api.auth import admitted, caller, upstream_user
-from gateway.api.relay import all_tiers_failed, answer_restarted
+from gateway.api.relay import answer_restarted, turn_failed
 from gateway.api.requests import (
     ROUTED_MODEL,
     CompletionRequest,
@@ -198,7 +198,7 @@ async def _stream(request: web.Request, turn: Turn, req: CompletionRequest) -> w
                     await resp.write(frames.text(ev.replace, last_model, None))
             elif isinstance(ev, TurnOutcome):
                 if not ev.complete:
-                    tail.append(encode_data({"error": all_tiers_failed(ev.error)}))
+                    tail.append(encode_data({"error": turn_failed(ev)[1]}))
                     break
                 tail.append(frames.whole(last_model, choices=[
                     {"index": 0, "delta": {}, "logprobs": None,
@@ -235,15 +235,16 @@ def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[Any]) -> No
         call["function"]["arguments"] += fn.get("arguments") or ""
 
 
-def no_answer(reason: str) -> web.Response:
-    return web.Response(status=502, content_type="application/json", body=orjson.dumps(
-        {"error": all_tiers_failed(reason)}))
+def no_answer(outcome: TurnOutcome | None) -> web.Response:
+    status, error = turn_failed(outcome)
+    return web.Response(status=status, content_type="application/json",
+                        body=orjson.dumps({"error": error}))
 
 
 async def _complete(request: web.Request, turn: Turn) -> web.Response:
     got = await collect(request, turn)
-    if (reason := got.failed) is not None:
-        return no_answer(reason)
+    if got.failed is not None:
+        return no_answer(got.outcome)
     outcome = got.outcome
     assert outcome is not None
     message: dict[str, Any] = {"role": "assistant", "content": got.text or None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.chat import Started, TurnEvent
+from gateway.chat import Started, TurnEvent, TurnOutcome
 from gateway.routing.driver import SwitchOut, TextOut
 from gateway.turns import Listener, Overflow, TurnEnd
 
@@ -25,6 +25,14 @@ def all_tiers_failed(reason: str) -> dict[str, Any]:
     """The error body when no tier could answer: OpenAI's error shape, Scout's code."""
     return {"message": f"no tier could answer: {reason}", "type": "server_error",
             "param": None, "code": "all_tiers_failed"}
+
+
+def turn_failed(outcome: TurnOutcome | None) -> tuple[int, dict[str, Any]]:
+    """Why a turn has no answer, as (HTTP status, OpenAI-shaped error): an upstream's
+    content-policy refusal as the upstream gave it, else no tier could answer (502)."""
+    if outcome is not None and outcome.rejection is not None:
+        return outcome.rejection
+    return 502, all_tiers_failed(outcome.error if outcome is not None else "no answer")
 
 
 def slow_consumer(turn_id: str, limit: int) -> dict[str, Any]:
@@ -62,7 +70,7 @@ def event_payload(turn_id: str, ev: TurnEvent) -> tuple[str, dict[str, Any]]:
         return "switch", body
     if ev.complete:
         return "done", ev.done_event()
-    failed = all_tiers_failed(ev.error)
+    _, failed = turn_failed(ev)
     return "error", {"id": turn_id, "code": failed["code"], "message": failed["message"]}
 
 

@@ -33,7 +33,7 @@ from gateway.api.openai_api import (
     openai_turn,
     served_by_header,
 )
-from gateway.api.relay import all_tiers_failed, answer_restarted
+from gateway.api.relay import answer_restarted, turn_failed
 from gateway.api.requests import (
     ROUTED_MODEL,
     CompletionRequest,
@@ -147,6 +147,16 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     return out
 
 
+def _echoed_tools(value: Any) -> list[dict[str, Any]]:
+    """The request's function tools as the Response object names them: `strict` and
+    `parameters` are always there, null when the caller left them out (the gateway checks
+    arguments against no schema, so it never claims strict mode on its own)."""
+    return [{"type": "function", "name": tool["name"],
+             **({"description": tool["description"]} if "description" in tool else {}),
+             "parameters": tool.get("parameters"), "strict": tool.get("strict")}
+            for tool in value or []]
+
+
 def _tool_choice(value: Any) -> Any:
     if isinstance(value, dict) and value.get("type") == "function":
         return {"type": "function", "function": {"name": value.get("name")}}
@@ -244,7 +254,9 @@ async def parse_responses_request(body: Any, models: frozenset[str], server: Any
 
 def _usage(outcome: TurnOutcome) -> dict[str, Any]:
     return {"input_tokens": outcome.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": outcome.cached_prompt_tokens or 0},
+            # no tier reports what it wrote to a prompt cache, and the spec requires the field
+            "input_tokens_details": {"cached_tokens": outcome.cached_prompt_tokens or 0,
+                                     "cache_write_tokens": 0},
             "output_tokens": outcome.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": outcome.prompt_tokens + outcome.completion_tokens}
@@ -288,12 +300,14 @@ class Encoder:
             "store": self.body.get("store", True),
             "temperature": self.body.get("temperature"), "top_p": self.body.get("top_p"),
             "text": {"format": fmt}, "tool_choice": self.body.get("tool_choice") or "auto",
-            "tools": self.body.get("tools") or [], "truncation": self.body.get("truncation"),
+            "tools": _echoed_tools(self.body.get("tools")), "truncation": self.body.get("truncation"),
             "metadata": self.body.get("metadata") or {}, "user": self.body.get("user"),
             "usage": _usage(outcome) if outcome is not None else None,
         }
         if error is not None:
-            out["error"] = {"code": "server_error", "message": all_tiers_failed(error)["message"]}
+            _, failed = turn_failed(outcome)
+            out["error"] = {"code": "server_error" if failed["code"] == "all_tiers_failed"
+                            else failed["code"], "message": failed["message"]}
         if outcome is not None:
             out["served_by"] = outcome.served_by
             out["scout"] = outcome.done_event()
@@ -345,8 +359,8 @@ async def responses(request: web.Request) -> web.StreamResponse:
         if req.stream:
             return await _stream(request, turn, enc, headers, keep)
         got = await collect(request, turn)
-        if (reason := got.failed) is not None:
-            return no_answer(reason)
+        if got.failed is not None:
+            return no_answer(got.outcome)
         output, _ = _kept_items(enc, got)
         await keep(got)
         assert got.outcome is not None

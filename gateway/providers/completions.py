@@ -18,6 +18,7 @@ import orjson
 
 from gateway.errors import (
     TierBusy,
+    TierContentPolicy,
     TierError,
     TierMalformed,
     TierMisconfigured,
@@ -37,6 +38,25 @@ from gateway.sse import SSEDecoder
 DRAIN_S = 0.5
 # Malformed events skipped in a row before the stream counts as broken.
 MALFORMED_IN_A_ROW = 2
+
+
+# The error codes OpenAI (content_policy_violation) and Azure OpenAI (content_filter) give
+# when their content policy refuses a request.
+CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})
+
+
+def _policy_error(body: str) -> dict[str, object] | None:
+    """The upstream's error object, when it is a content-policy refusal, in OpenAI's shape."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(error, dict) or error.get("code") not in CONTENT_POLICY_CODES:
+        return None
+    return {"message": str(error.get("message") or "refused under the content policy"),
+            "type": str(error.get("type") or "invalid_request_error"),
+            "param": error.get("param") if isinstance(error.get("param"), str) else None,
+            "code": error["code"]}
 
 
 def classify_status(status: int, body: str, where: str,
@@ -59,6 +79,9 @@ def classify_status(status: int, body: str, where: str,
         return TierOverloaded(f"{where} is overloaded (529)")
     if status == 404:
         return TierMisconfigured(f"{where} does not serve the configured model (404: {detail})")
+    if status in (400, 422) and (error := _policy_error(body)) is not None:
+        return TierContentPolicy(f"{where} refused the input under its content policy "
+                                 f"({status}: {error.get('code')})", status, error)
     if status in (400, 413, 422):
         return TierRejectedInput(f"{where} rejected the request ({status}: {detail})")
     return TierUnavailable(f"{where} answered {status}")

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from gateway.errors import TierBusy, TierError, TierUnavailable
+from gateway.errors import TierBusy, TierContentPolicy, TierError, TierUnavailable
 from gateway.logs import get_logger
 from gateway.providers.base import (
     AttemptNote,
@@ -93,6 +93,8 @@ class RaceResult:
     tool_calls: bool = False
     # Per served part whose upstream said: (tier, replica, prompt tokens, of them cached).
     prefix: list[tuple[str, str, int, int | None]] = field(default_factory=list)
+    # An upstream's content-policy refusal, passed on as it was given: (status, error).
+    rejection: tuple[int, dict[str, Any]] | None = None
 
 
 class _Finished:
@@ -282,6 +284,7 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
     timer_at = math.inf
     notes: dict[int, AttemptNote] = {}
     pumped: dict[int, _Pumped] = {}
+    rejection: tuple[int, dict[str, Any]] | None = None
 
     def result(complete: bool, error: str = "") -> RaceResult:
         last = served[-1] if served else None
@@ -303,11 +306,12 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
                      usage_of[a].cached_tokens) for a in served if a in usage_of],
             error=error,
             tool_calls=saw_tool_calls,
+            rejection=rejection,
         )
 
     def on_event(aid: int, ev: Any, now: float) -> None:
         """What an attempt's stream (or the clock, aid 0) said, told to the race."""
-        nonlocal provenance
+        nonlocal provenance, rejection
         if ev is _TICK:
             actions.extend(race.on_tick(now))
         elif isinstance(ev, Delta):
@@ -339,6 +343,11 @@ async def run_race(plan: RoutePlan, request: TierRequest, providers: Mapping[str
             tasks.pop(aid, None)
             Tracing.end_attempt(spans.pop(aid, None), f"failed: {ev.kind}", error=ev.reason)
             tier = tier_of[aid]
+            if isinstance(ev, TierContentPolicy):   # the upstream is well; the input is not
+                log.info("tier_refused_input", tier=tier, reason=ev.reason)
+                rejection = (ev.status, ev.error)
+                actions.extend(race.on_refusal(aid, f"{ev.kind}: {ev.reason}"))
+                return
             if tier in generative and race.attempts[aid].active and ev.kind != "refused":
                 if isinstance(ev, TierBusy):   # rate-limited: skip it until Retry-After
                     health.observe_failure(tier, ev.kind, ev.reason, ev.retry_after_s)

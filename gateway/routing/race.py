@@ -267,6 +267,21 @@ class Race:
             return self._launch(now, a, reason, kind)
         return self._give_up_if_idle(now)
 
+    def on_refusal(self, attempt_id: int, reason: str) -> list[Action]:
+        """The tier refused the input for good (its content policy): the turn ends with
+        that answer; no other tier is asked, and any still racing are stopped."""
+        a = self._live(attempt_id)
+        if a is None:
+            return []
+        a.active = False
+        self.done = True
+        stop: list[Action] = []
+        for o in self.attempts.values():
+            if o.active:
+                o.active = False
+                stop.append(CancelTier(o.id, o.tier, "another tier refused the input"))
+        return [*stop, GiveUp(reason)]
+
     def on_tick(self, now: float) -> list[Action]:
         """Time passed: fire every deadline that is due."""
         d = self.deadlines

@@ -22,6 +22,8 @@ async def test_a_whole_response_with_the_real_model_and_who_served_it(sdk, onpre
     assert r.model == "llama-3.1-70b-instruct"
     assert r.model_extra["served_by"] == ["onprem"]
     assert r.usage.output_tokens == 8 and r.usage.input_tokens > 0
+    details = r.usage.input_tokens_details
+    assert {"cached_tokens", "cache_write_tokens"} <= details.model_fields_set, "both required"
     assert onprem_sim.stats.last_messages[0] == {"role": "system",
                                                  "content": "Answer in one paragraph."}
 
@@ -119,6 +121,9 @@ async def test_function_tools_round_trip(sdk, openai_sim):
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
         ("book_test_drive", {"day": "saturday"})]
     assert openai_sim.stats.last_body["tools"][0]["function"]["name"] == "book_test_drive"
+    echoed = r.tools[0]
+    assert {"strict", "parameters"} <= echoed.model_fields_set, "the spec requires both"
+    assert echoed.strict is None and echoed.name == "book_test_drive"
     follow = await c.responses.create(model="scout", tools=tools, input=[
         {"role": "user", "content": "Please book me a test drive Saturday"},
         {"type": "function_call", "call_id": calls[0].call_id, "name": calls[0].name,

@@ -176,3 +176,35 @@ async def test_a_429_is_waited_out_when_its_retry_after_fits_the_deadline(
     events = await chat(client, ASK_EN + " (again)")
     assert done(events)["served_by"] == ["openai"]
     assert openai_sim.stats.requests == 1
+
+
+async def test_a_content_policy_refusal_is_passed_on_not_routed_around(
+        gw_client, aiohttp_server, settings, onprem_sim, openai_sim):
+    """The upstream's content policy refuses the input: the caller hears that refusal, as
+    the upstream gave it, on every API; no other provider is asked, and the replica that
+    refused is still well (the next question is answered by it)."""
+    onprem_sim.knobs.update({"answer": ENGLISH, "fault": "content_policy"})
+    client = await gw_client(create_app(settings))
+    events = await chat(client, ASK_EN)
+    assert done(events)["code"] == "content_policy_violation"
+    assert "safety system" in done(events)["message"]
+    server = await aiohttp_server(create_app(settings))
+    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")),
+                             max_retries=0)
+    with pytest.raises(openai.BadRequestError) as exc:
+        await sdk.chat.completions.create(
+            model="scout", messages=[{"role": "user", "content": ASK_EN}])
+    assert exc.value.status_code == 400 and exc.value.code == "content_policy_violation"
+    with pytest.raises(openai.APIError, match="safety system"):
+        stream = await sdk.chat.completions.create(
+            model="scout", messages=[{"role": "user", "content": ASK_EN}], stream=True)
+        async for _ in stream:
+            pass
+    with pytest.raises(openai.BadRequestError) as exc:
+        await sdk.responses.create(model="scout", input=ASK_EN)
+    assert exc.value.code == "content_policy_violation"
+    assert openai_sim.stats.requests == 0, "never routed around to the other provider"
+    onprem_sim.knobs.update({"fault": "none"})
+    events = await chat(client, ASK_EN + " (again)")
+    assert done(events)["served_by"] == ["onprem"], "a refusal is not a replica failure"
+    await sdk.close()

@@ -93,6 +93,17 @@ def test_a_hedged_tier_hands_over_only_once():
     assert starts(out) == [("cache", "")]
 
 
+def test_a_refusal_ends_the_race_and_stops_the_hedge_beside_it():
+    r = Race(LADDER, D)
+    r.start(0.0)
+    r.on_headers(1, 0.1)
+    r.on_tick(2.0)   # hedge: openai starts beside onprem
+    out = r.on_refusal(2, "content_policy: refused")
+    assert cancels(out) == ["onprem"] and starts(out) == []
+    assert out[-1] == GiveUp("content_policy: refused") and r.done
+    assert r.on_token(1, "late", 2.5) == [], "nothing after the refusal is passed on"
+
+
 def test_hedge_tier_failing_fast_hands_over_while_the_slow_one_still_runs():
     r = Race(LADDER, D)
     r.start(0.0)
