@@ -56,7 +56,7 @@ def settings() -> Any:
 # --- privacy ---------------------------------------------------------------------------
 
 def score_privacy(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
-    from gateway.routing.intents import IntentClassifier
+    from gateway.language.intents import IntentClassifier
     classifier = IntentClassifier.for_settings(cfg)
     out: dict[str, Any] = {"support": Counter(), "private": Counter(), "onsite": Counter(),
                            "misses": [], "false_positives": []}
@@ -147,7 +147,7 @@ def score_pii(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
 async def score_inventory(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     from gateway.health.states import TierHealth
     from gateway.inventory import open_inventory
-    from gateway.routing.intents import IntentClassifier
+    from gateway.language.intents import IntentClassifier
     from gateway.routing.plan import plan_route
 
     def healthy(tier: str) -> TierHealth:

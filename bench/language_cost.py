@@ -46,7 +46,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    from gateway.routing.intents import IntentClassifier
+    from gateway.language.intents import IntentClassifier
     from gateway.security.pii import Redactor
     cfg = settings()
     sample = texts()

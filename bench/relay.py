@@ -18,7 +18,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from gateway.cli import run, tune_gc
+from gateway.server import run, tune_gc
 from gateway.config import ServerConfig
 
 # The size and shape of a short non-streamed completion.

@@ -52,11 +52,11 @@ from gateway.config import Settings
 from gateway.health.incidents import Webhook
 from gateway.health.monitor import HealthMonitor
 from gateway.inventory import open_inventory
+from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger, install_filters
 from gateway.metrics import Metrics, multiprocess_dir
 from gateway.providers.base import Provider
 from gateway.providers.offsite import OffsiteGuard
-from gateway.routing.intents import IntentClassifier
 from gateway.security.api_keys import ApiKeys
 from gateway.security.ratelimit import RateLimiter, shared_storage
 from gateway.security.remote import ClientAddresses

@@ -24,12 +24,12 @@ from gateway.errors import RequestRejected
 from gateway.health.states import TierHealth
 from gateway.inventory.tier import TIER as INVENTORY_TIER
 from gateway.inventory.tier import Inventory
+from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger
 from gateway.providers.base import Provider, TierRequest
 from gateway.providers.cache_tier import CACHE_MODEL, CACHE_TIER
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
-from gateway.routing.hedging import Hedging, HedgingConfig
-from gateway.routing.intents import IntentClassifier
+from gateway.routing.hedging import Hedging
 from gateway.routing.plan import RoutePlan, plan_route
 from gateway.tiers import registry
 from gateway.tracing import Tracing
@@ -165,9 +165,7 @@ class ChatService:
         self.stampede = stampede
         self.observers: list[TurnObserver] = []  # metrics and stats: told of every answer
         self.classifier = IntentClassifier.for_settings(settings)
-        h = settings.hedging
-        self.hedging = Hedging(HedgingConfig(floor_s=h.floor_s, factor=h.factor,
-                                             budget=h.budget, window_s=h.window_s))
+        self.hedging = Hedging(settings.hedging)
         self._enabled = settings.enabled_tiers()
         self._tool_tiers = frozenset(t for t in settings.tiers
                                      if registry().supports(settings, t, "supports_tools"))

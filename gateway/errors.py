@@ -23,6 +23,24 @@ HTTP and WebSocket handlers turn these into responses in one place
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class FailureKind(StrEnum):
+    """What kind of failure a tier's answer was, as health and the race act on it. A
+    `StrEnum`: still its plain word in logs, traces and metrics."""
+
+    UNAVAILABLE = "unavailable"        # refused, timed out, 5xx, dropped: transient
+    OVERLOADED = "overloaded"          # says so (529): held out, probes can't see it
+    BUSY = "busy"                      # rate-limited (429): skipped until Retry-After
+    MISCONFIGURED = "misconfigured"    # a key or a model: red until a human fixes it
+    NO_CREDIT = "no_credit"            # a paid backup out of credit: red for minutes
+    REJECTED = "rejected"              # this input was refused (400/413/422)
+    CONTENT_POLICY = "content_policy"  # refused under the upstream's content policy
+    REFUSED = "refused"                # the gateway would not send it there: no failure
+    STALLED = "stalled"                # missed a deadline (headers, first token, a gap)
+
+
 _ERRNO_WORDS = {111: "connection refused", 113: "no route to host", 110: "timed out",
                 101: "network unreachable", 104: "connection reset", 99: "address not available"}
 
@@ -97,7 +115,7 @@ class PrivacyViolation(RequestRejected):
 class TierError(GatewayError):
     """A tier failed to answer; the race hands over to the next tier."""
 
-    kind = "unavailable"
+    kind: FailureKind = FailureKind.UNAVAILABLE
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -105,7 +123,7 @@ class TierError(GatewayError):
 
 
 class TierUnavailable(TierError):
-    kind = "unavailable"
+    kind = FailureKind.UNAVAILABLE
 
 
 class TierUnreachable(TierUnavailable):
@@ -121,13 +139,13 @@ class TierOverloaded(TierUnavailable):
     """The upstream says it is overloaded (Anthropic's 529). Its model list still answers,
     so a probe can't clear it: ejected for `health.eject_ttl_s`, then tried again."""
 
-    kind = "overloaded"
+    kind = FailureKind.OVERLOADED
 
 
 class TierBusy(TierUnavailable):
     """Rate-limited (429): skipped until Retry-After, then tried again."""
 
-    kind = "busy"
+    kind = FailureKind.BUSY
 
     def __init__(self, reason: str, retry_after_s: float, told: bool = True) -> None:
         super().__init__(reason)
@@ -136,18 +154,18 @@ class TierBusy(TierUnavailable):
 
 
 class TierMisconfigured(TierError):
-    kind = "misconfigured"
+    kind = FailureKind.MISCONFIGURED
 
 
 class TierOutOfCredit(TierMisconfigured):
     """A paid backup refused for money (429 insufficient_quota). Its model list still
     answers, so probes can't clear it: it stays red for minutes, not seconds."""
 
-    kind = "no_credit"
+    kind = FailureKind.NO_CREDIT
 
 
 class TierRejectedInput(TierError):
-    kind = "rejected"
+    kind = FailureKind.REJECTED
 
 
 class TierContentPolicy(TierRejectedInput):
@@ -155,7 +173,7 @@ class TierContentPolicy(TierRejectedInput):
     own answer (`status`, `error`): asking another provider would route around a policy,
     and the upstream itself is well, so its health is untouched."""
 
-    kind = "content_policy"
+    kind = FailureKind.CONTENT_POLICY
 
     def __init__(self, reason: str, status: int, error: dict[str, object]) -> None:
         super().__init__(reason)
@@ -167,4 +185,4 @@ class TierRefused(TierError):
     """The gateway itself would not send this turn there (a private conversation to an
     off-site tier): not the tier's fault, so it never counts against its health."""
 
-    kind = "refused"
+    kind = FailureKind.REFUSED

@@ -18,13 +18,16 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from gateway.config import HealthConfig, Settings, TierConfig
+    from gateway.cache.store import ResponseCache
+    from gateway.config.base import HealthConfig, TierConfig
+    from gateway.config.settings import Settings
     from gateway.health.probes import Verdict
+    from gateway.inventory.tier import Inventory
     from gateway.providers.base import Provider
     from gateway.security.upstream_keys import KeySource
 
@@ -60,6 +63,17 @@ class Targets:
     routes: Mapping[str, str] = field(default_factory=dict)
 
 
+class TargetHealth(Protocol):
+    """What a provider with several targets asks of, and tells, the health monitor about
+    each URL it sends to."""
+
+    def usable(self, url: str) -> bool: ...
+    def why_not(self, url: str) -> str: ...
+    def waiting(self, url: str) -> float: ...
+    def observe_target_failure(self, url: str, reason: str) -> None: ...
+    def observe_target_success(self, url: str) -> None: ...
+
+
 @dataclass
 class TierContext:
     """What a provider may be built from: the app's shared parts."""
@@ -67,10 +81,10 @@ class TierContext:
     settings: Settings
     session: aiohttp.ClientSession    # the pooled upstream session (traced)
     keys: KeySource | None = None     # this tier's key, rotating
-    health: Any = None                # the monitor (per-target outcomes)
-    trace_configs: list[Any] = field(default_factory=list)
-    cache: Any = None                 # the answer cache (the cache tier)
-    inventory: Any = None             # the stock (the inventory tier)
+    health: TargetHealth | None = None   # the monitor (per-target outcomes)
+    trace_configs: list[aiohttp.TraceConfig] = field(default_factory=list)
+    cache: ResponseCache | None = None   # the answer cache (the cache tier)
+    inventory: Inventory | None = None   # the stock (the inventory tier)
 
 
 def _no_targets(cfg: TierConfig) -> Targets:

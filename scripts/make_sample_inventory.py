@@ -14,7 +14,7 @@ import random
 import string
 from pathlib import Path
 
-from gateway.inventory.vin import check_digit
+from gateway.vin import check_digit
 
 OUT = Path(__file__).resolve().parents[1] / "gateway" / "data" / "inventory.csv"
 COLUMNS = ["stock_number", "vin", "year", "make", "model", "trim", "body_style", "fuel",

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from gateway.config import HealthConfig
-from gateway.health.states import SERVING, TierHealth
+from gateway.health.states import SERVING, State, TierHealth
 from gateway.logs import get_logger
 from gateway.stats import Stats
 
@@ -38,7 +38,7 @@ class Incidents:
         self.recent = [*self.recent[-99:], event]
         follower = self.role() == "follower"
         if event["kind"] == "target":
-            if not (event["from"] == "unknown" and event["to"] in SERVING):
+            if not (event["from"] == State.UNKNOWN and event["to"] in SERVING):
                 log.log(logging.INFO if event["to"] in SERVING else logging.WARNING,
                         "target_state", target=event["target"], **{"from": event["from"]},
                         to=event["to"], reason=event["reason"])
@@ -46,7 +46,7 @@ class Incidents:
             log.info("tier_state", tier=event["tier"], **{"from": event["from"]}, to=event["to"],
                      reason=event["reason"], seen_from="the monitor")
         else:
-            bad = event.get("to") in ("misconfigured",) or event["kind"] == "fallback_alert"
+            bad = event.get("to") in (State.MISCONFIGURED,) or event["kind"] == "fallback_alert"
             level = logging.ERROR if bad else (
                 logging.WARNING if event.get("to") not in SERVING else logging.INFO)
             if event["kind"] == "state":
@@ -54,7 +54,7 @@ class Incidents:
                         to=event["to"], reason=event["reason"])
             else:
                 log.log(level, event["kind"], text=event["text"])
-        startup = event["kind"] in ("state", "target") and event["from"] == "unknown" \
+        startup = event["kind"] in ("state", "target") and event["from"] == State.UNKNOWN \
             and event["to"] in SERVING
         if not follower and not startup:  # one process tells people; startup isn't news
             for hook in self.hooks:

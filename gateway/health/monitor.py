@@ -31,10 +31,11 @@ import aiohttp
 import orjson
 
 from gateway.config import Settings
+from gateway.errors import FailureKind
 from gateway.health.incidents import FallbackAlert, Incidents
 from gateway.health.leader import Leadership
 from gateway.health.probes import Verdict
-from gateway.health.states import SERVING, TierHealth
+from gateway.health.states import SERVING, State, TierHealth
 from gateway.health.targets import Target, TierBook
 from gateway.security.upstream_keys import KeySource
 from gateway.state import keys
@@ -90,7 +91,7 @@ class HealthMonitor:
     def observe_target_success(self, url: str) -> None:
         self.book.observe_target_success(url)
 
-    def observe_failure(self, tier: str, kind: str, reason: str,
+    def observe_failure(self, tier: str, kind: FailureKind, reason: str,
                         retry_after_s: float | None = None) -> None:
         self.book.observe_failure(tier, kind, reason, retry_after_s)
 
@@ -182,7 +183,7 @@ class HealthMonitor:
         probe = self.book.probes[t.name].probe
         verdict = await probe(session, self._key(t.tier), self.cfg)
         old = self.keys[t.tier].fallback() if t.tier in self.keys else None
-        if verdict.state == "misconfigured" and old is not None:   # mid-rotation
+        if verdict.state == State.MISCONFIGURED and old is not None:   # mid-rotation
             verdict = await probe(session, old, self.cfg)
         return verdict
 

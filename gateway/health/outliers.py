@@ -25,6 +25,7 @@ class _Record:
     ejections: int = 0          # times ejected since the last success
     until: float = 0.0          # ejected until then
     reason: str = ""            # why, in words, while ejected
+    probation: bool = False     # back from a failure its probes saw: one more ejects it
 
 
 class Outliers:
@@ -42,7 +43,7 @@ class Outliers:
             return None                      # already out: late news from the same fault
         r.failures += 1
         r.last_reason = reason
-        on_probation = r.ejections > 0
+        on_probation = r.ejections > 0 or r.probation
         if r.failures < self.eject_after and not on_probation:
             return None
         return self._eject(r, f"{reason}, {r.failures} times in a row")
@@ -68,12 +69,13 @@ class Outliers:
         return r.reason
 
     def probation(self, key: str) -> bool:
-        """Its probes saw it fail and come back (a replica restarted): end the ejection now,
-        on probation (one success clears it, one failure ejects it again, for longer). A
-        wedged server's probes never fail, so they can't cut its ejection short. True if
-        it was ejected."""
-        r = self._records.get(key)
-        if r is None or r.until <= self.clock():
+        """Its probes saw it fail and come back (a replica restarted): it takes traffic
+        again now, ejected or not, on probation (one success clears it, one failure ejects
+        it again). A wedged server's probes never fail, so they can't cut its ejection
+        short. True if it was ejected."""
+        r = self._records.setdefault(key, _Record())
+        r.probation = True
+        if r.until <= self.clock():
             return False
         r.until = self.clock()
         return True

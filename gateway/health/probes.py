@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.errors import connect_failure
+from gateway.health.states import State
 
 _WAITING = re.compile(r"^vllm:num_requests_waiting(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
 
@@ -57,38 +58,38 @@ def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpRe
                   model: str, busy_waiting: int) -> Verdict:
     """The state of one replica from its /health, /v1/models and /metrics. Pure."""
     if health.status is None:
-        return Verdict("down", health.error or "no answer")
+        return Verdict(State.DOWN, health.error or "no answer")
     if health.status in (401, 403):
-        return Verdict("misconfigured", f"/health refused our API key ({health.status})")
+        return Verdict(State.MISCONFIGURED, f"/health refused our API key ({health.status})")
     if health.status == 503:
-        return Verdict("loading", "loading the model (/health answered 503)")
+        return Verdict(State.LOADING, "loading the model (/health answered 503)")
     if health.status not in (200, 404):  # 404: no /health (llama-cpp-python): ask /v1/models
-        return Verdict("down", f"/health answered {health.status}")
+        return Verdict(State.DOWN, f"/health answered {health.status}")
     if models is None or models.status is None:
-        return Verdict("down", f"/v1/models: {models.error if models else 'not probed'}")
+        return Verdict(State.DOWN, f"/v1/models: {models.error if models else 'not probed'}")
     if models.status in (401, 403):
-        return Verdict("misconfigured", f"the replica refused our API key ({models.status})")
+        return Verdict(State.MISCONFIGURED, f"the replica refused our API key ({models.status})")
     if models.status == 503:
-        return Verdict("loading", "loading the model (/v1/models answered 503)")
+        return Verdict(State.LOADING, "loading the model (/v1/models answered 503)")
     if models.status != 200:
-        return Verdict("down", f"/v1/models answered {models.status}")
+        return Verdict(State.DOWN, f"/v1/models answered {models.status}")
     listed = models_listed(models.body)
     if not listed:
-        return Verdict("loading", "no model listed yet")
+        return Verdict(State.LOADING, "no model listed yet")
     if model not in listed:
-        return Verdict("misconfigured", f"serves {', '.join(listed)[:120]}, not {model}")
+        return Verdict(State.MISCONFIGURED, f"serves {', '.join(listed)[:120]}, not {model}")
     waiting = queue_waiting(metrics.body) if metrics and metrics.status == 200 else None
     if waiting is not None and waiting > busy_waiting:
-        return Verdict("busy", f"{waiting:g} requests waiting (threshold {busy_waiting})",
+        return Verdict(State.BUSY, f"{waiting:g} requests waiting (threshold {busy_waiting})",
                        waiting=waiting)
-    return Verdict("up", "serving " + model, waiting=waiting)
+    return Verdict(State.UP, "serving " + model, waiting=waiting)
 
 
 def judge_path(result: HttpResult) -> Verdict:
     """The GPU box's nginx over the tailnet: any HTTP answer means the path works."""
     if result.status is None:
-        return Verdict("down", f"GPU box unreachable over the tailnet: {result.error}")
-    return Verdict("up", f"nginx answered {result.status}")
+        return Verdict(State.DOWN, f"GPU box unreachable over the tailnet: {result.error}")
+    return Verdict(State.UP, f"nginx answered {result.status}")
 
 
 def describe_error(exc: BaseException, timeout_s: float) -> str:
@@ -135,17 +136,17 @@ async def probe_path(session: aiohttp.ClientSession, url: str, timeout_s: float)
 def judge_openai(models: HttpResult, model: str) -> Verdict:
     """OpenAI from its model list: the key works and can use the configured model. Pure."""
     if models.status is None:
-        return Verdict("down", f"OpenAI unreachable: {models.error}")
+        return Verdict(State.DOWN, f"OpenAI unreachable: {models.error}")
     if models.status in (401, 403):
-        return Verdict("misconfigured", f"OpenAI refused the API key ({models.status})")
+        return Verdict(State.MISCONFIGURED, f"OpenAI refused the API key ({models.status})")
     if models.status != 200:
-        return Verdict("down", f"OpenAI answered {models.status}")
+        return Verdict(State.DOWN, f"OpenAI answered {models.status}")
     listed = models_listed(models.body)
     if listed is None:
-        return Verdict("down", "OpenAI sent a model list that is not JSON")
+        return Verdict(State.DOWN, "OpenAI sent a model list that is not JSON")
     if model not in listed:
-        return Verdict("misconfigured", f"model {model} is not available to this key")
-    return Verdict("up", f"{model} available")
+        return Verdict(State.MISCONFIGURED, f"model {model} is not available to this key")
+    return Verdict(State.UP, f"{model} available")
 
 
 async def probe_openai(session: aiohttp.ClientSession, base_url: str, model: str,

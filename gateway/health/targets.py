@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import HealthConfig
+from gateway.errors import FailureKind
 from gateway.health.outliers import Outliers
 from gateway.health.probes import Verdict
-from gateway.health.states import FAILING, SERVING, TierHealth
+from gateway.health.states import FAILING, SERVING, State, TierHealth
 from gateway.tiers import ProbeTarget
 
 NO_CREDIT_HOLD_S = 300.0   # an out-of-credit backup is retried this often, not every probe
 # Live-traffic failures that eject a tier after `eject_after` in a row. Only "unavailable"
 # can be cleared by a probe: a stall or an overload happens while its probes still pass.
-HELD_OUT = ("unavailable", "stalled", "overloaded")
+HELD_OUT = (FailureKind.UNAVAILABLE, FailureKind.STALLED, FailureKind.OVERLOADED)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Target:
     name: str
     kind: str  # path | replica | api
     tier: str
-    state: str = "unknown"
+    state: str = State.UNKNOWN
     reason: str = "not probed yet"
     latency_ms: float | None = None
     since: float = field(default_factory=time.time)
@@ -83,7 +84,7 @@ def _short(t: Target) -> str:
     return t.name.split(".", 1)[-1]
 
 
-NOT_WATCHED = TierHealth("unknown", "")
+NOT_WATCHED = TierHealth(State.UNKNOWN, "")
 # Live failures that are a missed deadline (the race's words for them), and how close in
 # time every replica must have missed one for the box to count as wedged.
 DEADLINE_MISSES = ("no first token", "no response headers", "stalled")
@@ -95,22 +96,22 @@ def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
     """A tier's state from its targets: path down beats replicas; any good replica serves."""
     path = next((t for t in targets if t.kind == "path"), None)
     replicas = [t for t in targets if t.kind == "replica"]
-    if path is not None and path.state == "down":
-        return TierHealth("down", path.reason)
+    if path is not None and path.state == State.DOWN:
+        return TierHealth(State.DOWN, path.reason)
     if replicas:
         good = [r for r in replicas if r.state in SERVING]
         n = len(replicas)
         if good:
-            if all(r.state == "busy" for r in good):
-                return TierHealth("busy", f"all {len(good)} serving replicas are busy")
-            return TierHealth("up", f"{len(good)}/{n} replicas serving" + (
+            if all(r.state == State.BUSY for r in good):
+                return TierHealth(State.BUSY, f"all {len(good)} serving replicas are busy")
+            return TierHealth(State.UP, f"{len(good)}/{n} replicas serving" + (
                 "" if len(good) == n else ": " + "; ".join(
                     f"{_short(r)} {r.state} ({r.reason})" for r in replicas if r not in good)))
-        for state in ("misconfigured", "loading", "down"):
+        for state in (State.MISCONFIGURED, State.LOADING, State.DOWN):
             bad = [r for r in replicas if r.state == state]
             if bad:
                 return TierHealth(state, "; ".join(f"{_short(r)}: {r.reason}" for r in bad))
-        return TierHealth("unknown", "replicas not probed yet")
+        return TierHealth(State.UNKNOWN, "replicas not probed yet")
     others = [t for t in targets if t.kind != "path"] or ([path] if path else [])
     if not others:
         return NOT_WATCHED
@@ -119,7 +120,7 @@ def tier_verdict(tier: str, targets: list[Target]) -> TierHealth:
 
 @dataclass
 class Passive:
-    state: str = ""          # "", "down" (ejected) or "misconfigured"
+    state: str = ""          # "", State.DOWN (ejected) or State.MISCONFIGURED
     reason: str = ""
     failures: int = 0
     until: float | None = None  # lapses (no probe covers this tier) or None (a probe clears it)
@@ -186,7 +187,7 @@ class TierBook:
     def _compute(self, tier: str) -> TierHealth:
         p = self.passive.get(tier)
         if p is not None and p.state:
-            return TierHealth(p.state, p.reason, skip=p.state == "busy")
+            return TierHealth(p.state, p.reason, skip=p.state == State.BUSY)
         return tier_verdict(tier, [self.effective(t) for t in self.targets.values()
                                    if t.tier == tier])
 
@@ -196,7 +197,7 @@ class TierBook:
         why = self.outliers.ejected(url) if url is not None else None
         if why is None:
             return t
-        return Target(t.name, t.kind, t.tier, "down", why, t.latency_ms, t.since)
+        return Target(t.name, t.kind, t.tier, State.DOWN, why, t.latency_ms, t.since)
 
     # -- targets, as a provider reports them ----------------------------------------
 
@@ -214,16 +215,16 @@ class TierBook:
 
     def why_not(self, url: str) -> str:
         t = self.targets.get(self.url_targets.get(url, ""))
-        return self.outliers.ejected(url) or (f"{t.state}: {t.reason}" if t else "unknown")
+        return self.outliers.ejected(url) or (f"{t.state}: {t.reason}" if t else State.UNKNOWN)
 
     def observe_target_failure(self, url: str, reason: str) -> None:
         name = self.url_targets.get(url)
         target = self.targets.get(name or "")
-        before = self.effective(target).state if target is not None else "up"
+        before = self.effective(target).state if target is not None else State.UP
         why = self.outliers.failure(url, reason)
         if why is not None and name is not None:
             self.tell({"kind": "target", "target": name, "tier": self._url_tier[url],
-                       "from": before, "to": "down", "reason": why})
+                       "from": before, "to": State.DOWN, "reason": why})
             self.refresh()
         if reason.startswith(DEADLINE_MISSES) and url in self._url_tier:
             self._deadline_missed(url)
@@ -248,8 +249,8 @@ class TierBook:
         for u in members:
             ejected = self.outliers.eject_now(u, why)
             if ejected is not None and (name := self.url_targets.get(u)) is not None:
-                self.tell({"kind": "target", "target": name, "tier": tier, "from": "up",
-                           "to": "down", "reason": ejected})
+                self.tell({"kind": "target", "target": name, "tier": tier, "from": State.UP,
+                           "to": State.DOWN, "reason": ejected})
                 changed = True
         if changed:
             self.refresh()
@@ -260,15 +261,15 @@ class TierBook:
             if name in self.targets:
                 t = self.targets[name]
                 self.tell({"kind": "target", "target": name, "tier": t.tier,
-                           "from": "down", "to": t.state,
+                           "from": State.DOWN, "to": t.state,
                            "reason": f"answering live traffic again; {t.reason}"})
             self.refresh()
 
-    def observe_failure(self, tier: str, kind: str, reason: str,
+    def observe_failure(self, tier: str, kind: FailureKind, reason: str,
                         retry_after_s: float | None = None) -> None:
-        if kind == "busy":   # rate-limited: skipped until Retry-After, then tried again
+        if kind == FailureKind.BUSY:   # rate-limited: skipped until Retry-After, then tried again
             p = self.passive.setdefault(tier, Passive())
-            p.state, p.reason, p.at = "busy", f"live traffic: {reason}", self.clock()
+            p.state, p.reason, p.at = State.BUSY, f"live traffic: {reason}", self.clock()
             p.until = self.clock() + (retry_after_s or 5.0)
             self.refresh()
             return
@@ -278,15 +279,15 @@ class TierBook:
         p.failures += 1
         probed = any(t.tier == tier for t in self.targets.values())
         until = None if probed else self.clock() + self.cfg.eject_ttl_s
-        if kind == "misconfigured":
-            p.state, p.reason, p.until = "misconfigured", f"live traffic: {reason}", until
+        if kind == FailureKind.MISCONFIGURED:
+            p.state, p.reason, p.until = State.MISCONFIGURED, f"live traffic: {reason}", until
             p.at, p.probe_clears = self.clock(), True
-        elif kind == "no_credit":   # probes still pass: hold it for minutes, then try again
-            p.state, p.reason, p.at = "misconfigured", f"live traffic: {reason}", self.clock()
+        elif kind == FailureKind.NO_CREDIT:   # probes still pass: hold it for minutes, then try again
+            p.state, p.reason, p.at = State.MISCONFIGURED, f"live traffic: {reason}", self.clock()
             p.until, p.probe_clears = self.clock() + NO_CREDIT_HOLD_S, False
         elif kind in HELD_OUT and p.failures >= self.cfg.eject_after:
-            p.state, p.at, p.probe_clears = "down", self.clock(), kind == "unavailable"
-            p.until = until if kind == "unavailable" else self.clock() + self.cfg.eject_ttl_s
+            p.state, p.at, p.probe_clears = State.DOWN, self.clock(), kind == FailureKind.UNAVAILABLE
+            p.until = until if kind == FailureKind.UNAVAILABLE else self.clock() + self.cfg.eject_ttl_s
             p.reason = f"ejected after {p.failures} failures in a row: {reason}"
         self.refresh()
 
@@ -323,7 +324,7 @@ class TierBook:
         for name, t in self.targets.items():
             rec = (shared or {}).get(name)
             if rec is None:
-                t.state, t.reason = "unknown", "no fresh probe from the monitor"
+                t.state, t.reason = State.UNKNOWN, "no fresh probe from the monitor"
             else:
                 t.state, t.reason = rec["state"], rec["reason"]
                 t.latency_ms, t.since = rec["latency_ms"], rec["since"]
@@ -334,10 +335,10 @@ class TierBook:
             now_state = self._compute(tier)
             before = self.tier_states.get(tier)
             self.tier_states[tier] = now_state
-            if before is None and now_state.state == "unknown":
+            if before is None and now_state.state == State.UNKNOWN:
                 continue
             if before is not None and before.state == now_state.state:
                 continue
             self.tell({"kind": "state", "tier": tier,
-                       "from": before.state if before else "unknown",
+                       "from": before.state if before else State.UNKNOWN,
                        "to": now_state.state, "reason": now_state.reason})

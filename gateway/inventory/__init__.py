@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.config import InventoryConfig
 from gateway.inventory.importer import import_csv
 from gateway.inventory.store import Backend, PostgresStore, SQLiteStore
-from gateway.inventory.tier import Inventory, InventorySettings
+from gateway.inventory.tier import Inventory
 
 
 async def open_store(cfg: InventoryConfig) -> Backend:
@@ -25,9 +25,6 @@ async def open_store(cfg: InventoryConfig) -> Backend:
 
 
 async def open_inventory(cfg: InventoryConfig) -> Inventory:
-    inventory = Inventory(await open_store(cfg), InventorySettings(
-        max_results=cfg.max_results, max_age_h=cfg.max_age_h, link=cfg.link,
-        ground_rows=cfg.ground_rows, synonyms=cfg.synonyms,
-        ground_reuse_s=cfg.ground_reuse_s))
+    inventory = Inventory(await open_store(cfg), cfg)
     await inventory.refresh()
     return inventory

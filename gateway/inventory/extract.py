@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import partial
 
 from gateway.inventory.store import Filters
-from gateway.routing.literals import Prechecked
+from gateway.language.literals import Prechecked
 
 # phrase → (field, value); longer phrases win over their parts.
 SYNONYMS: dict[str, tuple[str, str]] = {
@@ -144,7 +144,8 @@ def matchers(vocabulary: Mapping[str, Iterable[str]],
              value) for phrase, field, value in _phrases(vocabulary, synonyms)]
 
 
-def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],
+# One branch per filter a question may state (hence its branch count).
+def extract_one(text: str, vocabulary: Mapping[str, Iterable[str]],  # noqa: C901, PLR0912
                 synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
                 compiled: Matchers | None = None) -> Filters:
     low = f" {text.lower()} "

@@ -13,7 +13,7 @@ import io
 from dataclasses import dataclass, field
 
 from gateway.inventory.store import COLUMNS, STATUSES, Backend, Vehicle
-from gateway.inventory.vin import valid as vin_valid
+from gateway.vin import valid as vin_valid
 
 
 @dataclass

@@ -17,16 +17,17 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from gateway.config import InventoryConfig
 from gateway.cost import prompt_text
 from gateway.errors import TierUnavailable
 from gateway.inventory.extract import SYNONYMS, extract, extract_one, matchers
 from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
-from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest
-from gateway.routing.intents import remembered
+from gateway.language.intents import remembered
+from gateway.providers.base import GROUNDING_HEADER, HEADERS, Delta, StreamEvent, TierRequest
 from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
@@ -35,19 +36,6 @@ STOCK_CUE = re.compile(r"\b(?:in stock|inventory|on (?:the|your) lot|available|"
                        r"what (?:cars|vehicles|trucks) do you (?:carry|stock)|"
                        r"en existencia|inventario|tienen)\b", re.I)
 GROUNDS_KEPT = 1024   # distinct grounding lookups remembered at most
-# How a grounding message starts: the gateway's own text, stock only, never redacted.
-GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
-                    "dealership's live inventory; name only these, with their prices):")
-
-
-@dataclass(frozen=True)
-class InventorySettings:
-    max_results: int = 5
-    max_age_h: float = 24.0
-    link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
-    ground_rows: int = 8          # rows in a model's system prompt, at most
-    ground_reuse_s: float = 2.0   # one lookup grounds every turn with its filters this long
-    synonyms: tuple[tuple[str, str, str], ...] = ()   # (phrase, field, value) from config
 
 
 def describe(v: Vehicle) -> str:
@@ -71,7 +59,7 @@ def relaxations(f: Filters) -> list[Filters]:
 class Inventory:
     """The store, its vocabulary and health, and the two uses: answer, and ground."""
 
-    def __init__(self, store: Backend, cfg: InventorySettings) -> None:
+    def __init__(self, store: Backend, cfg: InventoryConfig) -> None:
         self.store = store
         self.cfg = cfg
         self.stats: Stats | None = None
@@ -245,6 +233,8 @@ class InventoryProvider:
 
 
 def _provider(ctx: TierContext) -> InventoryProvider:
+    if ctx.inventory is None:   # the app builds this tier only with inventory.enabled
+        raise ValueError("the inventory tier needs the inventory (inventory.enabled)")
     return InventoryProvider(ctx.inventory)
 
 

@@ -27,14 +27,30 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from gateway.config import Count, Flag, HealthConfig, Seconds, TierConfig
-from gateway.errors import TierUnavailable
-from gateway.health.probes import Verdict, get, models_listed
-from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
-from gateway.providers.completions import json_object, open_stream
-from gateway.security.upstream_keys import KeySource
-from gateway.sse import SSEDecoder
-from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
+from gateway.providers import (
+    HEADERS,
+    Count,
+    Delta,
+    Flag,
+    HealthConfig,
+    KeySource,
+    ProbeTarget,
+    Seconds,
+    SSEDecoder,
+    StreamEvent,
+    Targets,
+    TierConfig,
+    TierContext,
+    TierRequest,
+    TierSpec,
+    TierUnavailable,
+    Usage,
+    Verdict,
+    get,
+    json_object,
+    models_listed,
+    open_stream,
+)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

@@ -10,7 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.config import IntentConfig
+from gateway.config.base import IntentConfig
+
+# How a grounding message starts: the gateway's own text, stock only, never redacted
+# (the inventory tier writes it; the off-site guard leaves it as it is).
+GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
+                    "dealership's live inventory; name only these, with their prices):")
 
 RESUME_INSTRUCTION = (
     "Your previous answer was cut off. Continue it from exactly where it stopped, "

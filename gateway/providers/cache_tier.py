@@ -36,6 +36,8 @@ class CacheProvider:
 
 
 def _provider(ctx: TierContext) -> CacheProvider:
+    if ctx.cache is None:   # the app always opens its answer cache
+        raise ValueError("the cache tier needs the app's answer cache")
     return CacheProvider(ctx.cache)
 
 

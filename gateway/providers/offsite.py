@@ -18,10 +18,16 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from gateway.errors import TierRefused
-from gateway.inventory.tier import GROUNDING_HEADER
+from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger
-from gateway.providers.base import RESUME_INSTRUCTIONS, Delta, Provider, StreamEvent, TierRequest
-from gateway.routing.intents import IntentClassifier
+from gateway.providers.base import (
+    GROUNDING_HEADER,
+    RESUME_INSTRUCTIONS,
+    Delta,
+    Provider,
+    StreamEvent,
+    TierRequest,
+)
 from gateway.security.pii import Redactor, Restorer, phone_digits, redact_messages
 from gateway.tracing import current_event
 

@@ -9,12 +9,12 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import replace
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config import Count, Flag, HealthConfig, Replica, TierConfig
+from gateway.config.base import Count, Flag, HealthConfig, Replica, TierConfig
 from gateway.errors import (
     TierBusy,
     TierError,
@@ -28,7 +28,7 @@ from gateway.logs import get_logger
 from gateway.providers.base import Delta, StreamEvent, TierRequest, Usage
 from gateway.providers.completions import CompletionsClient
 from gateway.security.upstream_keys import KeySource
-from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec
+from gateway.tiers import ProbeTarget, TargetHealth, Targets, TierContext, TierSpec
 
 log = get_logger("scout.onprem")
 
@@ -112,16 +112,6 @@ class OnpremConfig(TierConfig):
         return tuple(Replica(r, f"{self.urls[0]}/replicas/{r}") if isinstance(r, str)
                      else Replica(r["name"], r["url"].rstrip("/"))
                      for r in self.replica_entries)
-
-
-class TargetHealth(Protocol):
-    """What the provider asks of, and tells, the health monitor about each URL."""
-
-    def usable(self, url: str) -> bool: ...
-    def why_not(self, url: str) -> str: ...
-    def waiting(self, url: str) -> float: ...
-    def observe_target_failure(self, url: str, reason: str) -> None: ...
-    def observe_target_success(self, url: str) -> None: ...
 
 
 class OnpremProvider:

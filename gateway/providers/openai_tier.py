@@ -15,7 +15,7 @@ from typing import ClassVar
 import aiohttp
 from pydantic import PrivateAttr, ValidationInfo, model_validator
 
-from gateway.config import Flag, HealthConfig, Seconds, TierConfig, context_of
+from gateway.config.base import Flag, HealthConfig, Seconds, TierConfig, context_of
 from gateway.health.probes import Verdict, probe_openai
 from gateway.providers.base import StreamEvent, TierRequest
 from gateway.providers.completions import CompletionsClient

@@ -20,23 +20,17 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from gateway.config import HedgingKnobs
 
 SAMPLES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class HedgingConfig:
-    floor_s: float = 0.3        # never hedge sooner than this
-    factor: float = 1.5         # × the tier's p95 time to first token
-    budget: float = 0.05        # hedges as a share of upstream requests, over window_s
-    window_s: float = 300.0
-    min_hedges: int = 2         # per window, whatever the share
-    min_samples: int = 20       # answers seen before the tier's own tail is trusted
-
-
 class Hedging:
-    def __init__(self, config: HedgingConfig, clock: Callable[[], float] = time.monotonic
+    """Each tier's hedge delay, from its own recent answers; the config's `hedging`
+    section (floor_s, factor, budget, window_s, min_hedges, min_samples) as it is."""
+
+    def __init__(self, config: HedgingKnobs, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.cfg = config
         self.clock = clock

@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-KINDS = ("EMAIL", "SSN", "CARD", "ROUTING", "BANK_ACCOUNT", "DL", "VIN", "PLATE", "DOB",
-         "ADDRESS", "PHONE", "CREDIT_SCORE", "INCOME", "NAME")
+
+class PiiKind(StrEnum):
+    """One kind of personal value. Its value names its placeholders ([EMAIL_1]); `key` is
+    how the config names it (`privacy.redact.email`). In the order overlaps are settled."""
+
+    EMAIL = "EMAIL"
+    SSN = "SSN"
+    CARD = "CARD"
+    ROUTING = "ROUTING"
+    BANK_ACCOUNT = "BANK_ACCOUNT"
+    DL = "DL"
+    VIN = "VIN"
+    PLATE = "PLATE"
+    DOB = "DOB"
+    ADDRESS = "ADDRESS"
+    PHONE = "PHONE"
+    CREDIT_SCORE = "CREDIT_SCORE"
+    INCOME = "INCOME"
+    NAME = "NAME"
+
+    @property
+    def key(self) -> str:
+        return self.value.lower()
+
+
+KINDS = tuple(k.value for k in PiiKind)
+PII_KEYS = tuple(k.key for k in PiiKind)   # the config's names for them
 
 # Month names, English and Spanish, for dates written in words.
 MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"

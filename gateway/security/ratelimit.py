@@ -17,18 +17,20 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisSentinelStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from gateway.config import RedisConfig
 from gateway.errors import RequestRejected
 from gateway.logs import get_logger
 from gateway.state import keys
 from gateway.state.redis_link import RedisLink
+
+if TYPE_CHECKING:   # the section's shape only: security sits below config
+    from gateway.config import RedisConfig
 
 log = get_logger("scout.ratelimit")
 

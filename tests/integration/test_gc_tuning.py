@@ -17,7 +17,7 @@ from tests.servers import free_port
 
 SERVE = """
 import gc, json, os, signal, sys
-from gateway.cli import run, run_server
+from gateway.server import run, run_server
 from gateway.app import create_app
 from gateway.config import load_settings
 

@@ -11,10 +11,11 @@ import pytest
 
 from gateway.app import create_app
 from gateway.appkeys import INVENTORY
+from gateway.config import InventoryConfig
 from gateway.inventory.extract import extract
 from gateway.inventory.importer import import_csv
 from gateway.inventory.store import Backend, PostgresStore, SQLiteStore
-from gateway.inventory.tier import Inventory, InventorySettings
+from gateway.inventory.tier import Inventory
 from tests.conftest import AUTH, STAFF, make_settings
 from tests.servers import PostgresServer
 from tests.sse_client import read_events
@@ -72,7 +73,7 @@ async def test_import_refuses_bad_rows_with_reasons_and_a_reimport_changes_nothi
 
 async def test_an_answer_names_exactly_the_available_rows_that_match(store):
     await import_csv(store, SAMPLE)
-    inventory = Inventory(store, InventorySettings(max_results=50))
+    inventory = Inventory(store, InventoryConfig(max_results=50))
     await inventory.refresh()
     for question in ("Do you have a blue RAV4 hybrid under $45k?", "any used Honda SUVs?",
                      "Show me trucks under 50,000 miles", "Any electric cars from 2024 or newer?"):
@@ -110,12 +111,12 @@ def matches(row: dict[str, str], f) -> bool:
 
 async def test_health_says_rows_age_and_stale(store):
     await import_csv(store, SAMPLE)
-    fresh = Inventory(store, InventorySettings(max_age_h=10_000))
+    fresh = Inventory(store, InventoryConfig(max_age_h=10_000))
     await fresh.refresh()
     state, reason = fresh.health()
     available = sum(r["status"] == "available" for r in ROWS)
     assert state == "up" and f"{available} of {len(ROWS)} vehicles available" in reason
-    stale = Inventory(store, InventorySettings(max_age_h=0.001))
+    stale = Inventory(store, InventoryConfig(max_age_h=0.001))
     await stale.refresh()
     assert stale.health()[0] == "stale" and "check the DMS import" in stale.health()[1]
 
@@ -208,7 +209,7 @@ async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(
 
     await import_csv(store, SAMPLE)
     counted = Counting(store)
-    inventory = Inventory(counted, InventorySettings(ground_reuse_s=30))
+    inventory = Inventory(counted, InventoryConfig(ground_reuse_s=30))
     await inventory.refresh()
     ask = "Which hybrid SUV would you recommend for a family of five? (#{})"
     turns = [[{"role": "user", "content": ask.format(i)}] for i in range(40)]
@@ -224,7 +225,7 @@ async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(
     await import_csv(store, with_rows([dict(r, status="sold") if r["stock_number"] in sold
                                        else r for r in ROWS]))
     assert await inventory.grounding(turns[0]) == got[0], "within the window: as it was"
-    inventory.cfg = InventorySettings(ground_reuse_s=0)
+    inventory.cfg = InventoryConfig(ground_reuse_s=0)
     fresh, _ = await inventory.grounding(turns[0])
     assert counted.searches == 3
     assert not any(s in fresh for s in sold), "a car sold is no longer in the prompt"
@@ -233,7 +234,7 @@ async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(
 async def test_a_failed_grounding_lookup_is_not_reused(store):
     await import_csv(store, SAMPLE)
     counted = Counting(store)
-    inventory = Inventory(counted, InventorySettings(ground_reuse_s=30))
+    inventory = Inventory(counted, InventoryConfig(ground_reuse_s=30))
     await inventory.refresh()
     turn = [{"role": "user", "content": "Which hybrid SUV would you recommend?"}]
     counted.fail = True
@@ -249,7 +250,7 @@ async def test_earlier_turns_are_read_once_and_read_again_once_the_stock_changes
     import gateway.inventory.tier as tier
 
     await import_csv(store, SAMPLE)
-    inventory = Inventory(store, InventorySettings())
+    inventory = Inventory(store, InventoryConfig())
     await inventory.refresh()
     read: list[str] = []
     real = extract_module.extract_one

@@ -10,10 +10,20 @@ from typing import Any, ClassVar
 import pytest
 
 from gateway.app import create_app
-from gateway.config import TierConfig
-from gateway.health.probes import Verdict
-from gateway.providers.base import HEADERS, Delta, StreamEvent, TierRequest, Usage
-from gateway.tiers import ProbeTarget, Targets, TierContext, TierSpec, registry
+from gateway.providers import (
+    HEADERS,
+    Delta,
+    ProbeTarget,
+    StreamEvent,
+    Targets,
+    TierConfig,
+    TierContext,
+    TierRequest,
+    TierSpec,
+    Usage,
+    Verdict,
+)
+from gateway.tiers import registry
 from tests.conftest import STAFF, make_settings
 
 PERSONAL = "Which hybrid SUV would you recommend? Call me at (512) 555-0143."

@@ -13,10 +13,10 @@ from aiohttp import web
 from gateway.config import PII_KINDS, IntentConfig
 from gateway.errors import TierMisconfigured, TierUnavailable
 from gateway.health.probes import get, probe_openai
+from gateway.language.intents import IntentClassifier
 from gateway.providers.base import Delta, Headers, Provider, Skipped, TierRequest, Usage
 from gateway.providers.offsite import OffsiteGuard
 from gateway.providers.openai_tier import OpenAIConfig, OpenAIProvider
-from gateway.routing.intents import IntentClassifier
 from gateway.security.upstream_keys import KeySource
 
 KEY = "upstream-test-key-51d0"

@@ -206,3 +206,32 @@ def test_other_failures_of_every_replica_are_not_a_wedge():
     for url in ("http://r1", "http://r2"):
         book.observe_target_failure(url, "answered 500")
     assert book.usable("http://r1") and book.usable("http://r2")
+
+
+def test_with_the_shipped_settings_a_recovered_replica_has_traffic_within_one_interval():
+    """A replica down for a minute, then well: with the shipped health settings its next
+    probe comes within one probe interval (no backoff past it), the first good probe puts
+    it back, and it is back on probation: one live failure takes it out again."""
+    from gateway.config import HealthConfig
+    from gateway.health.targets import TierBook
+    from gateway.tiers import ProbeTarget
+
+    now = [0.0]
+    cfg = HealthConfig()
+    book = TierBook(cfg, lambda: now[0], lambda event: None)
+    book.add("onprem", (ProbeTarget("onprem.r1", "replica", lambda s, k, c: None),),  # type: ignore
+             {"http://r1": "onprem.r1"})
+    r1 = book.targets["onprem.r1"]
+    book.fold(r1, Verdict("up", "serving"), now[0])
+    recovered_at = 60.0
+    while r1.next_at < recovered_at:   # probed on its own schedule through the outage
+        now[0] = r1.next_at
+        book.fold(r1, Verdict("down", "connection refused"), now[0])
+    assert not book.usable("http://r1")
+    first_probe_after = r1.next_at
+    assert first_probe_after - recovered_at <= cfg.interval_s * (1 + cfg.jitter)
+    now[0] = first_probe_after
+    book.fold(r1, Verdict("up", "serving"), now[0])
+    assert book.usable("http://r1"), "the first good probe brings traffic back"
+    book.observe_target_failure("http://r1", "connection reset")
+    assert not book.usable("http://r1"), "on probation: one failure ejects it again"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.inventory import extract
-from gateway.routing.literals import Prechecked, needed
+from gateway.language.literals import Prechecked, needed
 from tests.unit.test_routing import C, S
 
 PATTERNS = [p for i in S.intents.values() for p in i.patterns] + [

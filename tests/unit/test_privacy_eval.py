@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from gateway.config import load_settings
-from gateway.routing.intents import IntentClassifier
+from gateway.language.intents import IntentClassifier
 from gateway.security.pii import find
 from tests.conftest import ROOT
 

@@ -7,7 +7,7 @@ import pytest
 from gateway.config import load_settings
 from gateway.errors import PrivacyViolation
 from gateway.health.states import State, TierHealth
-from gateway.routing.intents import KEEP_CHARS, IntentClassifier, remembered
+from gateway.language.intents import KEEP_CHARS, IntentClassifier, remembered
 from gateway.routing.plan import check_offsite, plan_route
 from tests.conftest import ROOT
 

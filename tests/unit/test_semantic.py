@@ -4,9 +4,9 @@ tier whatever its intent."""
 
 from __future__ import annotations
 
-from gateway.routing.intents import IntentClassifier
+from gateway.language.intents import IntentClassifier
+from gateway.language.semantic import PrivacyModel, clauses, shipped_model
 from gateway.routing.plan import plan_route
-from gateway.routing.semantic import PrivacyModel, clauses, shipped_model
 from tests.unit.test_routing import S
 from tests.unit.test_routing import up as healthy
 

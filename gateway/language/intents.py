@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.config import IntentConfig, Settings
 from gateway.cost import prompt_text
-from gateway.routing.literals import Prechecked
+from gateway.language.literals import Prechecked
 
 if TYPE_CHECKING:
-    from gateway.routing.semantic import PrivacyModel
+    from gateway.language.semantic import PrivacyModel
 
 T = TypeVar("T")
 KEEP_CHARS = 2048   # texts longer than this are read each time they come
@@ -34,7 +34,7 @@ def remembered(read: Callable[[str], T], maxsize: int = 4096) -> Callable[[str],
 class _Rule:
     intent: IntentConfig
     # The keywords as one regex, and each pattern, behind its pre-check for ASCII text
-    # (routing.literals): most intents' rules skip their regexes for most questions.
+    # (language.literals): most intents' rules skip their regexes for most questions.
     keywords: Prechecked | None
     checks: tuple[Prechecked, ...]
     ignore: re.Pattern[str] | None   # look-alikes, blanked before the others read
@@ -78,7 +78,7 @@ class IntentClassifier:
         cfg = settings.privacy.model
         model = None
         if cfg.enabled and any(i.private for i in settings.intents.values()):
-            from gateway.routing.semantic import shipped_model
+            from gateway.language.semantic import shipped_model
             model = shipped_model(cfg.examples_file, cfg.threshold, cfg.margin)
         return cls(settings.intents.values(), settings.default_intent, model)
 
