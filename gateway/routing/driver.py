@@ -171,53 +171,42 @@ class _Driver:
                 # stream back and this task reads it, with the race's next deadline as a
                 # timeout: no task switch and no queue per chunk. Anything that needs a
                 # second attempt (a stall or a drop handed to the next tier) starts pumps.
-                ev = await self._read_direct()
-                if ev is None:   # the deadline cut the read; the race has been told
-                    continue
-                # The steady state: plain text from the attempt answering, taken by the race
-                # (Race.on_text) and passed on with no action list in between.
                 aid = self.direct_aid
-                if type(ev) is Delta and ev.tool_calls is None and ev.finish_reason is None \
-                        and not self.actions and race.on_text(aid, ev.text, loop.time()):
-                    a = self.attempts[aid]
-                    a.model = ev.model
-                    a.text.append(ev.text)   # type: ignore[union-attr]  # served: it has text
-                    yield TextOut(ev.text, a.tier, ev.model)
-                    continue
-                if ev is FINISHED or isinstance(ev, TierError):
-                    self.direct = None
-                    deadline.stop()
-                self._on_event(aid, ev, loop.time())
+                a = self.attempts[aid]
+                stream, said = self.direct.stream, a.text
+                while True:
+                    deadline.before_read()
+                    try:
+                        ev = await anext(stream)
+                    except StopAsyncIteration:
+                        ev = FINISHED
+                    except TierError as exc:
+                        ev = exc
+                    except asyncio.CancelledError:
+                        if not deadline.cancelled_read():
+                            raise
+                        ev = TICK   # the deadline cut the read (and closed the stream)
+                    except Exception as exc:  # a bug in a provider costs one tier, not the turn
+                        ev = bug(a.tier, exc)
+                    finally:
+                        deadline.read_done()
+                    # The steady state: plain text from the attempt answering, taken by the
+                    # race (Race.on_text) and passed on with no action list in between.
+                    if type(ev) is Delta and ev.tool_calls is None and ev.finish_reason is None \
+                            and not self.actions and race.on_text(aid, ev.text, loop.time()):
+                        a.model = ev.model
+                        said.append(ev.text)   # type: ignore[union-attr]  # served: has text
+                        yield TextOut(ev.text, a.tier, ev.model)
+                        continue
+                    break
+                if ev is TICK:   # the race cuts the attempt off
+                    self._on_event(0, TICK, deadline.take())
+                else:
+                    self._on_event(aid, ev, loop.time())
         finally:
             await self._close()
 
     # -- reading ---------------------------------------------------------------------------
-
-    async def _read_direct(self) -> Any:
-        """The next event of the stream read directly, or None when the race's deadline
-        cut the read (the race was told, as a tick)."""
-        deadline = self.deadline
-        if deadline.due:
-            deadline.passed_while_away()
-        else:
-            deadline.arm()
-        deadline.reading = True
-        try:
-            return await anext(self.direct.stream)   # type: ignore[union-attr]
-        except StopAsyncIteration:
-            return FINISHED
-        except TierError as exc:
-            return exc
-        except asyncio.CancelledError:
-            if not deadline.cancelled_read():
-                raise
-            # The read was cancelled, which closed the stream: the race cuts it off.
-            self._on_event(0, TICK, deadline.take())
-            return None
-        except Exception as exc:  # a bug in a provider must cost one tier, not the turn
-            return bug(self.attempts[self.direct_aid].tier, exc)
-        finally:
-            deadline.read_done()
 
     async def _wait(self) -> None:
         """The next event from the pumps or the timer, told to the race."""
@@ -290,9 +279,17 @@ class _Driver:
         if ev.finish_reason:
             self.race.on_finish_reason(aid)
 
-    def _on_finished(self, aid: int, now: float) -> None:
+    def _ended(self, aid: int) -> _Attempt:
+        """An attempt's stream ended (finished or failed): no pump or direct read is left."""
         a = self.attempts[aid]
         a.task = None
+        if self.direct is not None and self.direct_aid == aid:
+            self.direct = None
+            self.deadline.stop()
+        return a
+
+    def _on_finished(self, aid: int, now: float) -> None:
+        a = self._ended(aid)
         if a.span is not None:
             use = a.usage
             Tracing.end_attempt(a.span, "finished", response_model=a.model,
@@ -301,8 +298,7 @@ class _Driver:
         self.actions.extend(self.race.on_finish(aid, now))
 
     def _on_failure(self, aid: int, ev: TierError, now: float) -> None:
-        a = self.attempts[aid]
-        a.task = None
+        a = self._ended(aid)
         Tracing.end_attempt(a.span, f"failed: {ev.kind}", error=ev.reason)
         a.span = None
         tier = a.tier

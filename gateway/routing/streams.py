@@ -134,6 +134,14 @@ class Deadline:
             self._base = self._task.cancelling()
             self._task.cancel()
 
+    def before_read(self) -> None:
+        """A read is about to start: arm the deadline, or cut the read if it passed."""
+        if self.due:
+            self.passed_while_away()
+        else:
+            self.arm()
+        self.reading = True
+
     def passed_while_away(self) -> None:
         """The deadline passed while the reader was not reading (its client was slow to
         take what it wrote): the upstream may have sent plenty meanwhile. What is already
