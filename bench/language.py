@@ -146,7 +146,7 @@ def score_pii(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
 
 async def score_inventory(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     from gateway.health.states import TierHealth
-    from gateway.inventory import open_inventory
+    from gateway.inventory.tier import open_inventory
     from gateway.language.intents import IntentClassifier
     from gateway.routing.plan import plan_route
 

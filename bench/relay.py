@@ -18,8 +18,8 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from gateway.server import run, tune_gc
 from gateway.config import ServerConfig
+from gateway.server import run, tune_gc
 
 # The size and shape of a short non-streamed completion.
 CONSTANT = {"id": "chatcmpl-0", "object": "chat.completion", "created": 0, "model": "canned",

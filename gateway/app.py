@@ -51,7 +51,7 @@ from gateway.chat import ChatService
 from gateway.config import Settings
 from gateway.health.incidents import Webhook
 from gateway.health.monitor import HealthMonitor
-from gateway.inventory import open_inventory
+from gateway.inventory.tier import InventoryProvider
 from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger, install_filters
 from gateway.metrics import Metrics, multiprocess_dir
@@ -259,20 +259,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 async def _open_services(app: web.Application, stack: contextlib.AsyncExitStack) -> None:
     settings = app[SETTINGS]
-    inventory = None
-    if settings.inventory.enabled:
-        inventory = await open_inventory(settings.inventory)
-        stack.push_async_callback(inventory.store.close)
-        app[INVENTORY] = inventory
     providers: dict[str, Provider] = {}
-    for spec in registry().all():   # each enabled tier, built from its spec
-        if spec.name not in settings.enabled_tiers() or spec.provider is None:
+    for spec in registry().all():   # each enabled tier, built (or opened) from its spec
+        if spec.name not in settings.enabled_tiers() or not spec.builds:
             continue
-        providers[spec.name] = provider = spec.provider(TierContext(
+        providers[spec.name] = provider = await spec.build(TierContext(
             settings, app[UPSTREAM_SESSION], keys=app[UPSTREAM_KEYS].get(spec.name),
             health=app[HEALTH], trace_configs=app[TRACING].client_trace_configs(),
-            cache=app[CACHE], inventory=inventory))
+            cache=app[CACHE]))
         stack.push_async_callback(provider.close)
+    # The inventory tier's stock also grounds the models' turns in what is on the lot.
+    inventory = next((p.inventory for p in providers.values()
+                      if isinstance(p, InventoryProvider)), None)
+    if inventory is not None:
+        app[INVENTORY] = inventory
     classifier = IntentClassifier.for_settings(settings)
     metrics, stats = app[METRICS], app[STATS]
 
@@ -304,13 +304,6 @@ async def _open_services(app: web.Application, stack: contextlib.AsyncExitStack)
     for background in (monitor.run(app[UPSTREAM_SESSION]), monitor.background()):
         stack.push_async_callback(_stop, loop.create_task(background))
 
-    async def watch_inventory() -> None:   # row count and data age for /health
-        while inventory is not None:
-            await asyncio.sleep(30)
-            await inventory.refresh()
-
-    if inventory is not None:
-        stack.push_async_callback(_stop, loop.create_task(watch_inventory()))
     # With several workers a scrape reaches one of them: the others keep their gauges fresh.
     if multiprocess_dir():
         stack.push_async_callback(_stop, loop.create_task(_refresh_gauges(app)))

@@ -172,8 +172,7 @@ def cmd_config_check(args: argparse.Namespace) -> None:
 
 
 def cmd_inventory_import(args: argparse.Namespace) -> None:
-    from gateway.inventory import open_store
-    from gateway.inventory.importer import import_csv
+    from gateway.inventory.importer import import_csv, open_store
 
     settings = _load(args.config)
     cfg = settings.inventory

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from gateway.config.base import HealthConfig, TierConfig
     from gateway.config.settings import Settings
     from gateway.health.probes import Verdict
-    from gateway.inventory.tier import Inventory
     from gateway.providers.base import Provider
     from gateway.security.upstream_keys import KeySource
 
@@ -83,8 +82,7 @@ class TierContext:
     keys: KeySource | None = None     # this tier's key, rotating
     health: TargetHealth | None = None   # the monitor (per-target outcomes)
     trace_configs: list[aiohttp.TraceConfig] = field(default_factory=list)
-    cache: ResponseCache | None = None   # the answer cache (the cache tier)
-    inventory: Inventory | None = None   # the stock (the inventory tier)
+    cache: ResponseCache | None = None   # the app's answer cache (the cache tier reads it)
 
 
 def _no_targets(cfg: TierConfig) -> Targets:
@@ -103,9 +101,25 @@ class TierSpec:
     continues: bool = True     # can continue an answer another tier started (resume)
     config: type[TierConfig] | None = None    # its section of scout.yaml (generative)
     provider: Callable[[TierContext], Provider] | None = None
+    # Or an async lifecycle, for a tier that opens what it owns (a database): the provider
+    # it returns closes that in `close()`.
+    open: Callable[[TierContext], Awaitable[Provider]] | None = None
     targets: Callable[[TierConfig], Targets] = _no_targets
     hints: Mapping[str, str] = field(default_factory=dict)  # doctor: failure kind → advice
     gen_ai_system: str = ""    # OpenTelemetry's gen_ai.system
+
+
+    @property
+    def builds(self) -> bool:
+        """Does the app build a provider for it (some tiers are only declared)?"""
+        return self.provider is not None or self.open is not None
+
+    async def build(self, ctx: TierContext) -> Provider:
+        """The tier's provider, opened; the caller closes it (`Provider.close`)."""
+        if self.open is not None:
+            return await self.open(ctx)
+        assert self.provider is not None, f"tier {self.name} builds no provider"
+        return self.provider(ctx)
 
 
 class Registry:

@@ -7,12 +7,15 @@ VIN that fails its check digit, an unknown status, a missing column — and the 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from gateway.inventory.store import COLUMNS, STATUSES, Backend, Vehicle
+from gateway.config import InventoryConfig
+from gateway.inventory.store import COLUMNS, STATUSES, Backend, PostgresStore, SQLiteStore, Vehicle
 from gateway.vin import valid as vin_valid
 
 
@@ -99,3 +102,16 @@ async def import_csv(store: Backend, text: str) -> ImportReport:
     if changed:
         await store.upsert(changed)
     return report
+
+
+async def open_store(cfg: InventoryConfig) -> Backend:
+    """PostgreSQL when a DSN is set, else SQLite (a file, or memory); seeded from the CSV
+    when empty, so a new user needs nothing."""
+    store: Backend
+    if cfg.dsn is not None:
+        store = await PostgresStore.connect(cfg.dsn.get())
+    else:
+        store = SQLiteStore(cfg.sqlite_path or ":memory:")
+    if cfg.seed_csv and (await store.stats()).rows == 0:
+        await import_csv(store, await asyncio.to_thread(Path(cfg.seed_csv).read_text))
+    return store

@@ -14,6 +14,7 @@ it) answers from the real stock. The table holds stock, never customer data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from gateway.config import InventoryConfig
 from gateway.cost import prompt_text
 from gateway.errors import TierUnavailable
 from gateway.inventory.extract import SYNONYMS, extract, extract_one, matchers
+from gateway.inventory.importer import open_store
 from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
 from gateway.language.intents import remembered
 from gateway.providers.base import GROUNDING_HEADER, HEADERS, Delta, StreamEvent, TierRequest
@@ -203,12 +205,35 @@ class Inventory:
                 del self._grounds[key]
 
 
+async def open_inventory(cfg: InventoryConfig) -> Inventory:
+    """The stock as configured: its store opened (and seeded if empty), its figures read."""
+    inventory = Inventory(await open_store(cfg), cfg)
+    await inventory.refresh()
+    return inventory
+
+
+# How often the row count and data age (`/health`) are read again.
+REFRESH_S = 30.0
+
+
 class InventoryProvider:
+    """Answers stock questions from the inventory it was opened with. Opened by its spec
+    (`TIER.open`), it owns the store and a task that keeps its figures fresh, and
+    `close()` ends both; the app lends the same inventory to the turns it grounds."""
+
     tier = "inventory"
     model = MODEL
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
+        self._refresh: asyncio.Task[None] | None = None
+
+    def keep_fresh(self) -> None:
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(REFRESH_S)
+                await self.inventory.refresh()
+        self._refresh = asyncio.get_running_loop().create_task(refresh())
 
     async def stream(self, request: TierRequest) -> AsyncIterator[StreamEvent]:
         try:
@@ -229,14 +254,19 @@ class InventoryProvider:
         return self.inventory.health()
 
     async def close(self) -> None:
-        """The store is the app's: it opened it, and closes it after every tier."""
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
+        await self.inventory.store.close()
 
 
-def _provider(ctx: TierContext) -> InventoryProvider:
-    if ctx.inventory is None:   # the app builds this tier only with inventory.enabled
-        raise ValueError("the inventory tier needs the inventory (inventory.enabled)")
-    return InventoryProvider(ctx.inventory)
+async def _open(ctx: TierContext) -> InventoryProvider:
+    provider = InventoryProvider(await open_inventory(ctx.settings.inventory))
+    provider.keep_fresh()
+    return provider
 
 
-# Built only when `inventory.enabled`: the app opens the store first.
-TIER = TierSpec(name="inventory", label="inventory", color="#a371f7", provider=_provider)
+# Opened only when `inventory.enabled`; it opens its store, and closes it.
+TIER = TierSpec(name="inventory", label="inventory", color="#a371f7", open=_open)

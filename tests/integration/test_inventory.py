@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.app import create_app
-from gateway.appkeys import INVENTORY
+from gateway.appkeys import CHAT, INVENTORY, PROVIDERS
 from gateway.config import InventoryConfig
 from gateway.inventory.extract import extract
 from gateway.inventory.importer import import_csv
@@ -274,3 +275,21 @@ async def test_earlier_turns_are_read_once_and_read_again_once_the_stock_changes
     await import_csv(store, with_rows([dict(ROWS[0], model="Zephyrus"), *ROWS[1:]]))
     await inventory.refresh()
     assert inventory.filters(chat).models == ("Zephyrus",)
+
+
+async def test_the_inventory_tier_opens_its_store_and_closes_it_with_the_app(
+        aiohttp_server, onprem_sim, openai_sim):
+    """The tier's spec opens what it owns (the store, the task that keeps its figures
+    fresh) and its provider closes both when the app stops; the app lends the same stock
+    to the turns it grounds."""
+    app = create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
+    server = await aiohttp_server(app)
+    provider = app[PROVIDERS]["inventory"]
+    assert provider.inventory is app[INVENTORY] is app[CHAT].inventory
+    assert (await provider.inventory.store.stats()).rows > 0, "opened and seeded"
+    refresh = provider._refresh
+    assert refresh is not None and not refresh.done()
+    await server.close()
+    assert refresh.cancelled(), "its refresh task ends with it"
+    with pytest.raises(sqlite3.ProgrammingError):   # a closed SQLite connection
+        await provider.inventory.store.stats()
