@@ -17,8 +17,8 @@ tier registry (`gateway.tiers`), not here: adding a tier adds its section.
 The package, bottom up: `base` (what a tier's module needs: `Section`, `Secret`, the
 number types, `Deadlines`, `IntentConfig`, `TierConfig`; it imports nothing above
 `gateway.errors`' layer), `sections` (the other sections), `rules` (rules on the file as
-written), `wording` (pydantic's errors in an operator's words) and `settings` (the whole
-file and its loading).
+written), `wording` (pydantic's errors in an operator's words), `settings` (the whole
+file) and `loading` (the file read, with the registry's sections).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from gateway.config.base import (
     TierConfig,
     context_of,
 )
+from gateway.config.loading import json_schema, load_settings, settings_from_dict, settings_model
 from gateway.config.sections import (
     PII_KINDS,
     AuthConfig,
@@ -53,13 +54,7 @@ from gateway.config.sections import (
     SessionsConfig,
     WebSocketConfig,
 )
-from gateway.config.settings import (
-    Settings,
-    json_schema,
-    load_settings,
-    settings_from_dict,
-    settings_model,
-)
+from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 
 __all__ = [

@@ -75,8 +75,11 @@ class Loading:
     env: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    # The tiers a ladder may name (the registry's), when the whole file is loaded.
+    # What the tier registry says, when the whole file is loaded (gateway.config.loading):
+    # the tiers a ladder may name, the off-site ones, and each generative tier's section.
     tier_names: tuple[str, ...] | None = None
+    offsite_tiers: frozenset[str] = frozenset()
+    sections: tuple[tuple[str, type[TierConfig]], ...] = ()
 
     def from_env(self, name: str) -> str:
         """A secret: `NAME`, or the file that `NAME_FILE` names (the convention of Docker's

@@ -6,12 +6,9 @@ listed even when a field elsewhere is wrong; defaults are read from the models' 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.config.base import OFFSITE_POLICIES, Deadlines, Loading, default_offsite
-
-if TYPE_CHECKING:
-    from gateway.tiers import Registry
 
 # Settings that moved to the section that uses them: (old section, key) → (new section, key).
 # The old name is read, with a warning, for one release.
@@ -52,7 +49,7 @@ def intent_rules(name: str, raw: Mapping[str, Any], offsite_tiers: frozenset[str
         problems.append(f"{where}: is private, so it cannot be cacheable")
 
 
-def as_written(data: Any, loading: Loading, tiers: Registry) -> Any:
+def as_written(data: Any, loading: Loading) -> Any:
     """Moved names, intent names and deadlines, and the rules across sections, on the
     file as written: they are listed even when some field elsewhere is wrong."""
     if not isinstance(data, Mapping):
@@ -88,24 +85,23 @@ def as_written(data: Any, loading: Loading, tiers: Registry) -> Any:
                     deadline_rules(f"intents.{name}.deadlines", raw["deadlines"],
                                     loading.problems)
             intents[name] = raw
-            intent_rules(str(name), raw, tiers.offsite(), loading.problems)
+            intent_rules(str(name), raw, loading.offsite_tiers, loading.problems)
     default_intent = data.get("default_intent", "default")
     if isinstance(intents, dict) and default_intent not in intents:
         loading.problems.append(f"default_intent: {default_intent!r} is not among the "
                                 "intents")
     prices = data.get("prices") if isinstance(data.get("prices"), Mapping) else {}
-    for spec in tiers.generative():
-        assert spec.config is not None
-        section = data.get(spec.name) if isinstance(data.get(spec.name), Mapping) else {}
-        if section.get("enabled", spec.config.model_fields["enabled"].default) is False:
+    for name, config in loading.sections:
+        section = data.get(name) if isinstance(data.get(name), Mapping) else {}
+        if section.get("enabled", config.model_fields["enabled"].default) is False:
             users = sorted(str(n) for n, i in (intents or {}).items()
-                           if isinstance(i, Mapping) and spec.name in (i.get("ladder") or ()))
+                           if isinstance(i, Mapping) and name in (i.get("ladder") or ()))
             if users:
-                loading.warnings.append(f"tier {spec.name} is disabled and is skipped in "
+                loading.warnings.append(f"tier {name} is disabled and is skipped in "
                                         f"the ladders of {', '.join(users)}")
             continue
-        model = section.get("model", spec.config.model_fields["model"].default)
+        model = section.get("model", config.model_fields["model"].default)
         if isinstance(model, str) and model not in prices:
-            loading.problems.append(f"{spec.name}.model: {model!r} has no entry under "
+            loading.problems.append(f"{name}.model: {model!r} has no entry under "
                                     "prices (on-prem may be 0)")
     return data
