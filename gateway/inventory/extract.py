@@ -36,6 +36,14 @@ SYNONYMS: dict[str, tuple[str, str]] = {
     "chevy": ("makes", "Chevrolet"), "vw": ("makes", "Volkswagen"),
     "mach-e": ("models", "Mustang Mach-E"), "mach e": ("models", "Mustang Mach-E"),
 }
+# Makes sold new in the US and Mexico, so a question about one the lot has none of is still
+# a stock question (answered "none of those here", with the nearest as not matching). Not
+# the makes that are also everyday words ("mini", "lucid"): the lot's own stock names them.
+KNOWN_MAKES = ("Acura", "Alfa Romeo", "Audi", "BMW", "Buick", "Cadillac", "Chevrolet",
+               "Chrysler", "Dodge", "Fiat", "Ford", "Genesis", "GMC", "Honda", "Hyundai",
+               "Infiniti", "Jaguar", "Jeep", "Kia", "Land Rover", "Lexus", "Lincoln", "Mazda",
+               "Mercedes-Benz", "Mitsubishi", "Nissan", "Polestar", "Porsche", "Ram", "Rivian",
+               "Subaru", "Tesla", "Toyota", "Volkswagen", "Volvo")
 COLOR_WORDS = ("white", "black", "silver", "gray", "grey", "blue", "red", "green",
                "orange", "yellow", "brown", "beige", "gold")
 # Spanish colour words, for the dealership's Spanish-speaking customers.
@@ -109,6 +117,8 @@ def amount(number: str, unit: str | None) -> int:
 
 
 GENERIC_FIRST_WORDS = frozenset({"model", "new", "grand", "the", "super"})
+_DIGIT_EDGE = re.compile(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])")
+_DIGIT_GAP = re.compile(r"(?<=[a-z]) (?=\d)|(?<=\d) (?=[a-z])")
 
 
 def _phrases(vocabulary: Mapping[str, Iterable[str]],
@@ -120,16 +130,25 @@ def _phrases(vocabulary: Mapping[str, Iterable[str]],
     for column, field in (("make", "makes"), ("model", "models"), ("body_style", "body_styles"),
                           ("fuel", "fuels")):
         values = list(vocabulary.get(column, ()))
+        if column == "make":   # the lot's own spelling first
+            known = {v.lower() for v in values}
+            values += [m for m in KNOWN_MAKES if m.lower() not in known]
         firsts = [v.split()[0].lower() for v in values if " " in v]
         for v in values:
             low = v.lower()
             out += [(low, field, v), (low.replace("-", ""), field, v),
                     (low.replace("-", " "), field, v)]
+            # Letters and digits apart or together, as typed: "RAV4" as "rav 4", "CX-5" as
+            # "cx 5", "Ioniq 5" as "ioniq5".
+            bare = low.replace("-", "")
+            out += [(_DIGIT_EDGE.sub(" ", bare), field, v),
+                    (_DIGIT_GAP.sub("", low), field, v)]
             first = low.split()[0]
             if field == "models" and " " in low and firsts.count(first) == 1 \
                     and first not in GENERIC_FIRST_WORDS and len(first) > 3:
                 out.append((first, field, v))
     out += [(p, f, v) for p, (f, v) in synonyms.items()]
+    out += [(p.replace("-", " "), f, v) for p, (f, v) in synonyms.items() if "-" in p]
     return sorted(set(out), key=lambda t: -len(t[0]))
 
 

@@ -78,3 +78,23 @@ def test_recent_turns_carry_the_model_and_config_adds_synonyms():
         "ONPREM_API_KEY": "a", "OPENAI_API_KEY": "b", "SCOUT_API_KEYS": "t:0123456789abcdef"})
     synonyms = {p: (f, v) for p, f, v in settings.inventory.synonyms}
     assert extract(["Do you have family haulers?"], VOCAB, synonyms).body_styles == ("minivan",)
+
+
+def test_names_typed_with_letters_and_digits_apart_and_hyphens_as_spaces():
+    assert extract(["got a cr v in stock?"], VOCAB).models == ("CR-V",)
+    assert extract(["looking at an f 150 crew cab"], VOCAB).models == ("F-150",)
+    assert extract(["is the ioniq5 any good"], VOCAB).models == ("Ioniq 5",)
+    assert extract(["a rav 4 maybe"], VOCAB).models == ("RAV4",)
+    assert extract(["something plug in, ideally"], VOCAB).fuels == ("plug-in hybrid",)
+    # Digits beside words that are no model stay a number, not a name.
+    assert extract(["4 doors and a big trunk"], VOCAB).models == ()
+
+
+def test_a_make_the_lot_has_none_of_is_still_asked_for():
+    f = extract(["Do you carry any Mazdas or Volvos?"], VOCAB)
+    assert set(f.makes) == {"Mazda", "Volvo"}
+    assert extract(["Any Mercedes-Benz?"], VOCAB).makes == ("Mercedes-Benz",)
+    # The lot's own spelling of a make it has is kept.
+    assert extract(["a Kia please"], VOCAB).makes == ("Kia",)
+    # A make that is also an everyday word is not read into a question.
+    assert extract(["a mini van for the kids"], VOCAB).makes == ()
