@@ -1,7 +1,7 @@
 """Conversation affinity against least_conn: the same multi-turn load, twice, in one run.
 
     python -m bench.affinity [--replicas sim|llamacpp] [--conversations 16] [--turns 6]
-                             [--concurrency 3] [--no-kill]
+                             [--concurrency 3] [--no-kill] [--slack N]
 
 Three replicas behind the real on-prem nginx (nginx/onprem.conf.template, rendered with
 local ports), one gateway process in front. Each conversation is a customer asking stock
@@ -105,11 +105,13 @@ async def set_cache(port: int) -> None:
         r.raise_for_status()
 
 
-def gateway(nginx_url: str, affinity: bool, slow: bool) -> procs.Proc:
+def gateway(nginx_url: str, affinity: bool, slow: bool, slack: int | None = None) -> procs.Proc:
     def mutate(data: dict[str, Any]) -> None:
         data["onprem"]["url"] = nginx_url
         data["onprem"]["replicas"] = list(NAMES)
         data["onprem"]["affinity"] = affinity
+        if slack is not None:
+            data["onprem"]["affinity_slack"] = slack
         for intent in data["intents"].values():
             intent["cacheable"] = False   # every turn to a replica: that is what is measured
         if slow:   # a real model on two shared cores: deadlines for its pace, not a 70B's
@@ -236,7 +238,7 @@ async def mode(kind: str, affinity: bool, args: argparse.Namespace,
                                         lambda proc=proc: proc.popen.poll() is None)
         box = nginx([(n, p) for p, n in ports.items()], log, slow=kind != "sim")
         started.append(box)
-        gw = gateway(box.url, affinity, slow=kind != "sim")
+        gw = gateway(box.url, affinity, slow=kind != "sim", slack=args.slack)
         started.append(gw)
         await asyncio.sleep(3)   # the monitor's first probes: every replica seen up
         came_back = None
@@ -299,16 +301,19 @@ async def run(args: argparse.Namespace) -> None:
     cost = (f"prefill {PREFILL_S_PER_TOKEN * 1000:g} ms per token not cached, a "
             f"{CACHE_TOKENS:,}-token prefix cache per replica" if args.replicas == "sim"
             else "SmolLM2-135M on llama-cpp-python, one thread per replica, RAM prompt cache")
-    report.write(f"affinity-{args.replicas}", {
-        "replicas": args.replicas, "conversations": args.conversations, "turns": args.turns,
-        "concurrency": args.concurrency, "ratios": ratios, "modes": results},
+    name = f"affinity-{args.replicas}" + (f"-slack{args.slack}" if args.slack is not None else "")
+    report.write(name, {
+        "replicas": args.replicas, "slack": args.slack, "conversations": args.conversations,
+        "turns": args.turns, "concurrency": args.concurrency, "ratios": ratios,
+        "modes": results},
         [row(r) for r in results],
         ["mode", "turns", "failed", "answered on-prem", "TTFT p50 turns 1–2 s", "TTFT p95 turns 1–2 s",
          "TTFT p50 turns ≥3 s", "TTFT p95 turns ≥3 s", "prompt tokens/turn ≥3",
          "prefilled tokens/turn ≥3", "turns r1 / r2 / r3", "max ÷ mean load",
          "r2 turns after restart"],
         note=f"{args.conversations} conversations × {args.turns} turns, {args.concurrency} at "
-             f"a time, three replicas behind the on-prem nginx ({cost}). Affinity ÷ "
+             f"a time, three replicas behind the on-prem nginx ({cost})"
+             + (f", affinity_slack {args.slack}" if args.slack is not None else "") + ". Affinity ÷ "
              f"least_conn, turns ≥3: TTFT p50 {ratios['ttft_p50_turns_3_on'] or 0:.2f}, "
              f"prefilled tokens {ratios['prefilled_turns_3_on'] or 0:.2f}.")
 
@@ -320,6 +325,9 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=6)
     ap.add_argument("--concurrency", type=int, default=3)
     ap.add_argument("--no-kill", action="store_true")
+    # onprem.affinity_slack for this run (default: the shipped config's). A server that
+    # answers one request at a time (llama-cpp-python) queues what a batching one absorbs.
+    ap.add_argument("--slack", type=int, default=None)
     asyncio.run(run(ap.parse_args()))
 
 
