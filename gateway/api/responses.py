@@ -284,7 +284,7 @@ class Encoder:
                 "role": "assistant", "content": content if status == "completed" else []}
 
     def response(self, status: str, output: list[dict[str, Any]],
-                 outcome: TurnOutcome | None = None, error: str | None = None) -> dict[str, Any]:
+                 outcome: TurnOutcome | None = None) -> dict[str, Any]:
         fmt = self.req.response_format or {"type": "text"}
         if fmt.get("type") == "json_schema":
             fmt = {"type": "json_schema", **fmt["json_schema"]}
@@ -304,7 +304,7 @@ class Encoder:
             "metadata": self.body.get("metadata") or {}, "user": self.body.get("user"),
             "usage": _usage(outcome) if outcome is not None else None,
         }
-        if error is not None:
+        if status == "failed":   # why, from the outcome (the caller may say more)
             _, failed = turn_failed(outcome)
             out["error"] = {"code": "server_error" if failed["code"] == "all_tiers_failed"
                             else failed["code"], "message": failed["message"]}
@@ -417,8 +417,7 @@ async def _stream(request: web.Request, turn: Turn, enc: Encoder, headers: dict[
             **enc.response("failed", [], None), "error": {
                 "code": "server_error", "message": answer_restarted()["message"]}})
     elif got.failed is not None:
-        await ev.send("response.failed", response=enc.response("failed", [], got.outcome,
-                                                               error=got.failed))
+        await ev.send("response.failed", response=enc.response("failed", [], got.outcome))
     else:
         await out.finish(got)
         output, _ = _kept_items(enc, got)

@@ -127,6 +127,11 @@ class _Driver:
     """Carries out one race: applies the race's actions, tells it what the streams say,
     and reads a lone winner's stream itself."""
 
+    # Set when `run` starts, on the loop that runs the turn.
+    loop: asyncio.AbstractEventLoop
+    queue: Inbox
+    deadline: Deadline
+
     def __init__(self, plan: RoutePlan, request: TierRequest, providers: Mapping[str, Provider],
                  health: HealthObserver, hedging: Hedging | None, tracing: Tracing | None,
                  turn_span: Any) -> None:
