@@ -53,10 +53,10 @@ def plan_route(
     ladder = list(intent.ladder)
     if pin is not None and (offsite != "never" or pin in intent.ladder):
         ladder = [pin]
-    elif stock_tier is not None and stock_tier not in ladder \
-            and registry().offsite().isdisjoint(ladder):
-        # An on-site-only ladder (the fail-closed default, financing) would end in a canned
-        # reply: the stock answers before it.
+    elif stock_tier is not None and stock_tier not in ladder:
+        # Whatever intent a stock question landed in, the lot answers it before a canned
+        # reply does: after every model of the ladder, which can say more, and before the
+        # last resort.
         at = len(ladder) - (ladder[-1] == registry().last_resort())
         ladder.insert(at, stock_tier)
     skipped: list[tuple[str, str]] = []

@@ -274,7 +274,7 @@ async def test_openai_out_of_credit_is_misconfigured_and_a_rate_limit_is_waited_
     client = await gw_client(create_app(make_settings(
         [onprem_sim.url], str(fake_openai.make_url("/v1")))))
     events = await ask(client)
-    assert events[-1][1]["served_by"] == ["static"]
+    assert events[-1][1]["served_by"] == ["inventory"]
     openai = (await staff_health(client))["tiers"]["openai"]
     assert openai["state"] == "misconfigured" and "out of credit" in openai["reason"]
     await asyncio.sleep(1.2)   # two probe intervals: a model list can't clear it

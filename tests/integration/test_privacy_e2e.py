@@ -14,6 +14,7 @@ from tests.sse_client import read_events
 from tests.ws_client import connect, until
 
 PRIVATE = "My credit score is 640 and I make $85,000 a year, can I finance the Tacoma?"
+# A stock question: with the GPU box down, the lot answers it on-site (the inventory tier).
 FOLLOW_UP = "Which trims come in blue?"
 PERSONAL = ("Hi, I'm Maria Gonzalez. Which hybrid SUV would you recommend for my family? Text "
             "me at (512) 555-0143 or write to maria.gonzalez@gmail.com, I live at 1234 Oak "
@@ -38,7 +39,7 @@ async def test_openai_api_non_stream_keeps_a_private_conversation_on_site(
     r = await client.post("/v1/chat/completions", json={
         "model": "scout", "messages": history_with_a_private_turn()})
     body = await r.json()
-    assert r.status == 200 and body["served_by"] == ["static"]
+    assert r.status == 200 and body["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0, "nothing of this conversation reached OpenAI"
 
 
@@ -49,7 +50,7 @@ async def test_openai_api_stream_keeps_a_private_conversation_on_site(
         "model": "scout", "stream": True, "messages": history_with_a_private_turn()})
     chunks = [json.loads(line[6:]) for line in (await r.text()).splitlines()
               if line.startswith("data: {")]
-    assert chunks[-1]["served_by"] == ["static"]
+    assert chunks[-1]["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0
 
 
@@ -62,7 +63,7 @@ async def test_an_sse_session_stays_private_after_its_financing_turn(
     events = await read_events(await client.post("/api/chat", json={
         "message": FOLLOW_UP, "session": sid}))
     start, done = events[0][1], events[-1][1]
-    assert done["served_by"] == ["static"]
+    assert done["served_by"] == ["inventory"]
     assert {"tier": "openai", "reason": "private conversation: an earlier turn is financing"} \
         in start["skipped"]
     assert openai_sim.stats.requests == 0
@@ -77,7 +78,7 @@ async def test_a_websocket_session_stays_private_after_its_financing_turn(
     await onprem_sim.set_fault("http_500")
     await ws.send_json({"type": "chat", "id": "w2", "message": FOLLOW_UP, "session": sid})
     events = await until(ws, "w2")
-    assert events[-1]["type"] == "done" and events[-1]["served_by"] == ["static"]
+    assert events[-1]["type"] == "done" and events[-1]["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0
     await ws.close()
 
@@ -96,7 +97,7 @@ async def test_a_session_stays_private_after_the_turn_leaves_the_history_window(
     await onprem_sim.set_fault("http_500")
     events = await read_events(await client.post("/api/chat", json={
         "message": "Which SUV would you recommend instead?", "session": sid}))
-    assert events[-1][1]["served_by"] == ["static"]
+    assert events[-1][1]["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0
 
 
@@ -108,7 +109,7 @@ async def test_a_stateless_request_is_judged_on_every_message_it_carries(
                 {"role": "assistant", "content": "We have three trims in blue."},
                 {"role": "user", "content": "Which SUV would you recommend?"}]
     r = await client.post("/v1/chat/completions", json={"model": "scout", "messages": messages})
-    assert (await r.json())["served_by"] == ["static"] and openai_sim.stats.requests == 0
+    assert (await r.json())["served_by"] == ["inventory"] and openai_sim.stats.requests == 0
 
 
 @pytest.mark.parametrize("api", ["openai", "sse", "ws"])

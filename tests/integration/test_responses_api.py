@@ -172,6 +172,6 @@ async def test_a_private_conversation_stays_on_site_through_previous_response_id
     fourth = await c.responses.create(model="scout", input="Which SUV would you recommend?",
                                       previous_response_id=third.id)
     # ...and still the conversation stays on-site: it touched financing.
-    assert fourth.model_extra["served_by"] == ["static"]
+    assert fourth.model_extra["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0, "nothing of a private conversation left the building"
     await c.close()

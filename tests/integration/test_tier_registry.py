@@ -154,5 +154,5 @@ async def test_an_offsite_tier_gets_privacy_by_construction(added, gw_client, on
         {"role": "user", "content": PRIVATE},
         {"role": "assistant", "content": "Our finance team can help."},
         {"role": "user", "content": "Which trims come in blue?"}]})
-    assert (await r.json())["served_by"] == ["static"]
+    assert (await r.json())["served_by"] == ["inventory"]
     assert len(SEEN[-1].seen) == before, "a private conversation never reached the tier"

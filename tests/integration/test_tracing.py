@@ -16,7 +16,8 @@ from gateway.appkeys import TRACING
 from tests.conftest import make_settings
 from tests.sse_client import read_events
 
-MARKER = "Zebrafinch-4417 wants a hybrid SUV, call 555-867-5309"
+# Not a stock question, so static is the last resort (the lot would answer one).
+MARKER = "Zebrafinch-4417 wants a recommendation for a long commute, call 555-867-5309"
 
 
 async def test_a_hedged_turn_is_one_span_tree_with_genai_attributes_and_no_text(
