@@ -1,5 +1,5 @@
 """Search filters read from customers' questions, on tests/data/inventory_questions.txt:
-150 hand-labelled questions (the vocabulary is the shipped sample lot's)."""
+hand-labelled questions (the vocabulary is the shipped sample lot's)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ FIELDS = (*LISTS, "year_min", "year_max", "price_min", "price_max", "mileage_max
 def labelled() -> list[tuple[str, dict]]:
     out = []
     for line in (ROOT / "tests" / "data" / "inventory_questions.txt").read_text().splitlines():
-        if line.startswith("#") or " => " not in line:
+        if line.startswith("#") or " =>" not in line:
             continue
-        question, label = line.split(" => ")
+        question, label = (part.strip() for part in line.split(" =>"))
         want: dict = {}
         for part in filter(None, (p.strip() for p in label.split(";"))):
             key, value = part.split("=", 1)
@@ -98,3 +98,40 @@ def test_a_make_the_lot_has_none_of_is_still_asked_for():
     assert extract(["a Kia please"], VOCAB).makes == ("Kia",)
     # A make that is also an everyday word is not read into a question.
     assert extract(["a mini van for the kids"], VOCAB).makes == ()
+
+
+def test_typos_are_read_as_the_name_one_edit_away_and_everyday_words_are_not():
+    assert extract(["any hybirds under 30k?"], VOCAB).fuels == ("hybrid",)
+    assert extract(["the Telluride, or a Sorrento"], VOCAB).models == ("Telluride", "Sorento")
+    assert extract(["a Corola maybe"], VOCAB).models == ("Corolla",)
+    assert extract(["a Camri maybe"], VOCAB).models == ()   # under six letters: too short
+    assert extract(["we escaped early, any red trucks?"], VOCAB).models == ()
+    assert extract(["schedule me for tomorrow morning"], VOCAB).as_dict() == {}
+
+
+def test_a_name_the_customer_does_not_want_is_left_out():
+    assert extract(["a hybrid, but not a plug-in"], VOCAB).fuels == ("hybrid",)
+    assert extract(["SUVs without diesel"], VOCAB).fuels == ()
+    assert extract(["I don't want a truck, show me sedans"], VOCAB).body_styles == ("sedan",)
+    assert extract(["sin diesel, una camioneta pickup"], VOCAB).as_dict() == {
+        "body_styles": ("truck",)}
+
+
+def test_ceilings_floors_and_years_read_as_said():
+    f = extract(["no more than $22,500 for a Civic"], VOCAB)
+    assert (f.price_min, f.price_max) == (None, 22500)
+    assert extract(["a Camry, 31k tops"], VOCAB).price_max == 31000
+    assert extract(["una minivan que no exceda de 36 mil"], VOCAB).price_max == 36000
+    assert extract(["un eléctrico de más de 40 mil"], VOCAB).price_min == 40000
+    assert extract(["under 2020 miles is fine, any Rogue"], VOCAB).price_max is None
+    assert extract(["a Rogue newer than 2020"], VOCAB).year_min == 2021
+    assert extract(["an Accord from before 2019"], VOCAB).year_max == 2018
+    assert extract(["un Civic 2021 o más nuevo"], VOCAB).year_min == 2021
+    assert extract(["mi hermana vive en Nuevo León"], VOCAB).condition is None
+
+
+def test_a_model_the_lot_has_none_of_is_asked_for_by_name():
+    assert extract(["got a Cybertruck?"], VOCAB).models == ("Cybertruck",)
+    assert extract(["any 4Runners left"], VOCAB).models == ("4Runner",)
+    # Known models are named whole: no "Eclipse" for the Eclipse Cross.
+    assert extract(["we watched the eclipse from the lot"], VOCAB).models == ()

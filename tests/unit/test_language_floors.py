@@ -40,8 +40,8 @@ def test_personal_data_on_the_shared_set(shared):
 
 
 def test_stock_questions_on_the_shared_set(shared):
-    assert shared["inventory"]["exact"][0] >= 52
-    assert shared["inventory"]["reach_inventory"][0] >= 47
+    assert shared["inventory"]["exact"][0] >= 60
+    assert shared["inventory"]["reach_inventory"][0] >= 60
 
 
 def test_private_conversations_on_the_own_set():
