@@ -43,7 +43,7 @@ def _rule(pattern: str, flags: int = re.I) -> Prechecked:
     return Prechecked(re.compile(pattern, flags))
 
 
-# Ceilings and floors, said before the amount ("no more than $20k", "hasta 30 mil") or after
+# Ceilings and floors, said before the amount ("no more than $18,500", "hasta 30 mil") or after
 # it ("$25k or less", "30k tops"). A floor's words inside a ceiling's ("no more than") are
 # not a floor.
 CEILING = (r"under|below|less than|(?:no|not) more than|no higher than|not over|"

@@ -112,7 +112,8 @@ NAME_PAIR = re.compile(r"\b([A-ZÀ-Ý][a-zà-ÿ'-]+)\s+((?:[A-ZÀ-Ý][a-zà-ÿ'-
                        r"[a-zà-ÿ'-]+)?)\b")
 # First names that are also vehicle words: "Sierra Denali", "Santa Fe", "Grand Cherokee".
 _CAR_WORDS = frozenset("""sierra santa grand cherokee mercedes austin lincoln jaguar dodge ram
-jeep genesis royal rover range land model ford tesla toyota honda""".split())
+jeep genesis royal rover range land model ford tesla toyota honda blue red white black silver
+gray grey green metallic pearl""".split())
 def luhn_ok(digits: str) -> bool:
     total, alt = 0, False
     for ch in reversed(digits):
@@ -184,12 +185,13 @@ first second looking-for trading leasing financing paying approved pre-approved
 self employed retired married single and or but i my me we us our is was be will would
 can could should have has had do does did no yes then than want need like love what when
 where why how who which too much many some any all more most other again call text email
-reach number phone cell tomorrow today tonight morning afternoon evening""".split())
+reach number phone cell tomorrow today tonight morning afternoon evening regards wishes
+sincerely mr mrs ms mx dr sra srta""".split())
 
 
 # Words that end a name even when capitalised (start of a sentence, shouting).
 _FUNCTION_WORDS = frozenset("""and or but i my me we is was are and y e o pero mi es and the a
-to for at in on with from quiere quiero tiene tengo want wants need needs""".split())
+to for at in on with from quiere quiero tiene tengo want wants need needs apt unit suite ste""".split())
 
 
 def _name_ok(words: list[str], strong: bool) -> bool:
@@ -207,6 +209,12 @@ def _name_ok(words: list[str], strong: bool) -> bool:
 def phone_digits(number: str) -> str:
     """A number's last ten digits: how two spellings of one phone number compare."""
     return "".join(c for c in number if c.isdigit())[-10:]
+
+
+def _common(word: str) -> bool:
+    """A word that is no name, whatever its case."""
+    folded = _fold(word).strip(".,'’")
+    return folded in _NOT_NAMES or folded in _FUNCTION_WORDS or folded in _CAR_WORDS
 
 
 def _looks_like_name(words: list[str]) -> bool:
@@ -325,39 +333,47 @@ def find(text: str, kinds: frozenset[str] | None = None) -> list[Found]:  # noqa
                 start = m.start(g) + m.group(g).index(value)
                 hits.append(Found("INCOME", start, start + len(value), value))
     if "NAME" in on:
-        for m in NAME_CUE.finditer(text):
-            group = m.lastindex or 0
-            words = m.group(group).split()
-            strong = m.group("strong") is not None
-            known = _fold(words[0]).strip(".,") in FIRST_NAMES
-            # Keep the name words: stop at the first word that is not one. After a listed
-            # first name a lowercase word may be the surname ("maria gonzalez").
-            kept = [words[0].rstrip(",.")]
-            for w in words[1:]:
-                if kept[-1] != words[len(kept) - 1]:   # the previous word ended the phrase
-                    break
-                folded = _fold(w).strip(",.")
-                if w[:1].isupper() and folded not in _FUNCTION_WORDS:
-                    pass       # a capitalised word after a name: part of it ("Van", "De")
-                elif folded in _NOT_NAMES or folded in _FUNCTION_WORDS or not (
-                        known or folded in FIRST_NAMES or strong):
-                    break
-                kept.append(w.rstrip(",."))
-            if _name_ok(kept, strong):
-                value = " ".join(kept)
-                hits.append(Found("NAME", m.start(group), m.start(group) + len(value), value))
-        for m in NAME_PAIR.finditer(text):
-            first = _fold(m.group(1))
-            if first in FIRST_NAMES and first not in _CAR_WORDS \
-                    and _fold(m.group(2).split()[0]) not in _FUNCTION_WORDS | _CAR_WORDS:
-                hits.append(Found("NAME", m.start(), m.end(), m.group()))
-        hits += pii_shapes.names(text, _looks_like_name)
+        hits += _names(text)
     # Earlier kinds win overlaps (an SSN or card is not also a phone number).
     chosen: list[Found] = []
     for h in hits:
         if not any(h.start < c.end and c.start < h.end for c in chosen):
             chosen.append(h)
     return sorted(chosen, key=lambda f: f.start)
+
+
+def _names(text: str) -> list[Found]:
+    """Every NAME any rule finds, the longest first: of two overlapping readings the
+    fuller one wins ("Whitfield, Margaret" over "Margaret")."""
+    hits: list[Found] = []
+    for m in NAME_CUE.finditer(text):
+        group = m.lastindex or 0
+        words = m.group(group).split()
+        strong = m.group("strong") is not None
+        known = _fold(words[0]).strip(".,") in FIRST_NAMES
+        # Keep the name words: stop at the first word that is not one. After a listed
+        # first name a lowercase word may be the surname ("maria gonzalez").
+        kept = [words[0].rstrip(",.")]
+        for w in words[1:]:
+            if kept[-1] != words[len(kept) - 1]:   # the previous word ended the phrase
+                break
+            folded = _fold(w).strip(",.")
+            if w[:1].isupper() and folded not in _FUNCTION_WORDS:
+                pass       # a capitalised word after a name: part of it ("Van", "De")
+            elif folded in _NOT_NAMES or folded in _FUNCTION_WORDS or not (
+                    known or folded in FIRST_NAMES or strong):
+                break
+            kept.append(w.rstrip(",."))
+        if _name_ok(kept, strong):
+            value = " ".join(kept)
+            hits.append(Found("NAME", m.start(group), m.start(group) + len(value), value))
+    for m in NAME_PAIR.finditer(text):
+        first = _fold(m.group(1))
+        if first in FIRST_NAMES and first not in _CAR_WORDS \
+                and _fold(m.group(2).split()[0]) not in _FUNCTION_WORDS | _CAR_WORDS:
+            hits.append(Found("NAME", m.start(), m.end(), m.group()))
+    hits += pii_shapes.names(text, _looks_like_name, _common)
+    return sorted(hits, key=lambda f: f.start - f.end)
 
 
 @dataclass

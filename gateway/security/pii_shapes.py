@@ -3,20 +3,21 @@ identity that cue phrases alone miss. Pure; `pii.find` merges these with its own
 
 - SSN: the last four after "last four/4 of my social"; an ITIN (9XX-7X-XXXX and its
   ranges), which is a taxpayer id like an SSN.
-- DL: "licencia de manejo", a state code before the number ("DL TX 12345678"), digits in
-  groups ("14 392 881").
+- DL: "licencia de manejo", a state code before the number ("DL LA 00771234"), digits in
+  groups ("22 610 907").
 - DOB: any whole date whose year is a birth year (1920 to 15 years ago), with no cue
   needed: at a car dealership, such a date is somebody's birthday, not an appointment;
   also "nací el …" with its accent.
-- ADDRESS: street types that come first ("Calle Juárez 118", "2203 Calle Ébano", "Rue …",
-  "Avenida …"), post-office and rural-route boxes ("PO Box 44", "RR 4 Box 27", "HC 3 Box
-  9"), county roads, each with the city, state and ZIP that follow.
-- NAME: a title before a surname ("Mr. Boudreaux", "señor Ramírez"), "Last, First" at the
-  start of a message, a name that opens a message with "here", a name alone at the end
-  (a signature), and a name after a label ("contact:", "owner", "the name on the card is",
-  "my husband's name,").
+- ADDRESS: street types that come first ("Calle Olmo 27", "815 Avenida Central",
+  "Rue …"), post-office and rural-route boxes ("PO Box 3071", "RR 2 Box 15", "HC 1 Box
+  40"), county roads, each with the city, state and ZIP that follow.
+- NAME: a title before a surname ("Dr. Okafor", "señora Quintero"), "Last, First" at the
+  start of a message or after a label, a name that opens a message with "here", a name
+  after a sign-off ("thanks so much, Ines", "-Bo", "Regards,\nAda Ruiz") or alone at the
+  end, a name after a label ("contact:", "owner", "cardholder", "registered to", "the name
+  on the card is", "my husband's name,"), and a Vietnamese name, family name first
+  ("Trương Văn Bình").
 """
-
 from __future__ import annotations
 
 import re
@@ -24,6 +25,13 @@ import time
 from collections.abc import Callable
 
 from gateway.security.pii_kinds import MONTHS, Found
+
+
+def _strip(word: str) -> str:
+    """Without accents, as people type: "Nguyễn" as "Nguyen"."""
+    import unicodedata
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)
+                   ).replace("Đ", "D").replace("đ", "d")
 
 SSN_LAST4 = re.compile(r"\blast\s+(?:four|4)(?:\s+digits)?\s+(?:of\s+)?(?:my\s+|the\s+)?"
                        r"(?:social|ssn|ss#?|seguro(?:\s+social)?)(?:\s+(?:is|number|#|es))?\s*[:#]?\s*"
@@ -54,23 +62,56 @@ ADDRESS_MORE = re.compile(
     rf"|(?:county|country|co\.?)\s+(?:rd|road)\.?\s+\d{{1,5}})"
     rf"{_PLACE_TAIL}", re.I)
 
-# Names.
+# Names. The cue words in any case, the name words capitalised (`_WORD`) unless noted.
 _TITLE = re.compile(r"\b(?:mr|mrs|ms|miss|mx|dr|sr|sra|srta)\.?\s+|\b(?:se[nñ]or|se[nñ]ora|"
                     r"se[nñ]orita|don|doña)\s+", re.I)
-_WORD = r"[A-ZÀ-Ý][a-zà-ÿ'’]+(?:-[A-ZÀ-Ý]?[a-zà-ÿ'’]+)*"
+# A capitalised name word, with the prefixes surnames take: McAllister, O'Hara, DeLuca.
+_WORD = r"(?:Mc|Mac|O['’]|D['’]|De|Le|La|Di|Van)?[A-ZÀ-Ý][a-zà-ÿ'’]+(?:-[A-ZÀ-Ý]?[a-zà-ÿ'’]+)*"
 _ANY_WORD = r"[A-Za-zÀ-ÿ][A-Za-zà-ÿ'’]+(?:-[A-Za-zà-ÿ'’]+)*"
-TITLED = re.compile(rf"(?:{_TITLE.pattern})((?:Mc|Mac|O'|De|Le|La)?{_WORD}(?:\s+{_WORD})?)")
+TITLED = re.compile(rf"(?i:{_TITLE.pattern})({_WORD}(?:\s+{_WORD})?)")
+# After an abbreviated title the surname may be typed in lowercase ("ask for mrs. ortiz");
+# "miss" and "don" are English words too, so only the abbreviations count here.
+TITLED_LOWER = re.compile(rf"\b(?i:mrs|mr|ms|sra|srta)\.?\s+({_ANY_WORD})")
 LAST_FIRST = re.compile(rf"^\s*({_ANY_WORD},\s+{_ANY_WORD})(?=\s*[.—–-]|\s*$)", re.M)
-HERE = re.compile(rf"(?:^|(?:hi|hey|hello|hola|buenas)[!,.]?\s+)(?:(?:it'?s|this\s+is)\s+)?"
-                  rf"({_ANY_WORD}(?:\s+{_ANY_WORD}){{0,2}})\s+here\b", re.I | re.M)
-SIGNATURE = re.compile(rf"(?:^|[.!?\n,]\s*|-\s*|(?:thx|thanks|ty|regards|best|cheers|gracias|"
-                       rf"saludos|atentamente)[,.!]*\s+)({_ANY_WORD}(?:\s+{_ANY_WORD})?)"
-                       rf"\s*[.!]*\s*$", re.I)
+HERE = re.compile(rf"(?:^|[.!?]\s+|(?:hi|hey|hello|hola|buenas)[!,.]?\s+)(?:(?:it'?s|this\s+is)"
+                  rf"\s+)?({_ANY_WORD}(?:\s+{_ANY_WORD}){{0,2}})\s+here\b", re.I | re.M)
+# A sign-off before a name says it is one ("thx, Ana", "-Tre", "Regards,\nAna Díaz"); a
+# name alone at the end of a message has to look like one.
+SIGNED = re.compile(rf"(?:(?:^|[\s.!?,])-+\s*|\b(?i:(?:thx|thanks|thank\s+you)(?:\s+(?:so|very)"
+                    rf"\s+much|\s+a\s+lot|\s+again)?|ty|regards|best|cheers|sincerely|"
+                    rf"gracias|saludos|atentamente)[,.!]*\s+)"
+                    rf"({_WORD}(?:[ \t]+{_WORD}){{0,2}})[ \t]*[.!]*[ \t]*(?:$|\n)", re.M)
+SIGNATURE = re.compile(rf"(?:^|[.!?\n,]\s*)({_ANY_WORD}(?:\s+{_ANY_WORD})?)\s*[.!]*\s*$",
+                       re.I)
 LABELLED = re.compile(
-    rf"(?:\b(?:contact|owner|customer|buyer|co-?buyer|applicant|cliente|titular)\s*(?::|is|as|es)?\s*"
-    rf"|\bname\s+on\s+(?:it|the\s+\w+)\s+is\s+|\b(?:'s|s)\s+name\s*(?:is|,)\s*"
-    rf"|\b(?:application|solicitud)\s*:\s*)"
-    rf"((?:Mc|Mac|O'|De|Le)?{_WORD}(?:,?\s+{_WORD}){{0,2}})")
+    rf"(?:\b(?i:contact|owner|customer|buyer|co-?buyer|co-?signer|applicant|(?:policy|account|"
+    rf"card)\s*holder|driver|registered\s+to|in\s+the\s+name\s+of|under\s+the\s+name|"
+    rf"sign(?:ed)?\s+(?:it\s+)?as|a\s+nombre\s+de|cliente|titular)\s*"
+    rf"(?i::|is|as|es)?\s*|\b(?i:name\s+on\s+(?:it|the\s+\w+)\s+is)\s+"
+    rf"|\b(?i:'s|s)\s+(?i:name)\s*(?i:is|,)\s*|\b(?i:application|solicitud)\s*:\s*)"
+    rf"({_WORD}(?:,?\s+{_WORD}){{0,2}})")
+
+
+# Vietnamese names put the family name first ("Nguyen Van An"): one of the common family
+# names, then one or two capitalised words (two after a two-letter one, "Le" being French
+# too). Faker's vi_VN list, and the common family names it lacks.
+def _vietnamese() -> tuple[frozenset[str], frozenset[str]]:
+    """Family names, and the middle names ("Văn", "Thị") that follow them, with and
+    without accents."""
+    from faker.providers.person.vi_VN import Provider
+    family = (*Provider.last_names, "Phan", "Huỳnh", "Võ", "Đỗ", "Hồ", "Ngô", "Lý", "Trương",
+              "Đinh", "Lâm")
+    middle = {w for n in Provider.middle_names for w in n.split()}
+    return frozenset(family), frozenset(_strip(w).lower() for w in middle)
+
+
+FAMILY_FIRST, MIDDLE_NAMES = _vietnamese()
+_FOLDED_FAMILY = "|".join(sorted({re.escape(n) for f in FAMILY_FIRST
+                                  for n in (f, _strip(f))}, key=len, reverse=True))
+VIET_ORDER = re.compile(rf"\b({_FOLDED_FAMILY})\s+({_WORD})(?:\s+({_WORD}))?\b")
+# Capitalised words a sign-off may end with that are not a name.
+_NOT_SIGNED = frozenset("""the team sales service scout lakeside motors dealership again
+everyone all you much so in advance""".split())
 
 
 def birth_year(year: int) -> bool:
@@ -105,16 +146,30 @@ def structured(text: str, on: frozenset[str]) -> list[Found]:
     return hits
 
 
-def names(text: str, looks_like_name: Callable[[list[str]], bool]) -> list[Found]:
+def names(text: str, looks_like_name: Callable[[list[str]], bool],
+          common: Callable[[str], bool]) -> list[Found]:
     """NAME shapes beyond pii.find's cues; `looks_like_name(words)` is pii's own test
-    (a listed first name, or capitalised words that are not common ones)."""
+    (a listed first name, or capitalised words that are not common ones), `common(word)`
+    its list of words that are not names ("you", "have")."""
     hits: list[Found] = []
     for m in TITLED.finditer(text):
         hits.append(Found("NAME", m.start(1), m.end(1), m.group(1)))
+    for m in TITLED_LOWER.finditer(text):
+        if not common(m.group(1)):
+            hits.append(Found("NAME", m.start(1), m.end(1), m.group(1)))
     for m in LAST_FIRST.finditer(text):
         last, first = (w.strip() for w in m.group(1).split(","))
         if looks_like_name([first]) or looks_like_name([last]):
             hits.append(Found("NAME", m.start(1), m.end(1), m.group(1)))
+    for m in SIGNED.finditer(text):   # a cue that names a person for sure
+        words = m.group(1).split()
+        if not any(w.lower() in _NOT_SIGNED for w in words):
+            hits.append(Found("NAME", m.start(1), m.end(1), m.group(1)))
+    for m in VIET_ORDER.finditer(text):
+        given = [w for w in (m.group(2), m.group(3)) if w]
+        if (len(m.group(1)) > 2 or len(given) == 2) and not any(
+                common(w) and _strip(w).lower() not in MIDDLE_NAMES for w in given):
+            hits.append(Found("NAME", m.start(), m.end(), m.group()))
     for pattern in (HERE, SIGNATURE, LABELLED):
         for m in pattern.finditer(text):
             words = m.group(1).replace(",", " ").split()

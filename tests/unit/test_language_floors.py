@@ -35,7 +35,8 @@ def test_personal_data_on_the_shared_set(shared):
     for kind in ("SSN", "CARD", "PHONE", "EMAIL", "DOB", "BANK_ACCOUNT", "ROUTING",
                  "ADDRESS", "DL", "PLATE", "VIN"):
         assert share(per_type[kind]["recall"]) >= 0.95, kind
-    assert share(per_type["NAME"]["recall"]) >= 0.75
+    assert share(per_type["NAME"]["recall"]) >= 0.93
+    assert share(per_type["NAME"]["precision"]) >= 0.95
     assert share(shared["pii"]["keep"]) >= 0.99
 
 
@@ -44,7 +45,11 @@ def test_stock_questions_on_the_shared_set(shared):
     assert shared["inventory"]["reach_inventory"][0] >= 60
 
 
-def test_private_conversations_on_the_own_set():
-    own = asyncio.run(evaluate(OWN, own=True))["privacy"]["figures"]["all"]
-    assert share(own["recall"]) >= 0.9
-    assert share(own["false_positives"]) <= 0.0
+def test_the_own_sets():
+    own = asyncio.run(evaluate(OWN, own=True))
+    privacy = own["privacy"]["figures"]["all"]
+    assert share(privacy["recall"]) >= 0.9
+    assert share(privacy["false_positives"]) <= 0.0
+    names = own["pii"]["per_type"]["NAME"]
+    assert share(names["recall"]) >= 0.95 and share(names["precision"]) >= 0.95
+    assert share(own["pii"]["keep"]) >= 0.99

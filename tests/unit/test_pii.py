@@ -95,3 +95,30 @@ def test_the_gateways_own_system_prompt_is_not_scanned():
                           frozenset({prompt}))
     assert out[0]["content"] == prompt and out[1]["content"] == "text me at [PHONE_1]"
     assert r.counts() == {"PHONE": 1}
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    # A title or a label says a name follows, whatever its case.
+    ("please ask for mrs. okafor-reyes at the desk", "okafor-reyes"),
+    ("co-signer: Whitfield, Margaret", "Whitfield, Margaret"),
+    ("the title should be in the name of Odalys Quintero", "Odalys Quintero"),
+    # A sign-off, alone on its line or after a dash.
+    ("See you Saturday.\nRegards,\nTobias Kettering", "Tobias Kettering"),
+    ("what time do you open? -Rhiannon Velasquez", "Rhiannon Velasquez"),
+    # Family name first, as Vietnamese names are written.
+    ("this is Vo Thanh Tung about the Tucson", "Vo Thanh Tung"),
+    # Prefixed surnames.
+    ("I'm Siobhan McAllister, calling back", "Siobhan McAllister"),
+])
+def test_names_as_people_write_them(text, name):
+    assert [f.value for f in find(text) if f.kind == "NAME"] == [name]
+
+
+@pytest.mark.parametrize("text", [
+    "Do You Have The Camry In Stock",          # shouting is not a name
+    "is the Le Mans Blue one still there?",    # a colour, not a person
+    "Best regards, and thanks for the quick reply",
+    "send it to 12 Oak Ct Apt 4 please",       # an address, not a name
+])
+def test_words_that_are_not_names(text):
+    assert [f.value for f in find(text) if f.kind == "NAME"] == []
