@@ -34,6 +34,13 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 OTHER_KEY = "mobile-test-key-5be0c3"   # a second frontend key, labelled "mobile"
 STAFF_KEY = "staff-test-token-4c1d9a"
 STAFF = {"Authorization": f"Bearer {STAFF_KEY}"}
+# A private first turn, as the keyword rules know it and as a paraphrase only the privacy
+# model reads as private (no money word in it): both must keep a conversation on-site.
+PRIVATE = "My credit score is 640 and I make $85,000 a year, can I finance the Tacoma?"
+PARAPHRASE = ("The bank said no to me last spring, would you folks still work with me on "
+              "the Tacoma?")
+PRIVATE_TURNS = pytest.mark.parametrize("private", [PRIVATE, PARAPHRASE],
+                                        ids=["keywords", "paraphrase"])
 
 
 def make_settings(onprem_urls: list[str], openai_url: str | None, *,

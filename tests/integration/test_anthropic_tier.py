@@ -18,7 +18,7 @@ from gateway.providers.anthropic_tier import AnthropicConfig, AnthropicProvider,
 from gateway.providers.base import Delta, TierRequest, Usage
 from gateway.security.upstream_keys import KeySource
 from tests.anthropic_fake import FakeAnthropic
-from tests.conftest import API_KEY, STAFF, example_config, make_settings
+from tests.conftest import API_KEY, PRIVATE_TURNS, STAFF, example_config, make_settings
 from tests.sse_client import read_events
 
 KEY = "anthropic-test-key-61af"
@@ -202,17 +202,17 @@ async def test_a_drop_mid_stream_is_resumed_by_the_next_tier(
     assert {"role": "assistant", "content": "Claude says the"} in openai_sim.stats.last_messages
 
 
-PRIVATE = "My credit score is 640 and I make $85,000 a year, can I finance the Tacoma?"
 PERSONAL = ("I'm Maria Gonzalez, which hybrid SUV would you recommend? Text me at "
             "(512) 555-0143 or write to maria.gonzalez@gmail.com")
 
 
+@PRIVATE_TURNS
 async def test_a_private_conversation_never_reaches_it_and_pii_is_redacted_before_it(
-        gw_client, onprem_sim, fake):
+        gw_client, onprem_sim, fake, private):
     await onprem_sim.set_fault("http_500")
     client = await gw_client(create_app(settings_for(onprem_sim, fake)))
     r = await client.post("/v1/chat/completions", json={"model": "scout", "messages": [
-        {"role": "user", "content": PRIVATE},
+        {"role": "user", "content": private},
         {"role": "assistant", "content": "Our finance team can help with that."},
         {"role": "user", "content": "Which trims come in blue?"}]})
     assert (await r.json())["served_by"] == ["inventory"]

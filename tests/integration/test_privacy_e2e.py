@@ -9,11 +9,10 @@ import json
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import STAFF, make_settings
+from tests.conftest import PRIVATE, PRIVATE_TURNS, STAFF, make_settings
 from tests.sse_client import read_events
 from tests.ws_client import connect, until
 
-PRIVATE = "My credit score is 640 and I make $85,000 a year, can I finance the Tacoma?"
 # A stock question: with the GPU box down, the lot answers it on-site (the inventory tier).
 FOLLOW_UP = "Which trims come in blue?"
 PERSONAL = ("Hi, I'm Maria Gonzalez. Which hybrid SUV would you recommend for my family? Text "
@@ -27,36 +26,39 @@ async def client(gw_client, onprem_sim, openai_sim):
     return await gw_client(create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1")))
 
 
-def history_with_a_private_turn() -> list[dict[str, str]]:
-    return [{"role": "user", "content": PRIVATE},
+def history_with_a_private_turn(private: str = PRIVATE) -> list[dict[str, str]]:
+    return [{"role": "user", "content": private},
             {"role": "assistant", "content": "Our finance team can help with that."},
             {"role": "user", "content": FOLLOW_UP}]
 
 
+@PRIVATE_TURNS
 async def test_openai_api_non_stream_keeps_a_private_conversation_on_site(
-        client, onprem_sim, openai_sim):
+        client, onprem_sim, openai_sim, private):
     await onprem_sim.set_fault("http_500")   # the GPU box fails: OpenAI would be next
     r = await client.post("/v1/chat/completions", json={
-        "model": "scout", "messages": history_with_a_private_turn()})
+        "model": "scout", "messages": history_with_a_private_turn(private)})
     body = await r.json()
     assert r.status == 200 and body["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0, "nothing of this conversation reached OpenAI"
 
 
+@PRIVATE_TURNS
 async def test_openai_api_stream_keeps_a_private_conversation_on_site(
-        client, onprem_sim, openai_sim):
+        client, onprem_sim, openai_sim, private):
     await onprem_sim.set_fault("http_500")
     r = await client.post("/v1/chat/completions", json={
-        "model": "scout", "stream": True, "messages": history_with_a_private_turn()})
+        "model": "scout", "stream": True, "messages": history_with_a_private_turn(private)})
     chunks = [json.loads(line[6:]) for line in (await r.text()).splitlines()
               if line.startswith("data: {")]
     assert chunks[-1]["served_by"] == ["inventory"]
     assert openai_sim.stats.requests == 0
 
 
+@PRIVATE_TURNS
 async def test_an_sse_session_stays_private_after_its_financing_turn(
-        client, onprem_sim, openai_sim):
-    first = await read_events(await client.post("/api/chat", json={"message": PRIVATE}))
+        client, onprem_sim, openai_sim, private):
+    first = await read_events(await client.post("/api/chat", json={"message": private}))
     sid = first[0][1]["session"]
     assert first[-1][1]["served_by"] == ["onprem"]
     await onprem_sim.set_fault("http_500")
@@ -69,10 +71,11 @@ async def test_an_sse_session_stays_private_after_its_financing_turn(
     assert openai_sim.stats.requests == 0
 
 
+@PRIVATE_TURNS
 async def test_a_websocket_session_stays_private_after_its_financing_turn(
-        client, onprem_sim, openai_sim):
+        client, onprem_sim, openai_sim, private):
     ws = await connect(client)
-    await ws.send_json({"type": "chat", "id": "w1", "message": PRIVATE})
+    await ws.send_json({"type": "chat", "id": "w1", "message": private})
     events = await until(ws, "w1")
     sid = events[0]["session"]
     await onprem_sim.set_fault("http_500")
@@ -101,11 +104,12 @@ async def test_a_session_stays_private_after_the_turn_leaves_the_history_window(
     assert openai_sim.stats.requests == 0
 
 
+@PRIVATE_TURNS
 async def test_a_stateless_request_is_judged_on_every_message_it_carries(
-        client, onprem_sim, openai_sim):
+        client, onprem_sim, openai_sim, private):
     """The private turn is the first of three; the last one alone looks harmless."""
     await onprem_sim.set_fault("http_500")
-    messages = [*history_with_a_private_turn(),
+    messages = [*history_with_a_private_turn(private),
                 {"role": "assistant", "content": "We have three trims in blue."},
                 {"role": "user", "content": "Which SUV would you recommend?"}]
     r = await client.post("/v1/chat/completions", json={"model": "scout", "messages": messages})

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import API_KEY, OTHER_KEY, make_settings
+from tests.conftest import API_KEY, OTHER_KEY, PRIVATE_TURNS, make_settings
 
 QUESTION = "Which hybrid SUV would you recommend for a family of five?"
 
@@ -149,25 +149,25 @@ async def test_streamed_tool_calls_are_function_call_items(sdk):
     assert final.output[0].type == "function_call" and final.output[0].call_id
 
 
-PRIVATE = "My credit score is 640 and I make $85,000 a year, can I finance the Tacoma?"
 
 
+@PRIVATE_TURNS
 async def test_a_private_conversation_stays_on_site_through_previous_response_id(
-        aiohttp_server, onprem_sim, openai_sim):
+        aiohttp_server, onprem_sim, openai_sim, private):
     def one_turn_kept(data):
         data["sessions"]["max_turns"] = 1   # the private turn leaves the window at once
     gateway = await aiohttp_server(create_app(make_settings(
         [onprem_sim.url], f"{openai_sim.url}/v1", mutate=one_turn_kept)))
     c = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(gateway.make_url("/v1")),
                            max_retries=0)
-    first = await c.responses.create(model="scout", input=PRIVATE)
+    first = await c.responses.create(model="scout", input=private)
     second = await c.responses.create(model="scout", input="Which trims come in blue?",
                                       previous_response_id=first.id)
     third = await c.responses.create(model="scout", input="And which one is the cheapest?",
                                      previous_response_id=second.id)
     # The window kept only the last turn: the financing question itself is gone from it...
     assert third.model_extra["served_by"] == ["onprem"]
-    assert PRIVATE not in str(onprem_sim.stats.last_messages)
+    assert private not in str(onprem_sim.stats.last_messages)
     await onprem_sim.set_fault("http_500")   # OpenAI would be next for an ordinary question
     fourth = await c.responses.create(model="scout", input="Which SUV would you recommend?",
                                       previous_response_id=third.id)

@@ -110,6 +110,7 @@ def test_an_earlier_private_turn_keeps_the_whole_conversation_on_site():
     "Is 0% APR available on the RAV4?", "We make about $60,000, what can we afford?",
     "¿Cuánto de enganche necesito?", "cuanto seria la mensualidad del Corolla",
     "I was born in 1990, do I qualify?", "can my dad co-sign?",
+    "would we even qualify on one salary?", "can you qualify me before Friday?",
 ])
 def test_money_credit_and_identity_questions_are_private(message):
     assert C.classify(message).private, message
@@ -119,6 +120,11 @@ def test_money_credit_and_identity_questions_are_private(message):
     "How much is the 2019 model?", "call me after 5", "my budget is flexible",
     "Is stock STK-48213 still available?", "What's the price of the Camry SE?",
     "What's the IIHS safety rating of the Highlander?", "Is the RAV4 Prime a plug-in?",
+    # a car qualifying, somebody else's purchase, a bill paid at the counter, a reward
+    "Does the Prius Prime qualify for the carpool lane sticker?",
+    "My aunt financed her Highlander with you last spring. Any coming in?",
+    "Is there a payment window in the service lane?",
+    "what credit do I get for my two referrals?",
 ])
 def test_ordinary_questions_about_cars_and_prices_are_not(message):
     assert not C.classify(message).private, message
