@@ -232,7 +232,12 @@ def _looks_like_name(words: list[str]) -> bool:
 def _phones(text: str) -> list[Found]:
     import phonenumbers
     hits = []
-    for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE):
+    # Every number kept below has seven digits or more: a text with fewer (most turns)
+    # skips libphonenumber, the costliest step of find().
+    digits_in_text = sum(c.isdigit() for c in text)
+    matches = phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE) \
+        if digits_in_text >= 7 else ()
+    for m in matches:
         raw = m.raw_string
         digits = sum(c.isdigit() for c in raw)
         cue = bool(_PHONE_CUE.search(text[max(0, m.start - 40):m.start]))
