@@ -44,7 +44,7 @@ def per_turn_ms(steps, sample: list[str], rounds: int = 5) -> list[float]:
     times = []
     counter = 0
     for _ in range(rounds):
-        for i, text in enumerate(sample):
+        for text in sample:
             unique = f"{text} {tag(counter)}"   # never a remembered text
             counter += 1
             t0 = time.perf_counter()
