@@ -20,10 +20,11 @@ shipped system prompt and the stock table (grounding) go with every turn.
 
 Each mode runs the load with `onprem.affinity` on (each conversation to its replica's own
 path on nginx) and off (nginx's least_conn). Reported per mode: TTFT p50/p95 for turns 1–2
-and turns 3 on, prompt tokens prefilled per turn (prompt − cached, where the replica says
-what it cached), turns per replica (from nginx's access log) and failed turns. Then, with
-affinity on, a run where one replica is killed and started again: failed turns,
-and the turns it served after it came back (it is killed a third of the way in).
+and turns 3 on, prompt tokens prefilled per turn (prompt − cached: the simulator's
+`cached_tokens`; for llama.cpp, what its log says each completion reused), turns per
+replica (from nginx's access log) and failed turns. Then, with affinity on, a run where
+one replica is killed and started again: failed turns, and the turns it served after it
+came back (it is killed a third of the way in).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ LATER = ["Do you have a red one?", "Which of those has the lowest mileage?",
          "What about something newer?", "Is there one under $25,000?",
          "Any with all-wheel drive?", "Which would you recommend for a family?"]
 LOG_LINE = re.compile(r"^(\S+) (\S+) (\d+) (\S+)$")
+# llama-cpp-python's own log (verbose, its default) for a completion that reuses a prefix.
+PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
 
 
 def nginx(replicas: list[tuple[str, int]], log: Path, slow: bool = False) -> procs.Proc:
@@ -114,6 +117,9 @@ def gateway(nginx_url: str, affinity: bool, slow: bool, slack: int | None = None
             data["onprem"]["affinity_slack"] = slack
         for intent in data["intents"].values():
             intent["cacheable"] = False   # every turn to a replica: that is what is measured
+        # No hedges: a slow turn answered by the inventory tier instead would measure the
+        # tier, not the replica (and change the history the next turn sends).
+        data["hedging"].update(floor_s=3600.0)
         if slow:   # a real model on two shared cores: deadlines for its pace, not a 70B's
             data["health"].update(eject_after=50)
     deadlines = {"headers_s": 120.0, "first_token_s": 120.0, "gap_s": 60.0} if slow else \
@@ -182,6 +188,23 @@ async def load(base: str, conversations: int, turns: int, concurrency: int,
 
     await asyncio.gather(*(conversation(c) for c in range(conversations)))
     return results
+
+
+def read_cached(results: list[dict[str, Any]], logs: list[Path]) -> None:
+    """Each turn's cached tokens, from what the llama.cpp replicas logged: llama-cpp-python
+    reports no `cached_tokens`, but logs every completion that reuses a prefix (its slot,
+    or a state from its RAM cache) as K tokens reused and N left to read, K + N being the
+    prompt. A turn is matched to the logged completion whose K + N is its prompt; a turn
+    with none was read whole (llama.cpp logs nothing when it starts from scratch)."""
+    hits: dict[int, list[int]] = {}
+    for log in logs:
+        for m in PREFIX_HIT.finditer(log.read_text(errors="replace")):
+            reused, left = int(m.group(1)), int(m.group(2))
+            hits.setdefault(reused + left, []).append(reused)
+    for r in results:
+        if r.get("prompt") is not None and r.get("cached") is None:
+            found = hits.get(r["prompt"])
+            r["cached"] = found.pop(0) if found else 0
 
 
 def replica_turns(log: Path, ports: dict[int, str], since: float = 0.0) -> dict[str, int]:
@@ -260,6 +283,8 @@ async def mode(kind: str, affinity: bool, args: argparse.Namespace,
             results = await run
         else:
             results = await load(gw.url, args.conversations, args.turns, args.concurrency)
+        if kind != "sim":
+            read_cached(results, [Path(p.log.name) for p in reps.values()])
         out = summary(results, replica_turns(log, ports))
         out.update(mode="affinity" if affinity else "least_conn", kill=kill)
         if came_back is not None:

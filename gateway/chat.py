@@ -6,6 +6,7 @@ formats; the decisions are made here once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -122,16 +123,24 @@ def conversation_key(key_label: str, messages: list[dict[str, Any]]) -> str | No
     return digest.hexdigest()
 
 
-def grounded_messages(messages: list[dict[str, Any]], table: str) -> list[dict[str, Any]]:
-    """The conversation with this turn's stock table, placed just before the new question.
+def grounded_messages(messages: list[dict[str, Any]], tables: Mapping[int, str]
+                      ) -> list[dict[str, Any]]:
+    """The conversation with each grounded user turn's stock table just before it
+    (`tables`: message index → table).
 
     A replica's prefix cache (vLLM's automatic prefix caching, llama.cpp's slots) skips
     what it has already read, up to the first token that differs. So what repeats from
     turn to turn comes first, unchanged: the system prompt, then the history as it was
-    sent before. What changes every turn, the table and the question, comes last: put
-    after the system prompt, the table would make every turn's history new again."""
-    at = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages))
-    return [*messages[:at], {"role": "system", "content": table}, *messages[at:]]
+    sent before, each earlier question still after the table it was asked with. What
+    changes every turn, this turn's table and question, comes last: put after the system
+    prompt, the table would make every turn's history new again, and an earlier turn's
+    table left out would make the history new from that turn on."""
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if tables.get(i):
+            out.append({"role": "system", "content": tables[i]})
+        out.append(m)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,12 +276,11 @@ class ChatService:
             grounded = 0
             # The stock table is for a model to read: a ladder with none (a pinned static
             # reply, the inventory tier) has nothing to ground.
-            if self.inventory is not None and turn.plan.intent.ground \
-                    and not self._generative.isdisjoint(turn.plan.ladder):
-                table, grounded = await self.inventory.grounding(turn.request.messages)
-                if grounded:
+            if self.inventory is not None and not self._generative.isdisjoint(turn.plan.ladder):
+                tables, grounded = await self._tables(turn)
+                if tables:
                     turn = replace(turn, request=replace(
-                        turn.request, messages=grounded_messages(turn.request.messages, table)))
+                        turn.request, messages=grounded_messages(turn.request.messages, tables)))
             plan, request = turn.plan, turn.request
             yield Started(turn.id, plan.intent.name, plan.ladder[0], plan.skipped)
             result: RaceResult | None = None
@@ -328,6 +336,29 @@ class ChatService:
                 observe(turn, outcome)
             except Exception:  # accounting must never cost the customer an answer
                 log.exception("observer_failed")
+
+    async def _tables(self, turn: Turn) -> tuple[dict[int, str], int]:
+        """Each user turn's stock table (message index → table), and this turn's row count.
+
+        Earlier turns are grounded again as they were when asked (the same filters, read
+        from the conversation up to that turn, give the same table while the stock stays
+        the same), so the history reaches the replica as it was sent before and its prefix
+        cache still holds it. No state: any gateway rebuilds the same prompt."""
+        assert self.inventory is not None
+        messages = turn.request.messages
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        if not users:
+            return {}, 0
+        last = users[-1]
+        wanted = [i for i in users[:-1]
+                  if self.classifier.classify(prompt_text([messages[i]])).ground]
+        if turn.plan.intent.ground:
+            wanted.append(last)
+        found = await asyncio.gather(*(self.inventory.grounding(messages[:i + 1])
+                                       for i in wanted))
+        tables = {i: table for i, (table, rows) in zip(wanted, found, strict=True) if rows}
+        rows_now = dict(zip(wanted, (rows for _, rows in found), strict=True)).get(last, 0)
+        return tables, rows_now
 
     async def _finish(self, turn: Turn, result: RaceResult, started: float,
                       first_text: float | None, switches: list[SwitchOut]) -> TurnOutcome:

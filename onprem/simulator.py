@@ -399,6 +399,13 @@ class ReplicaSimulator:
                     await resp.write(b'data: {"id": "' + cid.encode() + b'", "choices": [{"del\n\n')
             await resp.write(chunk({"content": word if i == 0 or joined else " " + word}))
         await resp.write(chunk({}, "stop"))
+        if k.prefix_cache_tokens:
+            # vLLM keeps the blocks it decodes too: the next turn, which sends this answer
+            # back as history, finds it cached.
+            answer = ("" if joined else " ").join(words)
+            self.cache.read(prompt_tokens([*body["messages"], {"role": "assistant",
+                                                                "content": answer}]),
+                            k.prefix_cache_tokens)
         if k.fault == "no_done":
             await resp.write_eof()
             return resp
@@ -486,7 +493,8 @@ def prompt_tokens(messages: list[Any]) -> list[str]:
 class PrefixCache:
     """vLLM's automatic prefix caching in miniature: the prompt is cut into blocks, each
     named by a hash of itself and every block before it; a prompt reuses its leading
-    blocks already held, and blocks are evicted least recently used."""
+    blocks already held, and blocks are evicted least recently used. A streamed answer's
+    blocks are held too, as the prompt that would send it back lays them out."""
 
     BLOCK = 16   # tokens per block, vLLM's default
 

@@ -9,6 +9,7 @@ and come back; and the prompt keeps its prefix from one turn to the next.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 from typing import Any
@@ -101,11 +102,14 @@ async def test_two_gateway_processes_send_a_conversation_to_the_same_replica():
     assert len({t[0] for t in spreads}) >= 2, "conversations spread over the replicas"
 
 
-def provider_with(in_flight: dict[str, int], ejected: frozenset[str] = frozenset(),
-                  bound: float = 1.25, slack: int = 2) -> OnpremProvider:
+def provider_with(in_flight: dict[str, int], ejected: frozenset[str] | set[str] = frozenset(),
+                  bound: float = 1.25, slack: int = 2,
+                  conversations: float = 0.0) -> OnpremProvider:
+    """A provider over three named replicas; `conversations`: the conversation bound
+    (0, hashing alone, unless a test is about that bound)."""
     cfg = OnpremConfig.model_validate({
         "url": [f"http://{n}:8000" for n in NAMES], "affinity_load_bound": bound,
-        "affinity_slack": slack,
+        "affinity_slack": slack, "affinity_conversation_bound": conversations,
         "replicas": [{"name": n, "url": f"http://{n}:8000"} for n in NAMES]})
 
     class Health:
@@ -161,6 +165,41 @@ def test_an_ejected_replicas_conversations_move_to_their_next_and_only_theirs():
     assert all(back._pick_url(set(), c) == home[c] for c in conversations), "and they return"
 
 
+def test_the_conversation_bound_evens_the_spread_and_never_moves_a_placed_conversation():
+    ring = {n: f"http://{n}:8000" for n in NAMES}
+    conversations = [f"conv-{i}" for i in range(16)]
+    hashed = collections.Counter(rendezvous(c, ring)[0][1] for c in conversations)
+    mean = len(conversations) / len(NAMES)
+    assert max(hashed.values()) > 1.25 * mean, "hashing alone: 8 of 16 on one replica"
+    p = provider_with({}, conversations=1.25)
+    placed = {c: p._pick_url(set(), c) for c in conversations}
+    spread = collections.Counter(placed.values())
+    assert max(spread.values()) <= 1.25 * mean, (spread, hashed)
+    assert sum(placed[c] == rendezvous(c, ring)[0][1] for c in conversations) >= 10, \
+        "most stay on their first choice"
+    for _ in range(3):   # later turns: each on its own replica, whatever the counts say
+        assert all(p._pick_url(set(), c) == placed[c] for c in conversations)
+
+
+def test_with_the_conversation_bound_an_ejected_replicas_conversations_leave_and_return():
+    ring = {n: f"http://{n}:8000" for n in NAMES}
+    ejected: set[str] = set()
+    p = provider_with({}, ejected=ejected, conversations=1.25)
+    conversations = [f"customer-{i}" for i in range(30)]
+    placed = {c: p._pick_url(set(), c) for c in conversations}
+    gone = ring["r2"]
+    first_choice = [c for c in conversations
+                    if placed[c] == gone == rendezvous(c, ring)[0][1]]
+    assert first_choice
+    ejected.add(gone)
+    during = {c: p._pick_url(set(), c) for c in conversations}
+    assert all(during[c] != gone for c in conversations)
+    assert all(during[c] == placed[c] for c in conversations if placed[c] != gone), \
+        "no other conversation moves"
+    ejected.discard(gone)
+    assert all(p._pick_url(set(), c) == gone for c in first_choice), "and they come back"
+
+
 async def test_an_ejected_replica_loses_its_conversations_until_it_is_back(gw_client):
     async with three() as sims:
         client = await gw_client(create_app(settings_for(sims)))
@@ -195,8 +234,8 @@ async def test_an_ejected_replica_loses_its_conversations_until_it_is_back(gw_cl
 
 async def test_the_prompt_keeps_its_prefix_and_the_cache_hit_is_passed_on(gw_client):
     """A grounded conversation of three turns: each turn's prompt begins, byte for byte, with
-    what the previous turn sent before its stock table; the replica's prefix cache reads
-    it, and the OpenAI API and /metrics say how much."""
+    the whole prompt the previous turn sent, its stock table included; the replica's prefix
+    cache reads it, and the OpenAI API and /metrics say how much."""
     async with three(prefix_cache_tokens=100_000) as sims:
         client = await gw_client(create_app(settings_for(sims)))
         messages: list[dict[str, str]] = []
@@ -217,12 +256,13 @@ async def test_the_prompt_keeps_its_prefix_and_the_cache_hit_is_passed_on(gw_cli
             sent.append(replica.stats.last_messages)
             messages.append({"role": "assistant", "content": answer})
         for before, after in itertools.pairwise(sent):
-            # What the previous turn sent up to its table and question: its stable part.
-            stable = before[:-2]
+            # The previous turn's whole prompt, its own table and question included, then
+            # its answer, then this turn's table and question.
             assert before[-2]["role"] == "system" and "inventory" in before[-2]["content"]
-            assert orjson.dumps(after[:len(stable)]) == orjson.dumps(stable), \
-                "the history comes first, as it was sent"
-            assert after[len(stable)] == before[-1], "then the question it answered"
+            assert orjson.dumps(after[:len(before)]) == orjson.dumps(before), \
+                "the history comes first, byte for byte as it was sent"
+            assert after[len(before)]["role"] == "assistant"
+            assert after[-2]["role"] == "system" and after[-1]["role"] == "user"
         assert usages[0].get("prompt_tokens_details", {}).get("cached_tokens", 0) == 0
         for u in usages[1:]:
             cached = u["prompt_tokens_details"]["cached_tokens"]
