@@ -58,9 +58,13 @@ FIRST = ["Any used Honda SUVs on the lot?", "Do you have a hybrid sedan under $3
 LATER = ["Do you have a red one?", "Which of those has the lowest mileage?",
          "What about something newer?", "Is there one under $25,000?",
          "Any with all-wheel drive?", "Which would you recommend for a family?"]
-LOG_LINE = re.compile(r"^(\S+) (\S+) (\d+) (\S+)$")
-# llama-cpp-python's own log (verbose, its default) for a completion that reuses a prefix.
-PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
+# nginx's access log: end time, path, status, upstream(s) tried ("a, b": the last answered).
+LOG_LINE = re.compile(r"^(\S+) (\S+) (\d+) (?:\S+, )*(\S+)$")
+# llama.cpp's own log (llama-cpp-python's server is verbose by default): after every
+# completion, how many prompt tokens it read, those it did not find cached; before it, when
+# it found some, how many.
+COMPLETION_LOG = re.compile(r"(?:(\d+) prefix-match hit, remaining \d+ prompt tokens to eval\n"
+                            r"(?:.*\n)*?)?.*prompt eval time = +[\d.]+ ms / +(\d+) tokens")
 
 
 def nginx(replicas: list[tuple[str, int]], log: Path, slow: bool = False) -> procs.Proc:
@@ -96,7 +100,8 @@ def replica(kind: str, port: int) -> procs.Proc:
                            "--ttft", "0.02", "--interval", "0.002", "--tokens",
                            str(SIM_WORDS)], port, core=1)
     from onprem.llamacpp import command
-    return procs.Proc([*command(port, key, "llama-3.1-70b-instruct", threads=1),
+    # Six turns, each stock question with its table, outgrow llama.cpp's 2,048 tokens.
+    return procs.Proc([*command(port, key, "llama-3.1-70b-instruct", threads=1, n_ctx=4096),
                        "--cache", "True"], port, core=1, timeout=120)
 
 
@@ -190,21 +195,41 @@ async def load(base: str, conversations: int, turns: int, concurrency: int,
     return results
 
 
-def read_cached(results: list[dict[str, Any]], logs: list[Path]) -> None:
-    """Each turn's cached tokens, from what the llama.cpp replicas logged: llama-cpp-python
-    reports no `cached_tokens`, but logs every completion that reuses a prefix (its slot,
-    or a state from its RAM cache) as K tokens reused and N left to read, K + N being the
-    prompt. A turn is matched to the logged completion whose K + N is its prompt; a turn
-    with none was read whole (llama.cpp logs nothing when it starts from scratch)."""
-    hits: dict[int, list[int]] = {}
-    for log in logs:
-        for m in PREFIX_HIT.finditer(log.read_text(errors="replace")):
-            reused, left = int(m.group(1)), int(m.group(2))
-            hits.setdefault(reused + left, []).append(reused)
-    for r in results:
-        if r.get("prompt") is not None and r.get("cached") is None:
-            found = hits.get(r["prompt"])
-            r["cached"] = found.pop(0) if found else 0
+def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access: Path,
+                   ports: dict[int, str]) -> None:
+    """Each turn's prefilled tokens, from what the llama.cpp replicas logged.
+
+    llama-cpp-python reports no `cached_tokens`, but logs, for every completion, the prompt
+    tokens it read (what its slot or its RAM cache did not already hold). A replica serves
+    one completion at a time, so its log's completions come in the order nginx logged
+    their ends. An end is a turn's when each is the other's nearest (a request the gateway
+    gave up on, answered elsewhere, ends apart from its turn); a replica whose count still
+    differs from its log's (one killed mid-answer) is left unmatched."""
+    ends: dict[str, list[float]] = {n: [] for n in NAMES}
+    for line in access.read_text().splitlines():
+        m = LOG_LINE.match(line)
+        if m and m.group(2).endswith("/chat/completions") and m.group(3) == "200":
+            port = m.group(4).rsplit(":", 1)[-1]
+            if port.isdigit() and int(port) in ports:
+                ends[ports[int(port)]].append(float(m.group(1)))
+    turns = [r for r in results if "ttft" in r]
+    every = sorted(at for times in ends.values() for at in times)
+    if not turns or not every:
+        return
+    def nearest_end(r: dict[str, Any]) -> float:
+        return min(every, key=lambda at: abs(at - r["at"]))
+    for name, log in logs.items():
+        done = [(int(hit or 0), int(read))
+                for hit, read in COMPLETION_LOG.findall(log.read_text(errors="replace"))]
+        mine = []
+        for at in sorted(ends[name]):
+            r = min(turns, key=lambda r: abs(r["at"] - at))
+            mine.append((r, nearest_end(r) == at))
+        kept = [r for r, mutual in mine if mutual]
+        if len(kept) != len(done):
+            continue
+        for r, (hit, read) in zip(kept, done, strict=True):
+            r.update(prompt=hit + read, prefilled=read)   # the server's count, not an estimate
 
 
 def replica_turns(log: Path, ports: dict[int, str], since: float = 0.0) -> dict[str, int]:
@@ -227,7 +252,10 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
                 "p95_s": report.pct(ttfts, 95) if ttfts else None, "n": len(ttfts)}
     early = [r for r in ok if r["turn"] <= 2]
     late = [r for r in ok if r["turn"] >= 3]
-    said = [r for r in late if r.get("cached") is not None and r.get("prompt") is not None]
+    for r in late:
+        if "prefilled" not in r and r.get("cached") is not None and r.get("prompt") is not None:
+            r["prefilled"] = r["prompt"] - r["cached"]
+    said = [r for r in late if "prefilled" in r]
     mean_load = statistics.mean(spread.values()) if spread else 0
     return {
         "turns": len(results), "failed": len(results) - len(ok),
@@ -237,8 +265,9 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
         "prompt_tokens_turns_3_on": statistics.mean(r["prompt"] for r in late
                                                     if r.get("prompt") is not None)
         if any(r.get("prompt") is not None for r in late) else None,
-        "prefilled_tokens_turns_3_on": statistics.mean(r["prompt"] - r["cached"] for r in said)
+        "prefilled_tokens_turns_3_on": statistics.mean(r["prefilled"] for r in said)
         if said else None,
+        "prefill_measured_turns_3_on": f"{len(said)}/{len(late)}",
         "turns_per_replica": spread,
         "max_over_mean_load": (max(spread.values()) / mean_load) if mean_load else None,
     }
@@ -284,7 +313,7 @@ async def mode(kind: str, affinity: bool, args: argparse.Namespace,
         else:
             results = await load(gw.url, args.conversations, args.turns, args.concurrency)
         if kind != "sim":
-            read_cached(results, [Path(p.log.name) for p in reps.values()])
+            read_prefilled(results, {n: Path(p.log.name) for n, p in reps.items()}, log, ports)
         out = summary(results, replica_turns(log, ports))
         out.update(mode="affinity" if affinity else "least_conn", kill=kill)
         if came_back is not None:
@@ -304,7 +333,7 @@ def row(r: dict[str, Any]) -> list[Any]:
     return [name, r["turns"], r["failed"], r["onprem_turns"], s(r["ttft_turns_1_2"]["p50_s"]),
             s(r["ttft_turns_1_2"]["p95_s"]), s(r["ttft_turns_3_on"]["p50_s"]),
             s(r["ttft_turns_3_on"]["p95_s"]), n(r["prompt_tokens_turns_3_on"]),
-            n(r["prefilled_tokens_turns_3_on"]),
+            f'{n(r["prefilled_tokens_turns_3_on"])} ({r["prefill_measured_turns_3_on"]})',
             " / ".join(str(r["turns_per_replica"][k]) for k in NAMES),
             s(r["max_over_mean_load"]), r.get("r2_turns_after_restart", "")]
 
@@ -334,7 +363,7 @@ async def run(args: argparse.Namespace) -> None:
         [row(r) for r in results],
         ["mode", "turns", "failed", "answered on-prem", "TTFT p50 turns 1–2 s", "TTFT p95 turns 1–2 s",
          "TTFT p50 turns ≥3 s", "TTFT p95 turns ≥3 s", "prompt tokens/turn ≥3",
-         "prefilled tokens/turn ≥3", "turns r1 / r2 / r3", "max ÷ mean load",
+         "prefilled tokens/turn ≥3 (turns measured)", "turns r1 / r2 / r3", "max ÷ mean load",
          "r2 turns after restart"],
         note=f"{args.conversations} conversations × {args.turns} turns, {args.concurrency} at "
              f"a time, three replicas behind the on-prem nginx ({cost})"

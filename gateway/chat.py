@@ -27,7 +27,7 @@ from gateway.inventory.tier import TIER as INVENTORY_TIER
 from gateway.inventory.tier import Inventory
 from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger
-from gateway.providers.base import Provider, TierRequest
+from gateway.providers.base import SAME_STOCK, Provider, TierRequest
 from gateway.providers.cache_tier import CACHE_MODEL, CACHE_TIER
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
 from gateway.routing.hedging import Hedging
@@ -357,6 +357,14 @@ class ChatService:
         found = await asyncio.gather(*(self.inventory.grounding(messages[:i + 1])
                                        for i in wanted))
         tables = {i: table for i, (table, rows) in zip(wanted, found, strict=True) if rows}
+        # A table the conversation already holds is not sent again: the replica would read
+        # the same rows twice, and the prompt grow by them every turn.
+        seen: set[str] = set()
+        for i in sorted(tables):
+            if tables[i] in seen:
+                tables[i] = SAME_STOCK
+            else:
+                seen.add(tables[i])
         rows_now = dict(zip(wanted, (rows for _, rows in found), strict=True)).get(last, 0)
         return tables, rows_now
 

@@ -51,9 +51,9 @@ def available() -> str | None:
 
 
 def command(port: int, api_key: str | None, alias: str, host: str = "127.0.0.1",
-            threads: int | None = None) -> list[str]:
+            threads: int | None = None, n_ctx: int = 2048) -> list[str]:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
-           "--model_alias", alias, "--host", host, "--port", str(port), "--n_ctx", "2048",
+           "--model_alias", alias, "--host", host, "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_threads", str(threads or max(1, (os.cpu_count() or 2) // 2)),
            # Its default cuts a streaming answer short whenever any other request arrives
            # (the gateway's health probes included): a replica must never do that.

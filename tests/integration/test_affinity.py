@@ -21,6 +21,7 @@ import pytest
 from bench import procs
 from gateway.app import create_app
 from gateway.config import Replica
+from gateway.providers.base import GROUNDING_HEADER, SAME_STOCK
 from gateway.providers.onprem import OnpremConfig, OnpremProvider, rendezvous
 from tests.conftest import STAFF, make_settings, running
 
@@ -263,6 +264,9 @@ async def test_the_prompt_keeps_its_prefix_and_the_cache_hit_is_passed_on(gw_cli
                 "the history comes first, byte for byte as it was sent"
             assert after[len(before)]["role"] == "assistant"
             assert after[-2]["role"] == "system" and after[-1]["role"] == "user"
+        # "Which of those…" asks of the red ones again: their table is not sent twice.
+        assert sent[-1][-2]["content"] == SAME_STOCK
+        assert sum(m["content"].startswith(GROUNDING_HEADER) for m in sent[-1]) == 2
         assert usages[0].get("prompt_tokens_details", {}).get("cached_tokens", 0) == 0
         for u in usages[1:]:
             cached = u["prompt_tokens_details"]["cached_tokens"]

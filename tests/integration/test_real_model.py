@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -19,6 +21,7 @@ from tests.conftest import API_KEY, ONPREM_KEY, STAFF, make_settings
 from tests.servers import Nginx, free_port
 
 CANNED = "Based on what you described"  # how every simulated answer starts
+LOGS: dict[str, Path] = {}   # replica URL → its server log
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,7 @@ def real_replica(tmp_path_factory):
     proc = subprocess.Popen(llamacpp.command(port, ONPREM_KEY, "llama-3.1-70b-instruct"),
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    LOGS[url] = log_path
     deadline = time.monotonic() + 120
     import urllib.request
     while True:
@@ -93,6 +97,52 @@ async def test_real_tokens_stream_through_the_gateway_and_the_openai_client(
                 break
             await asyncio.sleep(0.1)
     assert h["targets"]["onprem.r1"]["reason"] == "serving llama-3.1-70b-instruct"
+
+
+# llama.cpp's log, after each completion (and before it, when its slot held a prefix).
+COMPLETION = re.compile(r"(?:(\d+) prefix-match hit, remaining \d+ prompt tokens to eval\n"
+                        r"(?:.*\n)*?)?.*prompt eval time = +[\d.]+ ms / +(\d+) tokens")
+
+
+async def test_a_real_replica_reads_each_turns_history_from_its_cache(gw_client, real_replica,
+                                                                      openai_sim):
+    """Three grounded turns of one conversation: llama.cpp finds each turn's whole previous
+    prompt, and the answer it wrote, already in its slot, and reads only what is new."""
+    def grounded(data):
+        short_answers(data)
+        for intent in data["intents"].values():
+            intent["cacheable"] = False
+        data["hedging"].update(floor_s=3600.0)   # the replica answers, however slow
+        # llama-cpp-python answers /v1/models only between completions: a probe waits.
+        data["health"].update(interval_s=61.0, timeout_s=60.0, backoff_max_s=61.0)
+    settings = make_settings([real_replica], f"{openai_sim.url}/v1", mutate=grounded,
+                             deadlines={"headers_s": 60, "first_token_s": 60, "gap_s": 30})
+    client = await gw_client(create_app(settings))
+    for _ in range(200):   # the monitor has seen the replica serve (else the stock tier answers)
+        h = await (await client.get("/health", headers=STAFF)).json()
+        if h["targets"]["onprem.r1"]["state"] == "up":
+            break
+        await asyncio.sleep(0.1)
+    log = LOGS[real_replica]
+    start = log.stat().st_size
+    messages: list[dict[str, str]] = []
+    for question in ("Any used Honda SUVs on the lot?", "Do you have a red one?",
+                     "Is there one under $25,000?"):
+        messages.append({"role": "user", "content": question})
+        r = await client.post("/v1/chat/completions", json={
+            "model": "scout", "messages": messages, "max_tokens": 16, "temperature": 0,
+            "seed": 7})
+        body = await r.json()
+        assert body["served_by"] == ["onprem"], body
+        messages.append({"role": "assistant", "content": body["choices"][0]["message"]["content"]})
+    with log.open("rb") as f:
+        f.seek(start)
+        done = [(int(hit or 0), int(read))
+                for hit, read in COMPLETION.findall(f.read().decode(errors="replace"))]
+    assert len(done) == 3, done
+    prompts = [hit + read for hit, read in done]
+    for (hit, _), before in zip(done[1:], prompts, strict=False):
+        assert hit >= before, f"the previous prompt came from the slot: {done}"
 
 
 async def test_nginx_pools_three_simulators_and_the_real_replica(gw_client, tmp_path,
