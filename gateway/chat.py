@@ -365,8 +365,7 @@ class ChatService:
                 tables[i] = SAME_STOCK
             else:
                 seen.add(tables[i])
-        rows_now = dict(zip(wanted, (rows for _, rows in found), strict=True)).get(last, 0)
-        return tables, rows_now
+        return tables, found[-1][1] if turn.plan.intent.ground else 0   # this turn's: last
 
     async def _finish(self, turn: Turn, result: RaceResult, started: float,
                       first_text: float | None, switches: list[SwitchOut]) -> TurnOutcome:

@@ -93,9 +93,6 @@ class Homes:
         self._set(conversation, url, first if first not in order else url, now)
         return url
 
-    def counts(self) -> dict[str, int]:
-        return dict(self._count)
-
     def _set(self, conversation: str, url: str, first: str, now: float) -> None:
         old = self._homes.get(conversation)
         if old is not None and old[0] != url:

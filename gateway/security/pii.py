@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.security import pii_shapes
-from gateway.security.pii_kinds import KINDS, MONTHS, Found
+from gateway.security.pii_kinds import KINDS, MONTHS, Found, strip_accents
 from gateway.vin import valid as vin_valid
 
 __all__ = ["KINDS", "Found", "Redactor", "Restorer", "find", "phone_digits", "redact_messages"]
@@ -156,9 +156,7 @@ def aba_ok(digits: str) -> bool:
 
 def _fold(word: str) -> str:
     """Lowercase without accents: "Tomás" and "tomas" are one name."""
-    import unicodedata
-    return "".join(c for c in unicodedata.normalize("NFKD", word.lower())
-                   if not unicodedata.combining(c))
+    return strip_accents(word.lower())
 
 
 def _first_names() -> frozenset[str]:

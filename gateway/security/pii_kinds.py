@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,3 +46,9 @@ class Found:
     start: int
     end: int
     value: str
+
+
+def strip_accents(word: str) -> str:
+    """Without accents, as people type: "Nguyễn" as "Nguyen", "Tomás" as "Tomas"."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)
+                   ).replace("Đ", "D").replace("đ", "d")

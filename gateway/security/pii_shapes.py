@@ -24,14 +24,7 @@ import re
 import time
 from collections.abc import Callable
 
-from gateway.security.pii_kinds import MONTHS, Found
-
-
-def _strip(word: str) -> str:
-    """Without accents, as people type: "Nguyễn" as "Nguyen"."""
-    import unicodedata
-    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)
-                   ).replace("Đ", "D").replace("đ", "d")
+from gateway.security.pii_kinds import MONTHS, Found, strip_accents
 
 SSN_LAST4 = re.compile(r"\blast\s+(?:four|4)(?:\s+digits)?\s+(?:of\s+)?(?:my\s+|the\s+)?"
                        r"(?:social|ssn|ss#?|seguro(?:\s+social)?)(?:\s+(?:is|number|#|es))?\s*[:#]?\s*"
@@ -102,12 +95,12 @@ def _vietnamese() -> tuple[frozenset[str], frozenset[str]]:
     family = (*Provider.last_names, "Phan", "Huỳnh", "Võ", "Đỗ", "Hồ", "Ngô", "Lý", "Trương",
               "Đinh", "Lâm")
     middle = {w for n in Provider.middle_names for w in n.split()}
-    return frozenset(family), frozenset(_strip(w).lower() for w in middle)
+    return frozenset(family), frozenset(strip_accents(w).lower() for w in middle)
 
 
 FAMILY_FIRST, MIDDLE_NAMES = _vietnamese()
 _FOLDED_FAMILY = "|".join(sorted({re.escape(n) for f in FAMILY_FIRST
-                                  for n in (f, _strip(f))}, key=len, reverse=True))
+                                  for n in (f, strip_accents(f))}, key=len, reverse=True))
 VIET_ORDER = re.compile(rf"\b({_FOLDED_FAMILY})\s+({_WORD})(?:\s+({_WORD}))?\b")
 # Capitalised words a sign-off may end with that are not a name.
 _NOT_SIGNED = frozenset("""the team sales service scout lakeside motors dealership again
@@ -168,7 +161,7 @@ def names(text: str, looks_like_name: Callable[[list[str]], bool],
     for m in VIET_ORDER.finditer(text):
         given = [w for w in (m.group(2), m.group(3)) if w]
         if (len(m.group(1)) > 2 or len(given) == 2) and not any(
-                common(w) and _strip(w).lower() not in MIDDLE_NAMES for w in given):
+                common(w) and strip_accents(w).lower() not in MIDDLE_NAMES for w in given):
             hits.append(Found("NAME", m.start(), m.end(), m.group()))
     for pattern in (HERE, SIGNATURE, LABELLED):
         for m in pattern.finditer(text):
