@@ -24,10 +24,10 @@ from gateway.cost import cost_usd, estimate_tokens, prompt_text
 from gateway.errors import RequestRejected
 from gateway.health.states import TierHealth
 from gateway.inventory.tier import TIER as INVENTORY_TIER
-from gateway.inventory.tier import Inventory
+from gateway.inventory.tier import Inventory, stock_table
 from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger
-from gateway.providers.base import SAME_STOCK, Provider, TierRequest
+from gateway.providers.base import Provider, TierRequest
 from gateway.providers.cache_tier import CACHE_MODEL, CACHE_TIER
 from gateway.routing.driver import HealthObserver, RaceResult, SwitchOut, TextOut, run_race
 from gateway.routing.hedging import Hedging
@@ -356,16 +356,16 @@ class ChatService:
             wanted.append(last)
         found = await asyncio.gather(*(self.inventory.grounding(messages[:i + 1])
                                        for i in wanted))
-        tables = {i: table for i, (table, rows) in zip(wanted, found, strict=True) if rows}
-        # A table the conversation already holds is not sent again: the replica would read
-        # the same rows twice, and the prompt grow by them every turn.
-        seen: set[str] = set()
-        for i in sorted(tables):
-            if tables[i] in seen:
-                tables[i] = SAME_STOCK
-            else:
-                seen.add(tables[i])
-        return tables, found[-1][1] if turn.plan.intent.ground else 0   # this turn's: last
+        # A row the conversation already holds is not sent again, only its stock number:
+        # the replica would read the same rows twice, and the prompt grow by them with
+        # every question asked of the same cars.
+        held: set[str] = set()
+        tables: dict[int, str] = {}
+        for i, rows in zip(wanted, found, strict=True):   # in the conversation's order
+            if rows:
+                tables[i] = stock_table(rows, held)
+                held.update(r.line for r in rows)
+        return tables, len(found[-1]) if turn.plan.intent.ground else 0   # this turn's: last
 
     async def _finish(self, turn: Turn, result: RaceResult, started: float,
                       first_text: float | None, switches: list[SwitchOut]) -> TurnOutcome:

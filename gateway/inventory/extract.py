@@ -307,22 +307,31 @@ def _condition(f: Filters, text: str, plain: str | None) -> Filters:
     return f
 
 
+# The user turns a search is read from, at most: the conversation's, bounded so a long
+# one costs each turn the same.
+CARRIED_TURNS = 12
+
+
 def extract(user_turns: list[str], vocabulary: Mapping[str, Iterable[str]],
             synonyms: Mapping[str, tuple[str, str]] = SYNONYMS,
             read: Callable[[str], Filters] | None = None) -> Filters:
-    """Filters from the last user turn, with what earlier turns asked for kept where the last
-    one says nothing of it ("and in red?" after "any RAV4 hybrids?"). `read` is
-    extract_one for this vocabulary (the inventory passes one that remembers each text)."""
+    """Filters from the last user turn, with what the conversation asked for before kept
+    where the last one says nothing of it: "is there one under $25,000?", three questions
+    after "any used Honda SUVs?", still asks for a used Honda SUV, and "what about a
+    Toyota?" then asks for a used Toyota SUV under $25,000. What a turn names replaces what
+    was asked for of the same kind. `read` is extract_one for this vocabulary (the
+    inventory passes one that remembers each text)."""
     if read is None:
         read = partial(extract_one, vocabulary=vocabulary, synonyms=synonyms,
                        compiled=matchers(vocabulary, synonyms))
     if len(user_turns) == 1:   # nothing earlier to carry over
         return read(user_turns[0])
     merged = Filters()
-    for text in user_turns[-3:]:
+    for text in user_turns[-CARRIED_TURNS:]:
         f = read(text)
         changes = {k: v for k, v in f.__dict__.items() if v not in (None, ())}
         if f.models and not f.makes:
             changes["makes"] = ()   # a new model: the earlier make need not hold
         merged = replace(merged, **changes)
     return merged
+

@@ -1,6 +1,6 @@
 """The `inventory` tier: a stock question answered from the database, with no model.
 
-It reads the filters from the customer's recent turns, lists up to `max_results` available
+It reads the filters from the customer's turns, lists up to `max_results` available
 vehicles that match (price, mileage, a link), says plainly when nothing matches and offers
 the nearest ones, and streams that like any tier. It never names a pending or sold car. It
 is on-site, costs nothing, and has its own health: the database reachable, its row count
@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -29,7 +29,15 @@ from gateway.inventory.extract import SYNONYMS, extract, extract_one, matchers
 from gateway.inventory.importer import open_store
 from gateway.inventory.store import Backend, Filters, Stats, Vehicle, age_hours
 from gateway.language.intents import remembered
-from gateway.providers.base import GROUNDING_HEADER, HEADERS, Delta, StreamEvent, TierRequest
+from gateway.providers.base import (
+    ALSO_HELD,
+    GROUNDING_HEADER,
+    HEADERS,
+    HELD_STOCK,
+    Delta,
+    StreamEvent,
+    TierRequest,
+)
 from gateway.tiers import TierContext, TierSpec
 
 MODEL = "scout-inventory"
@@ -44,6 +52,30 @@ def describe(v: Vehicle) -> str:
     miles = "new" if v.mileage < 100 else f"{v.mileage:,} mi"
     return (f"{v.year} {v.make} {v.model} {v.trim}, {v.exterior_color}, {v.fuel}, "
             f"{v.drivetrain}, {miles}, ${v.price:,}")
+
+
+@dataclass(frozen=True, slots=True)
+class StockRow:
+    """One vehicle as the models read it: its stock number and its table line."""
+    stock: str
+    line: str
+
+
+Grounding = tuple[StockRow, ...]
+
+
+def stock_table(rows: Sequence[StockRow], held: Collection[str] = ()) -> str:
+    """The grounding message for `rows`. A row whose line is in `held` (an earlier table
+    of the conversation has it, as it is now) is named by its stock number only: the
+    replica reads it once, and the prompt grows by the cars discussed, not by every
+    question asked of them."""
+    new = [r.line for r in rows if r.line not in held]
+    again = ", ".join(r.stock for r in rows if r.line in held)
+    if not new:
+        return f"{HELD_STOCK} {again}."
+    table = "\n".join(new)
+    return f"{GROUNDING_HEADER}\n| stock | vehicle |\n{table}" + \
+        (f"\n{ALSO_HELD} {again}." if again else "")
 
 
 def relaxations(f: Filters) -> list[Filters]:
@@ -74,7 +106,7 @@ class Inventory:
         self._reader: tuple[object, Callable[[str], Filters]] | None = None
         # Grounding lookups by (filters, rows): when made, and the lookup itself, which
         # every turn asking the same within ground_reuse_s awaits (one query, not one each).
-        self._grounds: dict[tuple[Filters, int], tuple[float, asyncio.Task[tuple[str, int]]]] = {}
+        self._grounds: dict[tuple[Filters, int], tuple[float, asyncio.Task[Grounding]]] = {}
 
     async def refresh(self) -> None:
         try:
@@ -150,9 +182,9 @@ class Inventory:
         return [f"- {describe(v)} — stock {v.stock_number}: "
                 f"{self.cfg.link.format(stock_number=v.stock_number)}" for v in rows]
 
-    async def grounding(self, messages: list[dict[str, Any]]) -> tuple[str, int]:
-        """A system message with the stock that matches the conversation, and its row count
-        ("" and 0 when nothing matches or the database can't answer in time)."""
+    async def grounding(self, messages: list[dict[str, Any]]) -> Grounding:
+        """The stock that matches the conversation, for a model to read (`stock_table`);
+        none when nothing matches or the database can't answer in time."""
         f = self.filters(messages)
         kept = self._kept(f)
         if kept is not None:
@@ -161,16 +193,14 @@ class Inventory:
             async with asyncio.timeout(0.5):
                 return await self._lookup(f)
         except Exception:
-            return "", 0
+            return ()
 
-    async def _table(self, f: Filters) -> tuple[str, int]:
+    async def _table(self, f: Filters) -> Grounding:
         rows = await self.store.search(f, self.cfg.ground_rows)
-        if not rows:
-            return "", 0
-        table = "\n".join(f"| {v.stock_number} | {describe(v)} |" for v in rows)
-        return f"{GROUNDING_HEADER}\n| stock | vehicle |\n{table}", len(rows)
+        return tuple(StockRow(v.stock_number, f"| {v.stock_number} | {describe(v)} |")
+                     for v in rows)
 
-    def _lookup(self, f: Filters) -> Awaitable[tuple[str, int]]:
+    def _lookup(self, f: Filters) -> Awaitable[Grounding]:
         """The grounding of `f`: a lookup made under `ground_reuse_s` ago is reused, so a
         busy lot's database (and the thread SQLite runs on) sees one query per question
         shape, not one per turn. A stock change shows within that many seconds."""
@@ -188,7 +218,7 @@ class Inventory:
             task.add_done_callback(lambda t: self._forget(key, t))
         return asyncio.shield(made[1])   # one turn's timeout must not cancel the others'
 
-    def _kept(self, f: Filters) -> tuple[str, int] | None:
+    def _kept(self, f: Filters) -> Grounding | None:
         """A finished lookup still within ground_reuse_s, without waiting for anything."""
         made = self._grounds.get((f, self.cfg.ground_rows))
         if made is None or self.cfg.ground_reuse_s <= 0 or not made[1].done() \
@@ -197,7 +227,7 @@ class Inventory:
             return None
         return made[1].result()
 
-    def _forget(self, key: tuple[Filters, int], task: asyncio.Task[tuple[str, int]]) -> None:
+    def _forget(self, key: tuple[Filters, int], task: asyncio.Task[Grounding]) -> None:
         """A failed lookup is not reused: the next turn asks the database again."""
         if task.cancelled() or task.exception() is not None:
             made = self._grounds.get(key)

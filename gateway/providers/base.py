@@ -16,9 +16,12 @@ from gateway.config.base import IntentConfig
 # (the inventory tier writes it; the off-site guard leaves it as it is).
 GROUNDING_HEADER = ("Vehicles on our lot right now that match the customer's question (from the "
                     "dealership's live inventory; name only these, with their prices):")
-# In place of a table the conversation already holds, unchanged, from an earlier question.
-SAME_STOCK = ("Vehicles on our lot right now that match the customer's question: the same as "
-              "in the stock table above.")
+# In place of a table whose every row the conversation already holds, from earlier
+# questions: those rows' stock numbers follow.
+HELD_STOCK = ("Vehicles on our lot right now that match the customer's question, all in the "
+              "stock tables above: stock")
+# After a table's new rows, the matching ones an earlier table already listed.
+ALSO_HELD = "Also matching, in the stock tables above: stock"
 
 RESUME_INSTRUCTION = (
     "Your previous answer was cut off. Continue it from exactly where it stopped, "

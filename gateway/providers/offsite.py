@@ -22,8 +22,8 @@ from gateway.language.intents import IntentClassifier
 from gateway.logs import get_logger
 from gateway.providers.base import (
     GROUNDING_HEADER,
+    HELD_STOCK,
     RESUME_INSTRUCTIONS,
-    SAME_STOCK,
     Delta,
     Provider,
     StreamEvent,
@@ -77,7 +77,7 @@ class OffsiteGuard:
             return
         redactor = Redactor(self.kinds, self.keep_phones)
         messages = redact_messages(request.upstream_messages(), redactor, self._ours,
-                                   (GROUNDING_HEADER, SAME_STOCK))
+                                   (GROUNDING_HEADER, HELD_STOCK))
         counts = redactor.counts()
         self.audit(request.intent.name, counts)
         if counts:

@@ -21,7 +21,7 @@ import pytest
 from bench import procs
 from gateway.app import create_app
 from gateway.config import Replica
-from gateway.providers.base import GROUNDING_HEADER, SAME_STOCK
+from gateway.providers.base import GROUNDING_HEADER, HELD_STOCK
 from gateway.providers.onprem import OnpremConfig, OnpremProvider, rendezvous
 from tests.conftest import STAFF, make_settings, running
 
@@ -259,14 +259,23 @@ async def test_the_prompt_keeps_its_prefix_and_the_cache_hit_is_passed_on(gw_cli
         for before, after in itertools.pairwise(sent):
             # The previous turn's whole prompt, its own table and question included, then
             # its answer, then this turn's table and question.
-            assert before[-2]["role"] == "system" and "inventory" in before[-2]["content"]
+            assert before[-2]["role"] == "system" and \
+                before[-2]["content"].startswith((GROUNDING_HEADER, HELD_STOCK))
             assert orjson.dumps(after[:len(before)]) == orjson.dumps(before), \
                 "the history comes first, byte for byte as it was sent"
             assert after[len(before)]["role"] == "assistant"
             assert after[-2]["role"] == "system" and after[-1]["role"] == "user"
-        # "Which of those…" asks of the red ones again: their table is not sent twice.
-        assert sent[-1][-2]["content"] == SAME_STOCK
-        assert sum(m["content"].startswith(GROUNDING_HEADER) for m in sent[-1]) == 2
+        # The red ones are among the Hondas listed first, and "which of those…" asks of
+        # them again: no row is sent twice, later turns name them by stock number.
+        lines = [line for m in sent[-1] if m["role"] == "system"
+                 for line in m["content"].splitlines() if line.startswith("| ")]
+        rows = [line for line in lines if line != "| stock | vehicle |"]
+        assert rows and len(rows) == len(set(rows)), "each car's row once in the prompt"
+        assert sum(m["content"].startswith(GROUNDING_HEADER) for m in sent[-1]) == 1
+        for later in (sent[-1][-2]["content"], sent[-1][-5]["content"]):
+            assert later.startswith(HELD_STOCK)
+            named = later.removeprefix(HELD_STOCK).strip(" .").split(", ")
+            assert named and all(any(r.startswith(f"| {n} |") for r in rows) for n in named)
         assert usages[0].get("prompt_tokens_details", {}).get("cached_tokens", 0) == 0
         for u in usages[1:]:
             cached = u["prompt_tokens_details"]["cached_tokens"]

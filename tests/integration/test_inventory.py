@@ -16,7 +16,8 @@ from gateway.config import InventoryConfig
 from gateway.inventory.extract import extract
 from gateway.inventory.importer import import_csv
 from gateway.inventory.store import Backend, PostgresStore, SQLiteStore
-from gateway.inventory.tier import Inventory
+from gateway.inventory.tier import Inventory, StockRow, stock_table
+from gateway.providers.base import ALSO_HELD, GROUNDING_HEADER, HELD_STOCK
 from tests.conftest import AUTH, STAFF, make_settings
 from tests.servers import PostgresServer
 from tests.sse_client import read_events
@@ -166,6 +167,46 @@ async def test_a_grounded_turn_sends_on_prem_the_matching_rows(gw_client, onprem
             assert r["stock_number"] not in table
 
 
+async def test_a_row_the_conversation_holds_is_named_not_sent_again(
+        gw_client, onprem_sim, openai_sim):
+    """A follow-up whose matches are partly in an earlier table: the new rows as a table,
+    the others by stock number; every matching car is in the prompt once."""
+    app = create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
+    client = await gw_client(app)
+    a, b, c = (StockRow(s, f"| {s} | 2022 Honda CR-V EX {s} |") for s in ("A1", "B2", "C3"))
+
+    async def grounding(messages):   # the lookups, as a store would answer them
+        asked = [m for m in messages if m["role"] == "user"]
+        return ((a, b), (b, c))[len(asked) - 1]
+
+    app[INVENTORY].grounding = grounding   # type: ignore[method-assign]
+    conversation = [{"role": "user", "content": "Any used Honda SUVs?"},
+                    {"role": "assistant", "content": "We have two."},
+                    {"role": "user", "content": "Any other Honda SUV, a newer one?"}]
+    r = await client.post("/v1/chat/completions", json={"model": "scout",
+                                                         "messages": conversation},
+                          headers=AUTH)
+    assert r.status == 200, await r.text()
+    sent = onprem_sim.stats.last_messages
+    assert sent[-2]["content"] == f"{GROUNDING_HEADER}\n| stock | vehicle |\n{c.line}\n" \
+        f"{ALSO_HELD} B2."
+    prompt = "\n".join(m["content"] for m in sent)
+    assert all(prompt.count(row.line) == 1 for row in (a, b, c)), "each car's row once"
+
+
+def test_the_stock_table_names_rows_already_held_by_stock_number():
+    rows = [StockRow("A1", "| A1 | 2022 Honda CR-V |"), StockRow("B2", "| B2 | 2021 Kia Soul |")]
+    full = stock_table(rows)
+    assert full.startswith(GROUNDING_HEADER) and all(r.line in full for r in rows)
+    assert ALSO_HELD not in full
+    part = stock_table(rows, {rows[0].line})
+    assert rows[1].line in part and rows[0].line not in part
+    assert part.endswith(f"{ALSO_HELD} A1.")
+    assert stock_table(rows, {r.line for r in rows}) == f"{HELD_STOCK} A1, B2."
+    changed = stock_table(rows, {"| A1 | 2022 Honda CR-V, price changed |"})
+    assert rows[0].line in changed, "a row that changed is sent again, as it is now"
+
+
 async def test_only_a_turn_a_model_may_answer_is_grounded(gw_client, onprem_sim, openai_sim):
     """The stock table is for a model to read: a pinned static reply does not look it up."""
     app = create_app(make_settings([onprem_sim.url], f"{openai_sim.url}/v1"))
@@ -216,20 +257,20 @@ async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(
     turns = [[{"role": "user", "content": ask.format(i)}] for i in range(40)]
     got = await asyncio.gather(*(inventory.grounding(t) for t in turns))
     assert counted.searches == 1, "concurrent turns with the same filters share one query"
-    assert len({g for g in got}) == 1 and got[0][1] > 0
+    assert len(set(got)) == 1 and got[0]
     alone = await inventory.grounding([{"role": "user", "content": "any red trucks?"}])
     assert counted.searches == 2 and alone != got[0], "other filters: their own lookup"
 
     # A stock change shows once the window has passed: the next turn reads the database.
-    sold = {line.split(" | ")[0].strip("| ") for line in got[0][0].splitlines()[2:]}
+    sold = {row.stock for row in got[0]}
     assert sold and sold <= {r["stock_number"] for r in ROWS}
     await import_csv(store, with_rows([dict(r, status="sold") if r["stock_number"] in sold
                                        else r for r in ROWS]))
     assert await inventory.grounding(turns[0]) == got[0], "within the window: as it was"
     inventory.cfg = InventoryConfig(ground_reuse_s=0)
-    fresh, _ = await inventory.grounding(turns[0])
+    fresh = await inventory.grounding(turns[0])
     assert counted.searches == 3
-    assert not any(s in fresh for s in sold), "a car sold is no longer in the prompt"
+    assert not sold & {row.stock for row in fresh}, "a car sold is no longer in the prompt"
 
 
 async def test_a_failed_grounding_lookup_is_not_reused(store):
@@ -239,10 +280,9 @@ async def test_a_failed_grounding_lookup_is_not_reused(store):
     await inventory.refresh()
     turn = [{"role": "user", "content": "Which hybrid SUV would you recommend?"}]
     counted.fail = True
-    assert await inventory.grounding(turn) == ("", 0), "no table, and no error to the turn"
+    assert await inventory.grounding(turn) == (), "no table, and no error to the turn"
     counted.fail = False
-    _, rows = await inventory.grounding(turn)
-    assert rows > 0 and counted.searches == 2
+    assert await inventory.grounding(turn) and counted.searches == 2
 
 
 async def test_earlier_turns_are_read_once_and_read_again_once_the_stock_changes(

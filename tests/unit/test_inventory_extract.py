@@ -80,6 +80,18 @@ def test_recent_turns_carry_the_model_and_config_adds_synonyms():
     assert extract(["Do you have family haulers?"], VOCAB, synonyms).body_styles == ("minivan",)
 
 
+def test_what_the_conversation_asked_for_holds_past_a_few_turns():
+    """Follow-ups that name nothing new ("those", "one") still ask of the same cars, however
+    many came between; what a turn names replaces its own kind only."""
+    turns = ["Do you have any used Toyota trucks?", "how many miles on those",
+             "any of them with a tow package", "is there one under 35k?"]
+    f = extract(turns, VOCAB)
+    assert (f.makes, f.body_styles, f.condition, f.price_max) == \
+        (("Toyota",), ("truck",), "used", 35000)
+    other = extract([*turns, "and from Ford?"], VOCAB)
+    assert (other.makes, other.body_styles, other.price_max) == (("Ford",), ("truck",), 35000)
+
+
 def test_names_typed_with_letters_and_digits_apart_and_hyphens_as_spaces():
     assert extract(["got a cr v in stock?"], VOCAB).models == ("CR-V",)
     assert extract(["looking at an f 150 crew cab"], VOCAB).models == ("F-150",)
