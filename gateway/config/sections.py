@@ -57,7 +57,8 @@ class InventoryConfig(Section):
     max_age_h: Seconds = 24.0
     link: str = "https://www.lakesidemotors.example/inventory/{stock_number}"
     ground_rows: Count = 8
-    # A grounding lookup serves the same filters this long (0: each turn looks up its own).
+    # The stock's version (whether grounding lookups still hold) is read again after this
+    # long (0: every turn).
     ground_reuse_s: NonNegative = 2.0
     # a phrase → {make|model|body_style|fuel: value}
     phrases: dict[str, dict[Synonym, str]] = Field(default={}, alias="synonyms")

@@ -35,6 +35,26 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS vehicles (
     status TEXT NOT NULL,
     updated_at TEXT NOT NULL
 )"""
+# A counter every change to the vehicles bumps, whoever writes (this gateway, another one,
+# the import command, the DMS itself): what the gateway has read stays good while it holds.
+VERSION_TABLE = """CREATE TABLE IF NOT EXISTS stock_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n BIGINT NOT NULL
+)"""
+SQLITE_VERSION = [VERSION_TABLE, "INSERT OR IGNORE INTO stock_version VALUES (1, 0)", *(
+    f"CREATE TRIGGER IF NOT EXISTS vehicles_{op.lower()} AFTER {op} ON vehicles "
+    "BEGIN UPDATE stock_version SET n = n + 1 WHERE id = 1; END"
+    for op in ("INSERT", "UPDATE", "DELETE"))]
+POSTGRES_VERSION = [
+    VERSION_TABLE, "INSERT INTO stock_version VALUES (1, 0) ON CONFLICT DO NOTHING",
+    "CREATE OR REPLACE FUNCTION scout_stock_changed() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN UPDATE stock_version SET n = n + 1 WHERE id = 1; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER vehicles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+    "ON vehicles FOR EACH STATEMENT EXECUTE FUNCTION scout_stock_changed()"]
+VERSION_SQL = "SELECT n FROM stock_version WHERE id = 1"
+# Gateways starting together create the schema one at a time (its key: any constant).
+SCHEMA_LOCK = 726_173
+
 NEW_MILES = 100   # a vehicle with fewer miles than this is sold as new
 
 
@@ -129,6 +149,7 @@ class Backend(Protocol):
     async def get(self, stock_numbers: Sequence[str]) -> dict[str, Vehicle]: ...
     async def upsert(self, vehicles: Sequence[Vehicle]) -> None: ...
     async def stats(self) -> Stats: ...
+    async def version(self) -> int: ...
     async def close(self) -> None: ...
 
 
@@ -148,8 +169,9 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute(SCHEMA)
-        self._db.commit()
+        with self._db:
+            for sql in (SCHEMA, *SQLITE_VERSION):
+                self._db.execute(sql)
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Any) -> Any:
@@ -192,6 +214,10 @@ class SQLiteStore:
         result: Stats = await self._run(read)
         return result
 
+    async def version(self) -> int:
+        n: int = await self._run(lambda: self._db.execute(VERSION_SQL).fetchone()[0])
+        return n
+
     async def close(self) -> None:
         self._db.close()
 
@@ -209,8 +235,10 @@ class PostgresStore:
         import asyncpg
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, timeout=timeout_s,
                                          command_timeout=timeout_s)
-        async with pool.acquire() as conn:
-            await conn.execute(SCHEMA)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+            for sql in (SCHEMA, *POSTGRES_VERSION):
+                await conn.execute(sql)
         return cls(pool)
 
     async def search(self, f: Filters, limit: int) -> list[Vehicle]:
@@ -245,6 +273,11 @@ class PostgresStore:
             vocab = {col: sorted(r[0] for r in await conn.fetch(sql))
                      for col, sql in VOCABULARY_SQL.items()}
         return Stats(rows, available, newest, vocab)
+
+    async def version(self) -> int:
+        async with self._pool.acquire() as conn:
+            n: int = await conn.fetchval(VERSION_SQL)
+        return n
 
     async def close(self) -> None:
         await self._pool.close()

@@ -62,6 +62,7 @@ class StockRow:
 
 
 Grounding = tuple[StockRow, ...]
+GroundKey = tuple[Filters, int, int]   # filters, rows, stock version
 
 
 def stock_table(rows: Sequence[StockRow], held: Collection[str] = ()) -> str:
@@ -104,9 +105,11 @@ class Inventory:
         # classifier does: a conversation's earlier turns come again with each of its turns
         # (the OpenAI API resends them).
         self._reader: tuple[object, Callable[[str], Filters]] | None = None
-        # Grounding lookups by (filters, rows): when made, and the lookup itself, which
-        # every turn asking the same within ground_reuse_s awaits (one query, not one each).
-        self._grounds: dict[tuple[Filters, int], tuple[float, asyncio.Task[Grounding]]] = {}
+        # Grounding lookups by (filters, rows, stock version), each a task every turn asking
+        # the same awaits (one query, not one each), kept while the stock stays the same;
+        # and the stock's version, read at most every ground_reuse_s: when, and the read.
+        self._grounds: dict[GroundKey, asyncio.Task[Grounding]] = {}
+        self._version: tuple[float, asyncio.Task[int]] | None = None
 
     async def refresh(self) -> None:
         try:
@@ -184,14 +187,20 @@ class Inventory:
 
     async def grounding(self, messages: list[dict[str, Any]]) -> Grounding:
         """The stock that matches the conversation, for a model to read (`stock_table`);
-        none when nothing matches or the database can't answer in time."""
+        none when nothing matches or the database can't answer in time.
+
+        A lookup is kept while the stock stays the same: a conversation's earlier stock
+        questions, grounded again with each turn, cost no query. The stock's version is
+        read at most every `ground_reuse_s` (0: every turn), so a sale shows in prompts
+        within that time."""
         f = self.filters(messages)
         kept = self._kept(f)
         if kept is not None:
             return kept
         try:
             async with asyncio.timeout(0.5):
-                return await self._lookup(f)
+                version = await self._stock_version()
+                return await self._lookup(f, version)
         except Exception:
             return ()
 
@@ -200,38 +209,47 @@ class Inventory:
         return tuple(StockRow(v.stock_number, f"| {v.stock_number} | {describe(v)} |")
                      for v in rows)
 
-    def _lookup(self, f: Filters) -> Awaitable[Grounding]:
-        """The grounding of `f`: a lookup made under `ground_reuse_s` ago is reused, so a
-        busy lot's database (and the thread SQLite runs on) sees one query per question
-        shape, not one per turn. A stock change shows within that many seconds."""
-        reuse = self.cfg.ground_reuse_s
-        if reuse <= 0:
-            return self._table(f)
+    def _stock_version(self) -> Awaitable[int]:
+        """The stock's version: one read shared by every turn within ground_reuse_s."""
         loop = asyncio.get_running_loop()
-        now, key = loop.time(), (f, self.cfg.ground_rows)
-        made = self._grounds.get(key)
-        if made is None or now - made[0] >= reuse:
-            if len(self._grounds) >= GROUNDS_KEPT:
-                self._grounds = {k: v for k, v in self._grounds.items() if now - v[0] < reuse}
-            task = loop.create_task(self._table(f))
-            made = self._grounds[key] = (now, task)
-            task.add_done_callback(lambda t: self._forget(key, t))
+        now, made = loop.time(), self._version
+        if made is None or now - made[0] >= self.cfg.ground_reuse_s \
+                or (made[1].done() and (made[1].cancelled() or made[1].exception())):
+            made = self._version = (now, loop.create_task(self.store.version()))
         return asyncio.shield(made[1])   # one turn's timeout must not cancel the others'
 
+    def _lookup(self, f: Filters, version: int) -> Awaitable[Grounding]:
+        """The grounding of `f` for this version of the stock: made once, so a busy lot's
+        database (and the thread SQLite runs on) sees one query per question shape while
+        the stock stays the same, not one per turn."""
+        key = (f, self.cfg.ground_rows, version)
+        task = self._grounds.get(key)
+        if task is None:
+            if len(self._grounds) >= GROUNDS_KEPT:   # the other versions', then the oldest
+                self._grounds = {k: t for k, t in self._grounds.items() if k[2] == version}
+                for old in list(self._grounds)[:len(self._grounds) - GROUNDS_KEPT // 2]:
+                    del self._grounds[old]
+            task = self._grounds[key] = asyncio.get_running_loop().create_task(self._table(f))
+            task.add_done_callback(lambda t: self._forget(key, t))
+        return asyncio.shield(task)
+
     def _kept(self, f: Filters) -> Grounding | None:
-        """A finished lookup still within ground_reuse_s, without waiting for anything."""
-        made = self._grounds.get((f, self.cfg.ground_rows))
-        if made is None or self.cfg.ground_reuse_s <= 0 or not made[1].done() \
-                or made[1].cancelled() or made[1].exception() is not None \
+        """A finished lookup for the stock's version as last read within ground_reuse_s,
+        without waiting for anything."""
+        made = self._version
+        if made is None or not made[1].done() or made[1].cancelled() \
+                or made[1].exception() is not None \
                 or asyncio.get_running_loop().time() - made[0] >= self.cfg.ground_reuse_s:
             return None
-        return made[1].result()
+        task = self._grounds.get((f, self.cfg.ground_rows, made[1].result()))
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
 
-    def _forget(self, key: tuple[Filters, int], task: asyncio.Task[Grounding]) -> None:
+    def _forget(self, key: GroundKey, task: asyncio.Task[Grounding]) -> None:
         """A failed lookup is not reused: the next turn asks the database again."""
         if task.cancelled() or task.exception() is not None:
-            made = self._grounds.get(key)
-            if made is not None and made[1] is task:
+            if self._grounds.get(key) is task:
                 del self._grounds[key]
 
 

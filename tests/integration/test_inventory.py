@@ -273,6 +273,58 @@ async def test_grounding_reuses_one_lookup_per_question_shape_within_its_window(
     assert not sold & {row.stock for row in fresh}, "a car sold is no longer in the prompt"
 
 
+async def raw_write(store: Backend, sql: str) -> None:
+    """A write by another hand than the gateway's store: the DMS, a DBA's console."""
+    if isinstance(store, SQLiteStore):
+        other = sqlite3.connect(store.path)
+        with other:
+            other.execute(sql)
+        other.close()
+    else:
+        async with store._pool.acquire() as conn:   # type: ignore[attr-defined]
+            await conn.execute(sql)
+
+
+async def test_a_lookup_is_kept_while_the_stock_stays_the_same_whoever_changes_it(store):
+    """Earlier stock questions come again with every turn: past the reuse window they cost
+    no query while the stock is unchanged, and any write to it, by whoever, is seen."""
+    await import_csv(store, SAMPLE)
+    counted = Counting(store)
+    inventory = Inventory(counted, InventoryConfig(ground_reuse_s=0))   # version every turn
+    await inventory.refresh()
+    turn = [{"role": "user", "content": "Any used Honda SUVs?"}]
+    first = await inventory.grounding(turn)
+    assert first and await inventory.grounding(turn) == first
+    assert counted.searches == 1, "the stock unchanged: the lookup kept"
+    cheapest = first[0].stock
+    await raw_write(store, f"UPDATE vehicles SET price = price - 500 "
+                           f"WHERE stock_number = '{cheapest}'")
+    repriced = await inventory.grounding(turn)
+    assert counted.searches == 2 and repriced[0].stock == cheapest
+    assert repriced[0].line != first[0].line, "the new price, not the one kept"
+    await raw_write(store, f"DELETE FROM vehicles WHERE stock_number = '{cheapest}'")
+    gone = await inventory.grounding(turn)
+    assert counted.searches == 3 and cheapest not in {r.stock for r in gone}
+
+
+async def test_gateways_starting_together_on_one_postgresql_all_open_it(tmp_path):
+    """Each creates the schema (the version's trigger included) in turn, not all at once."""
+    import asyncio
+
+    server = PostgresServer(tmp_path)
+    server.start()
+    try:
+        stores = await asyncio.gather(*(PostgresStore.connect(server.dsn) for _ in range(4)))
+        assert {await s.version() for s in stores} == {0}
+        await import_csv(stores[1], SAMPLE)
+        seen = {await s.version() for s in stores}
+        assert len(seen) == 1 and seen != {0}, "the import seen by every gateway"
+        for s in stores:
+            await s.close()
+    finally:
+        server.stop()
+
+
 async def test_a_failed_grounding_lookup_is_not_reused(store):
     await import_csv(store, SAMPLE)
     counted = Counting(store)
