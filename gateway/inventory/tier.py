@@ -214,7 +214,7 @@ class Inventory:
         loop = asyncio.get_running_loop()
         now, made = loop.time(), self._version
         if made is None or now - made[0] >= self.cfg.ground_reuse_s \
-                or (made[1].done() and (made[1].cancelled() or made[1].exception())):
+                or (made[1].done() and not _succeeded(made[1])):
             made = self._version = (now, loop.create_task(self.store.version()))
         return asyncio.shield(made[1])   # one turn's timeout must not cancel the others'
 
@@ -237,20 +237,24 @@ class Inventory:
         """A finished lookup for the stock's version as last read within ground_reuse_s,
         without waiting for anything."""
         made = self._version
-        if made is None or not made[1].done() or made[1].cancelled() \
-                or made[1].exception() is not None \
+        if made is None or not _succeeded(made[1]) \
                 or asyncio.get_running_loop().time() - made[0] >= self.cfg.ground_reuse_s:
             return None
         task = self._grounds.get((f, self.cfg.ground_rows, made[1].result()))
-        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        if task is None or not _succeeded(task):
             return None
         return task.result()
 
     def _forget(self, key: GroundKey, task: asyncio.Task[Grounding]) -> None:
         """A failed lookup is not reused: the next turn asks the database again."""
-        if task.cancelled() or task.exception() is not None:
+        if not _succeeded(task):
             if self._grounds.get(key) is task:
                 del self._grounds[key]
+
+
+def _succeeded(task: asyncio.Task[Any]) -> bool:
+    """Finished, with a result: not pending, cancelled or failed."""
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 async def open_inventory(cfg: InventoryConfig) -> Inventory:
