@@ -298,7 +298,8 @@ class HealthConfig(Section):
     # Good probes in a row before a bad target is up again. One: a target back from a
     # failure is on probation (gateway.health.outliers), which is what stops flapping.
     rise: Count = 1
-    busy_waiting: Annotated[int, Strict(), Field(ge=0)] = 8  # vLLM queue above this → busy
+    # The replica's queue (vLLM's waiting, llama.cpp's deferred) above this: busy.
+    busy_waiting: Annotated[int, Strict(), Field(ge=0)] = 8
     eject_after: Count = 3           # live-traffic failures in a row that eject a tier
     eject_ttl_s: Seconds = 10.0      # the first ejection's length (longer each time after)
     webhook_url_env: str = "SCOUT_ALERT_WEBHOOK"   # Slack-compatible; optional

@@ -3,23 +3,26 @@
 Real server semantics (docs/operations.md, "Health monitor"): vLLM refuses connections
 while it loads and keeps answering 200 on /health when overloaded, so a
 replica is `up` only when /health is 200 *and* /v1/models lists the served
-model; its queue (vllm:num_requests_waiting) makes it `busy`. llama.cpp
-answers 503 while loading. 401/403 or the wrong model is `misconfigured`.
+model; its queue (vLLM's vllm:num_requests_waiting, llama.cpp's llamacpp:requests_deferred
+with --metrics) makes it `busy`. llama.cpp answers 503 while loading. 401/403 or the wrong
+model is `misconfigured`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import connect_failure
 from gateway.health.states import State
 
-_WAITING = re.compile(r"^vllm:num_requests_waiting(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
+# Requests a replica has accepted and not started: vLLM's waiting queue, llama.cpp's
+# requests deferred until a slot is free.
+QUEUE_METRICS = frozenset({"vllm:num_requests_waiting", "llamacpp:requests_deferred"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,7 @@ class Verdict:
     state: str
     reason: str
     latency_ms: float | None = None
-    waiting: float | None = None   # requests queued on the replica (vLLM's /metrics), if said
+    waiting: float | None = None   # requests queued on the replica (its /metrics), if said
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +43,16 @@ class HttpResult:
 
 
 def queue_waiting(metrics: str) -> float | None:
-    """vLLM's waiting-queue depth from its Prometheus text, summed over models."""
-    found = _WAITING.findall(metrics)
-    return sum(float(v) for v in found) if found else None
+    """The replica's queue from its Prometheus text, summed over models; None when it
+    reports none, or the text is not Prometheus text (read by prometheus_client's parser,
+    the exposition format's own: a page that does not parse says nothing)."""
+    try:
+        found = [s.value for family in text_string_to_metric_families(metrics)
+                 if family.name in QUEUE_METRICS for s in family.samples
+                 if s.name == family.name]
+    except (ValueError, TypeError, IndexError):
+        return None
+    return sum(found) if found else None
 
 
 def models_listed(body: str) -> list[str] | None:

@@ -65,6 +65,36 @@ def test_judge_path_and_queue_parsing():
     assert queue_waiting(text) == 5 and queue_waiting("nothing") is None
 
 
+# llama.cpp's server with --metrics: requests_processing are on a slot, requests_deferred wait.
+LLAMACPP = """# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
+# TYPE llamacpp:prompt_tokens_total counter
+llamacpp:prompt_tokens_total 33065
+# HELP llamacpp:requests_processing Number of requests processing.
+# TYPE llamacpp:requests_processing gauge
+llamacpp:requests_processing 4
+# HELP llamacpp:requests_deferred Number of requests deferred.
+# TYPE llamacpp:requests_deferred gauge
+llamacpp:requests_deferred %s
+"""
+
+
+@pytest.mark.parametrize(("text", "waiting"), [
+    (LLAMACPP % "3", 3.0),
+    (LLAMACPP % "0", 0.0),
+    ("# TYPE vllm:num_requests_waiting gauge\n" + METRICS % ("a", "1e1"), 10.0),
+    (LLAMACPP.split("# HELP llamacpp:requests_deferred")[0], None),   # no queue said
+    ("vllm:num_requests_waiting{model_name=\"a\"} 2\nnot prometheus at all\n", None),
+    ("<html>502 Bad Gateway</html>", None),
+    ("", None),
+])
+def test_the_queue_is_read_from_vllm_and_llamacpp_metrics(text, waiting):
+    assert queue_waiting(text) == waiting
+    v = judge_replica(HttpResult(200), HttpResult(200, '{"data": [{"id": "m"}]}'),
+                      HttpResult(200, text), "m", busy_waiting=2)
+    assert v.waiting == waiting
+    assert v.state == ("busy" if waiting is not None and waiting > 2 else "up")
+
+
 def test_bad_at_once_good_only_after_rise_probes():
     t = Target("onprem.r1", "replica", "onprem", state="up")
     assert apply_verdict(t, Verdict("down", "refused"), rise=2, now=1) is True
