@@ -266,7 +266,7 @@ async def _open_services(app: web.Application, stack: contextlib.AsyncExitStack)
         providers[spec.name] = provider = await spec.build(TierContext(
             settings, app[UPSTREAM_SESSION], keys=app[UPSTREAM_KEYS].get(spec.name),
             health=app[HEALTH], trace_configs=app[TRACING].client_trace_configs(),
-            cache=app[CACHE]))
+            cache=app[CACHE], store=app[STORE]))
         stack.push_async_callback(provider.close)
     # The inventory tier's stock also grounds the models' turns in what is on the lot.
     inventory = next((p.inventory for p in providers.values()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gateway.health.probes import Verdict
     from gateway.providers.base import Provider
     from gateway.security.upstream_keys import KeySource
+    from gateway.state.kv import KV
 
 # In ladder-display order: the GPU box first, the last resort last.
 TIER_MODULES = (
@@ -83,6 +84,7 @@ class TierContext:
     health: TargetHealth | None = None   # the monitor (per-target outcomes)
     trace_configs: list[aiohttp.TraceConfig] = field(default_factory=list)
     cache: ResponseCache | None = None   # the app's answer cache (the cache tier reads it)
+    store: KV | None = None   # the shared state (Redis, or this process's own)
 
 
 def _no_targets(cfg: TierConfig) -> Targets:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import re
 import time
@@ -28,88 +27,12 @@ from gateway.health.probes import Verdict, probe_path, probe_replica
 from gateway.logs import get_logger
 from gateway.providers.base import Delta, StreamEvent, TierRequest, Usage
 from gateway.providers.completions import CompletionsClient
+from gateway.providers.homes import Homes, SharedHomes, rendezvous
 from gateway.security.upstream_keys import KeySource
+from gateway.state.kv import KV
 from gateway.tiers import ProbeTarget, TargetHealth, Targets, TierContext, TierSpec
 
 log = get_logger("scout.onprem")
-
-
-def rendezvous(conversation: str, ring: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The replicas (name, URL) in this conversation's order: highest random weight first.
-
-    Rendezvous hashing: each replica's weight is a hash of the conversation and its name,
-    so any process picks the same order, and a replica that leaves moves only its own
-    conversations (each to its next), which come back when it returns."""
-    def weight(name: str) -> bytes:
-        return hashlib.blake2b(f"{conversation}\0{name}".encode(), digest_size=8).digest()
-    return sorted(ring.items(), key=lambda item: weight(item[0]), reverse=True)
-
-
-class Homes:
-    """Which replica each recent conversation lives on: consistent hashing with bounded
-    loads, counted in conversations (Mirrokni, Thorup and Zadimoghaddam, 2018).
-
-    A new conversation goes to the first replica of its rendezvous order that holds no
-    more than `bound` × the mean number of conversations, and stays there: its later
-    turns find their history in that replica's prefix cache. Hashing alone leaves the
-    spread to chance (16 conversations on three replicas put 9 on one in a measured run);
-    the bound evens it without moving a conversation once placed. A conversation whose
-    first choice was down when it was placed goes back to it when it returns. Homes idle
-    for `idle_s` are forgotten.
-
-    What two gateways share is the hash: a conversation placed on its first choice (all of
-    them while the replicas hold about as many each) is placed there by every gateway and
-    after a restart; only one that the bound moved may be placed elsewhere by a gateway that
-    saw other conversations, and then it loses its cache once, not every turn."""
-
-    KEPT = 100_000   # conversations remembered at most: a few MB
-
-    def __init__(self, bound: float, idle_s: float) -> None:
-        self.bound, self.idle_s = bound, idle_s
-        # conversation → (replica URL, the first choice it returns to, last seen)
-        self._homes: dict[str, tuple[str, str, float]] = {}
-        self._count: dict[str, int] = {}
-
-    def place(self, conversation: str, order: list[str], first: str, now: float) -> str:
-        """The conversation's replica among `order` (usable replicas, in its rendezvous
-        order); `first` is its first choice among all replicas, usable or not."""
-        home = self._homes.get(conversation)
-        if home is not None:
-            url, wanted, _ = home
-            if wanted in order and wanted != url:
-                url = wanted                       # back from where its first choice was down
-            if url in order:
-                self._set(conversation, url, wanted, now)
-                return url
-        if len(self._homes) >= self.KEPT or (home is None and len(self._homes) % 1024 == 0):
-            self._forget_idle(now)
-        if home is not None:
-            self._drop(conversation)
-        total = sum(self._count.get(u, 0) for u in order)
-        cap = self.bound * (total + 1) / len(order)
-        url = next((u for u in order if self._count.get(u, 0) + 1 <= max(cap, 1.0)),
-                   min(order, key=lambda u: self._count.get(u, 0)))
-        # It goes back to its first choice only if that was down: one the bound moved stays.
-        self._set(conversation, url, first if first not in order else url, now)
-        return url
-
-    def _set(self, conversation: str, url: str, first: str, now: float) -> None:
-        old = self._homes.get(conversation)
-        if old is not None and old[0] != url:
-            self._count[old[0]] -= 1
-        if old is None or old[0] != url:
-            self._count[url] = self._count.get(url, 0) + 1
-        self._homes[conversation] = (url, first, now)
-
-    def _drop(self, conversation: str) -> None:
-        url, _, _ = self._homes.pop(conversation)
-        self._count[url] -= 1
-
-    def _forget_idle(self, now: float) -> None:
-        for c in [c for c, (_, _, seen) in self._homes.items() if now - seen > self.idle_s]:
-            self._drop(c)
-        while len(self._homes) >= self.KEPT:   # still full: the oldest go
-            self._drop(min(self._homes, key=lambda c: self._homes[c][2]))
 
 
 class OnpremConfig(TierConfig):
@@ -127,7 +50,7 @@ class OnpremConfig(TierConfig):
     replica_entries: list[str | dict[str, str]] = Field(default=[], alias="replicas")
     # Each conversation's turns go to one replica, whose prefix cache holds its history:
     # rendezvous hashing on the conversation over the replicas above, so every gateway
-    # (and a restarted one) picks the same one with no shared state. A replica carrying
+    # (and a restarted one) picks the same one. A replica carrying
     # more than `affinity_load_bound` × the mean load passes the turn to the conversation's
     # next replica; an ejected one's conversations move to their next, and come back.
     # Off, or with no replicas listed: least in flight (behind nginx, nginx's least_conn).
@@ -137,8 +60,8 @@ class OnpremConfig(TierConfig):
     # batches, one or two more than the others is no queue, and moving costs the history.
     affinity_slack: Annotated[int, Field(ge=0, le=1000)] = 2
     # New conversations go to a replica holding no more than this × the mean number of
-    # conversations (those seen in the last `affinity_idle_s`), and stay there; 0: hashing
-    # alone decides.
+    # conversations (those seen in the last `affinity_idle_s`), and stay there, their
+    # homes shared through Redis where there is one; 0: hashing alone decides.
     affinity_conversation_bound: Annotated[float, Field(ge=0.0, le=10.0)] = 1.25
     affinity_idle_s: Annotated[float, Field(gt=0, le=86_400)] = 600
     path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
@@ -206,7 +129,8 @@ class OnpremProvider:
     tier = "onprem"
 
     def __init__(self, config: OnpremConfig, session: aiohttp.ClientSession,
-                 health: TargetHealth | None = None, keys: KeySource | None = None) -> None:
+                 health: TargetHealth | None = None, keys: KeySource | None = None,
+                 store: KV | None = None) -> None:
         self.config = config
         self.model = config.model
         self.health = health
@@ -227,6 +151,10 @@ class OnpremProvider:
             self._in_flight.setdefault(url, 0)
         self._homes = Homes(config.affinity_conversation_bound, config.affinity_idle_s) \
             if config.affinity_conversation_bound else None
+        # Homes every gateway shares, where there is a store they share (Redis).
+        self._shared = SharedHomes(self._homes, store, self._ring) \
+            if self._homes is not None and self._ring and store is not None \
+            and store.backend == "redis" else None
         # Whose answer a Usage is (the replica's name), wherever the URL says it.
         self._names = {url: name for name, url in self._ring.items()} | {
             r.base_url: r.name for r in config.replicas}
@@ -270,6 +198,15 @@ class OnpremProvider:
                 return url
         return ok[loads.index(min(loads))][1]   # all above it: the least loaded
 
+    async def _share_home(self, conversation: str | None) -> None:
+        """This conversation's home agreed with the other gateways before it is picked."""
+        if not conversation or self._shared is None:
+            return
+        ranked = [url for _, url in rendezvous(conversation, self._ring)]
+        usable = [u for u in ranked if self.health is None or self.health.usable(u)]
+        if usable:
+            await self._shared.settle(conversation, usable, ranked[0], time.monotonic())
+
     def _load(self, url: str) -> float:
         """Turns on the replica: this gateway's in flight, and what its probes saw queued."""
         return self._in_flight[url] + (self.health.waiting(url) if self.health else 0.0)
@@ -292,6 +229,7 @@ class OnpremProvider:
         retried = False   # one retry of a failure before the first token, where it fits
         loop = asyncio.get_running_loop()
         started = loop.time()
+        await self._share_home(request.conversation)
         while (url := self._pick_url(tried, request.conversation)) is not None:
             tried.add(url)
             self._in_flight[url] += 1
@@ -397,7 +335,7 @@ def _targets(cfg: TierConfig) -> Targets:
 def _provider(ctx: TierContext) -> OnpremProvider:
     cfg = ctx.settings.tiers["onprem"]
     assert isinstance(cfg, OnpremConfig)
-    return OnpremProvider(cfg, ctx.session, ctx.health, ctx.keys)
+    return OnpremProvider(cfg, ctx.session, ctx.health, ctx.keys, ctx.store)
 
 
 TIER = TierSpec(

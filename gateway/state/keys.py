@@ -16,4 +16,5 @@ HEALTH = ROOT + "health:"      # health:<target>              → a probe record
 COUNTER = ROOT + "count:"      # count:<name>                 → an expiring counter
 RATE = ROOT + "rate:"          # rate:<scope>                 → rate-limit windows
 RESPONSE = ROOT + "response:"  # response:<resp id>           → a stored Responses API turn
+HOME = ROOT + "home:"          # home:<conversation digest>   → the replica (name) it lives on
 ITEM = ROOT + "item:"          # item:<item id>               → one output item of it

@@ -1,9 +1,10 @@
 """Conversation-aware replicas: a conversation's turns reach the replica holding its history.
 
 Three replica simulators, each answering in its own words, so an answer says who gave it.
-Affinity is rendezvous hashing on the conversation with a load bound: no shared state, so
-two gateway processes agree; an ejected replica's conversations move to their next replica
-and come back; and the prompt keeps its prefix from one turn to the next.
+Affinity is rendezvous hashing on the conversation with a load bound; the homes the bound
+chose are shared through Redis, so two gateway processes, and a restarted one, agree; an
+ejected replica's conversations move to their next replica and come back; and the prompt
+keeps its prefix from one turn to the next.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ import pytest
 
 from bench import procs
 from gateway.app import create_app
+from gateway.chat import conversation_key
 from gateway.config import Replica
 from gateway.providers.base import GROUNDING_HEADER, HELD_STOCK
-from gateway.providers.onprem import OnpremConfig, OnpremProvider, rendezvous
+from gateway.providers.homes import Homes, SharedHomes, rendezvous
+from gateway.providers.onprem import OnpremConfig, OnpremProvider
+from gateway.state.kv import MemoryKV
 from tests.conftest import STAFF, make_settings, running
 
 NAMES = ("r1", "r2", "r3")
@@ -67,31 +71,45 @@ async def converse(post, n_turns: int, first: str) -> list[str]:
     return answered
 
 
+STAFF_TOKEN = "staff-token-affinity-0123456789"
+
+
+def gateway_process(urls: list[str], redis_url: str | None = None) -> procs.Proc:
+    return procs.gateway(urls, None, redis_url=redis_url, mutate=no_cache,
+                         extra_env={"SCOUT_STAFF_KEYS": f"ops:{STAFF_TOKEN}"})
+
+
+async def all_up(s: aiohttp.ClientSession, g: procs.Proc) -> None:
+    """Until the gateway has probed every replica up: no turn guesses."""
+    for _ in range(200):
+        async with s.get(f"{g.url}/health",
+                         headers={"Authorization": f"Bearer {STAFF_TOKEN}"}) as r:
+            targets = (await r.json()).get("targets", {})
+        if all(targets.get(f"onprem.{n}", {}).get("state") == "up" for n in NAMES):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"replicas not all up: {targets}")
+
+
+def poster(s: aiohttp.ClientSession, gateway_of):
+    """`post(turn, body)` for `converse`, each turn to the gateway `gateway_of(turn)`."""
+    async def post(turn, body):
+        async with s.post(f"{gateway_of(turn).url}/v1/chat/completions", json=body) as r:
+            assert r.status == 200, await r.text()
+            return (await r.json())["choices"][0]["message"]["content"]
+    return post
+
+
 async def test_two_gateway_processes_send_a_conversation_to_the_same_replica():
     key = procs.KEYS["ONPREM_API_KEY"]
     async with three(api_key=key) as sims:
-        urls = [s.url for s in sims]
-        staff = "staff-token-affinity-0123456789"
-        gateways = [procs.gateway(urls, None, extra_env={"SCOUT_STAFF_KEYS": f"ops:{staff}"},
-                                  mutate=no_cache) for _ in range(2)]
+        gateways = [gateway_process([s.url for s in sims]) for _ in range(2)]
         try:
             async with aiohttp.ClientSession(headers=procs.API_HEADERS) as s:
-                for g in gateways:   # both have probed every replica up: no turn guesses
-                    for _ in range(200):
-                        async with s.get(f"{g.url}/health", headers={
-                                "Authorization": f"Bearer {staff}"}) as r:
-                            targets = (await r.json()).get("targets", {})
-                        if all(targets.get(f"onprem.{n}", {}).get("state") == "up"
-                               for n in NAMES):
-                            break
-                        await asyncio.sleep(0.1)
-                    else:
-                        raise AssertionError(f"replicas not all up: {targets}")
-                async def post(turn, body):   # turns alternate between the two processes
-                    async with s.post(f"{gateways[turn % 2].url}/v1/chat/completions",
-                                      json=body) as r:
-                        assert r.status == 200, await r.text()
-                        return (await r.json())["choices"][0]["message"]["content"]
+                for g in gateways:
+                    await all_up(s, g)
+                # turns alternate between the two processes
+                post = poster(s, lambda turn: gateways[turn % 2])
                 spreads = [await converse(post, 4, f"Which hybrid SUV would you recommend "
                                                   f"for family number {c}?")
                            for c in range(9)]
@@ -101,6 +119,96 @@ async def test_two_gateway_processes_send_a_conversation_to_the_same_replica():
     for turns in spreads:
         assert len(set(turns)) == 1, f"one conversation, one replica: {turns}"
     assert len({t[0] for t in spreads}) >= 2, "conversations spread over the replicas"
+
+
+def bound_placements(conversations: list[str]) -> dict[str, str]:
+    """Where one gateway's own bounded-load homes would put these, met in this order."""
+    ring = {n: n for n in NAMES}
+    homes = Homes(1.25, 600)
+    return {c: homes.place(c, [u for _, u in rendezvous(c, ring)], rendezvous(c, ring)[0][1], 0.0)
+            for c in conversations}
+
+
+async def test_gateways_sharing_redis_agree_on_the_conversations_the_bound_moved(redis_server):
+    """Homes the conversation bound chose depend on what a gateway has seen. Two gateways
+    that meet the same conversations in opposite orders, and a gateway started afresh,
+    still send each conversation where the first gateway placed it: they read its home in
+    Redis."""
+    asks = [f"Any used pickup trucks for customer {c}?" for c in range(12)]
+    ids = [conversation_key("bench", [{"role": "user", "content": a}]) for a in asks]
+    assert all(ids)
+    alone = bound_placements(ids), bound_placements(ids[::-1])   # type: ignore[arg-type]
+    differ = [a for a, c in zip(asks, ids, strict=True) if alone[0][c] != alone[1][c]]
+    assert differ, "on its own, each gateway would place some of these elsewhere"
+    async with three(api_key=procs.KEYS["ONPREM_API_KEY"]) as sims:
+        urls = [s.url for s in sims]
+        a, b = gateway_process(urls, redis_server.url), gateway_process(urls, redis_server.url)
+        started = [a, b]
+        try:
+            async with aiohttp.ClientSession(headers=procs.API_HEADERS) as s:
+                await all_up(s, a)
+                await all_up(s, b)
+                on_a = [await converse(poster(s, lambda t: a), 1, ask) for ask in asks]
+                on_b = {ask: await converse(poster(s, lambda t: b), 1, ask) for ask in asks[::-1]}
+                a.stop()
+                fresh = gateway_process(urls, redis_server.url)
+                started.append(fresh)
+                await all_up(s, fresh)
+                on_fresh = [await converse(poster(s, lambda t: fresh), 1, ask) for ask in asks]
+        finally:
+            for g in started:
+                g.stop()
+    assert [on_b[ask] for ask in asks] == on_a, "the other gateway, in the other order"
+    assert on_fresh == on_a, "a gateway started afresh"
+    assert len({t[0] for t in on_a}) == 3, "spread over the three replicas"
+
+
+class StoreDown:
+    """Redis as the link sees it while it is down: every operation its fallback."""
+
+    backend = "redis"
+
+    async def get(self, key: str) -> bytes | None:
+        return None
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> bool:
+        return False
+
+    async def set_nx(self, key: str, value: bytes, ttl_s: float) -> bool | None:
+        return None
+
+
+async def test_a_home_is_shared_by_its_first_writer_kept_alive_and_needs_no_redis():
+    ring = {n: n for n in NAMES}
+    conversations = [f"customer-{i}" for i in range(12)]
+    orders = {c: [u for _, u in rendezvous(c, ring)] for c in conversations}
+    clock = [0.0]
+    store = MemoryKV(clock=lambda: clock[0])
+    one, two = (SharedHomes(Homes(1.25, 600), store, ring) for _ in range(2))
+    for c in conversations:
+        await one.settle(c, orders[c], orders[c][0], 0.0)
+    for c in reversed(conversations):
+        await two.settle(c, orders[c], orders[c][0], 0.0)
+    placed = {c: one.homes.get(c).url for c in conversations}   # type: ignore[union-attr]
+    assert {c: two.homes.get(c).url for c in conversations} == placed   # type: ignore[union-attr]
+    assert placed != bound_placements(conversations[::-1]), "what `two` alone would choose"
+    # Turns keep the record alive past its first TTL; a conversation with no turns expires.
+    for t in (250.0, 500.0, 750.0):
+        clock[0] = t
+        await one.settle(conversations[0], orders[conversations[0]], orders[conversations[0]][0], t)
+    assert await store.get(SharedHomes.key(conversations[0])) == placed[conversations[0]].encode()
+    assert await store.get(SharedHomes.key(conversations[1])) is None
+    # Redis down: this gateway places on its own, and the turn goes on.
+    alone = SharedHomes(Homes(1.25, 600), StoreDown(), ring)   # type: ignore[arg-type]
+    for c in conversations:
+        await alone.settle(c, orders[c], orders[c][0], 0.0)
+    assert {c: alone.homes.get(c).url for c in conversations} == \
+        bound_placements(conversations)   # type: ignore[union-attr]
+    # Back up: a home placed in the outage gives way to the one another gateway shared.
+    alone.store = store
+    for c in reversed(conversations):
+        await alone.settle(c, orders[c], orders[c][0], 750.0)
+    assert alone.homes.get(conversations[0]).url == placed[conversations[0]]   # type: ignore[union-attr]
 
 
 def provider_with(in_flight: dict[str, int], ejected: frozenset[str] | set[str] = frozenset(),

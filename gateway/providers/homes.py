@@ -1,0 +1,161 @@
+"""Which replica holds each conversation: rendezvous hashing, bounded loads, shared homes.
+
+A conversation's turns go to the replica whose prefix cache holds its history. The hash
+alone gives every gateway the same answer with no state; the bound on conversations per
+replica evens the spread, and the homes it picks are written to the shared store (Redis)
+so that every gateway, and a restarted one, sends a conversation where the first placed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.state import keys
+from gateway.state.kv import KV
+
+
+def rendezvous(conversation: str, ring: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The replicas (name, URL) in this conversation's order: highest random weight first.
+
+    Rendezvous hashing: each replica's weight is a hash of the conversation and its name,
+    so any process picks the same order, and a replica that leaves moves only its own
+    conversations (each to its next), which come back when it returns."""
+    def weight(name: str) -> bytes:
+        return hashlib.blake2b(f"{conversation}\0{name}".encode(), digest_size=8).digest()
+    return sorted(ring.items(), key=lambda item: weight(item[0]), reverse=True)
+
+
+@dataclass(slots=True)
+class Home:
+    url: str          # the replica it is on now
+    wanted: str       # the replica it returns to (its home, or a first choice that was down)
+    seen: float       # its last turn (monotonic)
+    shared: float = float("-inf")   # when the shared store last agreed (monotonic)
+
+
+class Homes:
+    """Which replica each recent conversation lives on: consistent hashing with bounded
+    loads, counted in conversations (Mirrokni, Thorup and Zadimoghaddam, 2018).
+
+    A new conversation goes to the first replica of its rendezvous order that holds no
+    more than `bound` × the mean number of conversations, and stays there: its later
+    turns find their history in that replica's prefix cache. Hashing alone leaves the
+    spread to chance (16 conversations on three replicas put 9 on one in a measured run);
+    the bound evens it without moving a conversation once placed. A conversation whose
+    first choice was down when it was placed goes back to it when it returns. Homes idle
+    for `idle_s` are forgotten.
+
+    These are one process's; `SharedHomes` makes them every gateway's."""
+
+    KEPT = 100_000   # conversations remembered at most: a few MB
+
+    def __init__(self, bound: float, idle_s: float) -> None:
+        self.bound, self.idle_s = bound, idle_s
+        self._homes: dict[str, Home] = {}
+        self._count: dict[str, int] = {}
+
+    def get(self, conversation: str) -> Home | None:
+        return self._homes.get(conversation)
+
+    def place(self, conversation: str, order: list[str], first: str, now: float) -> str:
+        """The conversation's replica among `order` (usable replicas, in its rendezvous
+        order); `first` is its first choice among all replicas, usable or not."""
+        home = self._homes.get(conversation)
+        if home is not None:
+            url = home.wanted if home.wanted in order else home.url   # back where it belongs
+            if url in order:
+                self._set(conversation, url, home.wanted, now)
+                return url
+        if len(self._homes) >= self.KEPT or (home is None and len(self._homes) % 1024 == 0):
+            self._forget_idle(now)
+        if home is not None:
+            self._drop(conversation)
+        total = sum(self._count.get(u, 0) for u in order)
+        cap = self.bound * (total + 1) / len(order)
+        url = next((u for u in order if self._count.get(u, 0) + 1 <= max(cap, 1.0)),
+                   min(order, key=lambda u: self._count.get(u, 0)))
+        # It goes back to its first choice only if that was down: one the bound moved stays.
+        self._set(conversation, url, first if first not in order else url, now)
+        return url
+
+    def adopt(self, conversation: str, url: str, now: float) -> Home:
+        """The conversation lives on `url`, as another gateway placed it."""
+        self._set(conversation, url, url, now)
+        return self._homes[conversation]
+
+    def _set(self, conversation: str, url: str, wanted: str, now: float) -> None:
+        old = self._homes.get(conversation)
+        if old is not None and old.url != url:
+            self._count[old.url] -= 1
+        if old is None or old.url != url:
+            self._count[url] = self._count.get(url, 0) + 1
+        if old is None:
+            self._homes[conversation] = Home(url, wanted, now)
+        else:
+            old.url, old.wanted, old.seen = url, wanted, now
+
+    def _drop(self, conversation: str) -> None:
+        self._count[self._homes.pop(conversation).url] -= 1
+
+    def _forget_idle(self, now: float) -> None:
+        for c in [c for c, h in self._homes.items() if now - h.seen > self.idle_s]:
+            self._drop(c)
+        while len(self._homes) >= self.KEPT:   # still full: the oldest go
+            self._drop(min(self._homes, key=lambda c: self._homes[c].seen))
+
+
+class SharedHomes:
+    """Homes every gateway agrees on, through the shared store.
+
+    The hash alone already agrees for a conversation placed on its first choice; one the
+    bound moved was placed by what one gateway had seen, and another gateway (or this one
+    after a restart) would place it by what it has seen. So the gateway that places a
+    conversation writes its home to the store, first writer wins (SET NX), and a gateway
+    that meets a conversation it does not know reads it there before placing it. A
+    conversation's record lives as long as its home would (`idle_s`), kept alive by its
+    turns. Where the store cannot answer, this gateway's own placement stands: the turn
+    never waits on Redis beyond its short timeout."""
+
+    def __init__(self, homes: Homes, store: KV, ring: Mapping[str, str]) -> None:
+        self.homes, self.store = homes, store
+        self._urls = dict(ring)                              # name → URL
+        self._names = {url: name for name, url in ring.items()}
+
+    @staticmethod
+    def key(conversation: str) -> str:
+        return keys.HOME + hashlib.blake2b(conversation.encode(), digest_size=16).hexdigest()
+
+    async def settle(self, conversation: str, order: list[str], first: str, now: float) -> None:
+        """Make this gateway's home for the conversation the shared one (`order`, `first`:
+        as for `Homes.place`)."""
+        key, ttl = self.key(conversation), self.homes.idle_s
+        home = self.homes.get(conversation)
+        if home is not None and home.shared > float("-inf"):
+            if now - home.shared >= ttl / 2:   # keep the shared record alive
+                if await self.store.set(key, self._names[home.wanted].encode(), ttl):
+                    home.shared = now
+            return
+        # Not known here, or placed here while the store could not answer: the store's
+        # home, if another gateway wrote one, is the one every gateway keeps.
+        if await self._read(key, conversation, now) is not None:
+            return
+        if home is None:
+            self.homes.place(conversation, order, first, now)
+        placed = self.homes.get(conversation)
+        assert placed is not None
+        won = await self.store.set_nx(key, self._names[placed.wanted].encode(), ttl)
+        if won:
+            placed.shared = now
+        elif won is False:   # another gateway placed it a moment before: its home it is
+            await self._read(key, conversation, now)
+
+    async def _read(self, key: str, conversation: str, now: float) -> Home | None:
+        stored = await self.store.get(key)
+        url = self._urls.get(stored.decode(errors="replace")) if stored else None
+        if url is None:   # none, or a replica no longer listed
+            return None
+        home = self.homes.adopt(conversation, url, now)
+        home.shared = now
+        return home
