@@ -15,7 +15,7 @@ import time
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import STAFF, make_settings
+from tests.conftest import STAFF, make_settings, running
 from tests.servers import RedisSentinel, RedisServer
 from tests.sse_client import read_events
 
@@ -44,13 +44,21 @@ def redis_ha(tmp_path):
     primary.stop()
 
 
+@pytest.fixture
+async def long_sim():
+    """Answers of 3 s (40 tokens, 80 ms apart): all 16 turns are streaming at once even
+    when a busy box is slow to start the last of them."""
+    async with running(ttft_s=0.05, token_interval_s=0.08, tokens=40) as sim:
+        yield sim
+
+
 def replicated(primary: RedisServer) -> bool:
     """The replica has acknowledged everything the primary has written so far."""
     return primary.command("WAIT", "1", "2000").strip().startswith(b":1")
 
 
 async def test_the_primary_dies_under_16_streams_and_nothing_is_lost(
-        gw_client, slow_sim, redis_ha):
+        gw_client, long_sim, redis_ha):
     primary, replica, sentinels = redis_ha
     await until(lambda: asyncio.to_thread(
         lambda: b"master_link_status:up" in replica.command("INFO", "replication")))
@@ -58,7 +66,7 @@ async def test_the_primary_dies_under_16_streams_and_nothing_is_lost(
     await until(lambda: asyncio.to_thread(
         lambda: all(s.ready_for_failover() for s in sentinels)), within=30)
     env = {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in sentinels)}
-    client = await gw_client(create_app(make_settings([slow_sim.url], None, env=env)))
+    client = await gw_client(create_app(make_settings([long_sim.url], None, env=env)))
 
     async def store() -> dict:
         return (await (await client.get("/health", headers=STAFF)).json())["store"]
@@ -81,7 +89,7 @@ async def test_the_primary_dies_under_16_streams_and_nothing_is_lost(
 
     turns = [asyncio.create_task(turn(i)) for i in range(16)]
     async def all_streaming() -> bool:
-        return slow_sim.stats.running >= 16
+        return long_sim.stats.running >= 16
     await until(all_streaming)
     primary.stop()   # SIGKILL, mid-answer for all 16
     seen_down = asyncio.create_task(until(lambda: _down(store)))
@@ -99,7 +107,7 @@ async def test_the_primary_dies_under_16_streams_and_nothing_is_lost(
         "message": "And in blue?", "session": sessions[0]}))
     assert events[-1][0] == "done"
     assert {"role": "user", "content": "Do you have the RAV4 Hybrid in stock? (before 0)"} in \
-        slow_sim.stats.last_messages
+        long_sim.stats.last_messages
     # And the store is used again: a new conversation is written to the new primary.
     events = await read_events(await client.post("/api/chat", json={"message": "Hello (after)"}))
     assert events[-1][0] == "done"
