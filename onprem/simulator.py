@@ -105,6 +105,7 @@ class Knobs:
     fault: str = "none"
     fault_after: int = 3
     waiting: int = 0   # reported as vllm:num_requests_waiting
+    kv_cache_usage: float = 0.0   # reported as vllm:kv_cache_usage_perc (0–1)
     echo: bool = False  # answer with the last user message's words (tests what was sent)
     dealer: bool = False  # whole answers picked by the question (the demo), not `tokens` words
     answer: str = ""      # the answer's text, instead of `tokens` words of the stock answer
@@ -248,6 +249,9 @@ class ReplicaSimulator:
             "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
             "# TYPE vllm:num_requests_waiting gauge\n"
             f'vllm:num_requests_waiting{{model_name="{m}"}} {float(self.knobs.waiting)}\n'
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f'vllm:kv_cache_usage_perc{{model_name="{m}"}} {float(self.knobs.kv_cache_usage)}\n'
         )
         return web.Response(text=text, content_type="text/plain")
 

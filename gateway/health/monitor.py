@@ -85,6 +85,9 @@ class HealthMonitor:
     def waiting(self, url: str) -> float:
         return self.book.waiting(url)
 
+    def cache_usage(self, url: str) -> float | None:
+        return self.book.cache_usage(url)
+
     def observe_target_failure(self, url: str, reason: str) -> None:
         self.book.observe_target_failure(url, reason)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +23,10 @@ from gateway.health.states import State
 # Requests a replica has accepted and not started: vLLM's waiting queue, llama.cpp's
 # requests deferred until a slot is free.
 QUEUE_METRICS = frozenset({"vllm:num_requests_waiting", "llamacpp:requests_deferred"})
+# How full its KV cache is, 0 to 1: vLLM's (named gpu_cache_usage_perc before 0.10),
+# llama.cpp's.
+CACHE_METRICS = frozenset({"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
+                           "llamacpp:kv_cache_usage_ratio"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,15 @@ class Verdict:
     reason: str
     latency_ms: float | None = None
     waiting: float | None = None   # requests queued on the replica (its /metrics), if said
+    cache_usage: float | None = None   # its KV cache in use, 0–1 (its /metrics), if said
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a replica's /metrics say about its load."""
+
+    waiting: float | None = None       # requests queued, summed over models
+    cache_usage: float | None = None   # KV cache in use, 0–1, the fullest model's
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +55,27 @@ class HttpResult:
     error: str = ""
 
 
-def queue_waiting(metrics: str) -> float | None:
-    """The replica's queue from its Prometheus text, summed over models; None when it
-    reports none, or the text is not Prometheus text (read by prometheus_client's parser,
+def read_metrics(metrics: str) -> Reading:
+    """The replica's queue and KV cache from its Prometheus text; each None when it reports
+    none, both when the text is not Prometheus text (read by prometheus_client's parser,
     the exposition format's own: a page that does not parse says nothing)."""
+    queue: list[float] = []
+    cache: list[float] = []
     try:
-        found = [s.value for family in text_string_to_metric_families(metrics)
-                 if family.name in QUEUE_METRICS for s in family.samples
-                 if s.name == family.name]
+        for family in text_string_to_metric_families(metrics):
+            into = queue if family.name in QUEUE_METRICS else \
+                cache if family.name in CACHE_METRICS else None
+            if into is not None:
+                into.extend(s.value for s in family.samples if s.name == family.name)
     except (ValueError, TypeError, IndexError):
-        return None
-    return sum(found) if found else None
+        return Reading()
+    return Reading(sum(queue) if queue else None,
+                   min(1.0, max(0.0, max(cache))) if cache else None)
+
+
+def queue_waiting(metrics: str) -> float | None:
+    """The replica's queue from its Prometheus text (`read_metrics`)."""
+    return read_metrics(metrics).waiting
 
 
 def models_listed(body: str) -> list[str] | None:
@@ -88,11 +111,12 @@ def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpRe
         return Verdict(State.LOADING, "no model listed yet")
     if model not in listed:
         return Verdict(State.MISCONFIGURED, f"serves {', '.join(listed)[:120]}, not {model}")
-    waiting = queue_waiting(metrics.body) if metrics and metrics.status == 200 else None
-    if waiting is not None and waiting > busy_waiting:
-        return Verdict(State.BUSY, f"{waiting:g} requests waiting (threshold {busy_waiting})",
-                       waiting=waiting)
-    return Verdict(State.UP, "serving " + model, waiting=waiting)
+    said = read_metrics(metrics.body) if metrics and metrics.status == 200 else Reading()
+    if said.waiting is not None and said.waiting > busy_waiting:
+        return Verdict(State.BUSY, f"{said.waiting:g} requests waiting (threshold "
+                       f"{busy_waiting})", waiting=said.waiting, cache_usage=said.cache_usage)
+    return Verdict(State.UP, "serving " + model, waiting=said.waiting,
+                   cache_usage=said.cache_usage)
 
 
 def judge_path(result: HttpResult) -> Verdict:
@@ -134,7 +158,7 @@ async def probe_replica(session: aiohttp.ClientSession, base_url: str, model: st
         get(session, f"{base_url}/v1/models", timeout_s, headers),
         get(session, f"{base_url}/metrics", timeout_s, headers, limit=1 << 20))
     v = judge_replica(health, models, metrics, model, busy_waiting)
-    return Verdict(v.state, v.reason, (time.perf_counter() - started) * 1000, v.waiting)
+    return replace(v, latency_ms=(time.perf_counter() - started) * 1000)
 
 
 async def probe_path(session: aiohttp.ClientSession, url: str, timeout_s: float) -> Verdict:

@@ -46,6 +46,7 @@ class Target:
     latency_ms: float | None = None
     since: float = field(default_factory=time.time)
     waiting: float | None = None   # requests queued on it, as its last probe read them
+    cache_usage: float | None = None   # its KV cache in use (0–1), as its last probe read it
     good: int = 0       # good probes in a row while still counted bad
     failures: int = 0   # bad probes in a row (for backoff)
     next_at: float = 0.0
@@ -53,7 +54,7 @@ class Target:
 
 def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
     """Fold one probe into a target, with hysteresis. Pure; True if the state changed."""
-    t.latency_ms, t.waiting = v.latency_ms, v.waiting
+    t.latency_ms, t.waiting, t.cache_usage = v.latency_ms, v.waiting, v.cache_usage
     if v.state in SERVING:
         t.failures = 0
         if t.state in FAILING:
@@ -212,6 +213,11 @@ class TierBook:
         """Requests queued on the replica behind this URL, as its last probe read them."""
         t = self.targets.get(self.url_targets.get(url, ""))
         return (t.waiting or 0.0) if t is not None else 0.0
+
+    def cache_usage(self, url: str) -> float | None:
+        """How full the KV cache of the replica behind this URL is (0–1), if it says."""
+        t = self.targets.get(self.url_targets.get(url, ""))
+        return t.cache_usage if t is not None else None
 
     def why_not(self, url: str) -> str:
         t = self.targets.get(self.url_targets.get(url, ""))

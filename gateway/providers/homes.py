@@ -59,9 +59,12 @@ class Homes:
     def get(self, conversation: str) -> Home | None:
         return self._homes.get(conversation)
 
-    def place(self, conversation: str, order: list[str], first: str, now: float) -> str:
+    def place(self, conversation: str, order: list[str], first: str, now: float,
+              full: frozenset[str] = frozenset()) -> str:
         """The conversation's replica among `order` (usable replicas, in its rendezvous
-        order); `first` is its first choice among all replicas, usable or not."""
+        order); `first` is its first choice among all replicas, usable or not. A new
+        conversation is not placed on a replica in `full` (its KV cache nearly full: a new
+        history there pushes out those it holds) while another has room."""
         home = self._homes.get(conversation)
         if home is not None:
             url = home.wanted if home.wanted in order else home.url   # back where it belongs
@@ -74,8 +77,9 @@ class Homes:
             self._drop(conversation)
         total = sum(self._count.get(u, 0) for u in order)
         cap = self.bound * (total + 1) / len(order)
-        url = next((u for u in order if self._count.get(u, 0) + 1 <= max(cap, 1.0)),
-                   min(order, key=lambda u: self._count.get(u, 0)))
+        roomy = [u for u in order if u not in full] or order
+        url = next((u for u in roomy if self._count.get(u, 0) + 1 <= max(cap, 1.0)),
+                   min(roomy, key=lambda u: self._count.get(u, 0)))
         # It goes back to its first choice only if that was down: one the bound moved stays.
         self._set(conversation, url, first if first not in order else url, now)
         return url
@@ -127,9 +131,10 @@ class SharedHomes:
     def key(conversation: str) -> str:
         return keys.HOME + hashlib.blake2b(conversation.encode(), digest_size=16).hexdigest()
 
-    async def settle(self, conversation: str, order: list[str], first: str, now: float) -> None:
-        """Make this gateway's home for the conversation the shared one (`order`, `first`:
-        as for `Homes.place`)."""
+    async def settle(self, conversation: str, order: list[str], first: str, now: float,
+                     full: frozenset[str] = frozenset()) -> None:
+        """Make this gateway's home for the conversation the shared one (`order`, `first`,
+        `full`: as for `Homes.place`)."""
         key, ttl = self.key(conversation), self.homes.idle_s
         home = self.homes.get(conversation)
         if home is not None and home.shared > float("-inf"):
@@ -142,7 +147,7 @@ class SharedHomes:
         if await self._read(key, conversation, now) is not None:
             return
         if home is None:
-            self.homes.place(conversation, order, first, now)
+            self.homes.place(conversation, order, first, now, full)
         placed = self.homes.get(conversation)
         assert placed is not None
         won = await self.store.set_nx(key, self._names[placed.wanted].encode(), ttl)

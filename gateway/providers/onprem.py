@@ -64,6 +64,10 @@ class OnpremConfig(TierConfig):
     # homes shared through Redis where there is one; 0: hashing alone decides.
     affinity_conversation_bound: Annotated[float, Field(ge=0.0, le=10.0)] = 1.25
     affinity_idle_s: Annotated[float, Field(gt=0, le=86_400)] = 600
+    # A replica whose KV cache is at least this full (vLLM's kv_cache_usage_perc, llama.cpp's
+    # kv_cache_usage_ratio, where its /metrics say) takes no new conversation while another
+    # has room: a new history there pushes out the histories it holds. 1: never full.
+    affinity_cache_full: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
     path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
 
     @field_validator("url")
@@ -188,7 +192,7 @@ class OnpremProvider:
             # Its home first, then the rest in its order: the turn bound below may still
             # pass this one turn on, without moving the conversation.
             home = self._homes.place(conversation, [u for _, u in ok], ranked[0][1],
-                                     time.monotonic())
+                                     time.monotonic(), self._full([u for _, u in ok]))
             ok = sorted(ok, key=lambda item: item[1] != home)
         loads = [self._load(url) for _, url in ok]
         cap = self.config.affinity_load_bound * (sum(loads) + 1) / len(ok) \
@@ -205,7 +209,15 @@ class OnpremProvider:
         ranked = [url for _, url in rendezvous(conversation, self._ring)]
         usable = [u for u in ranked if self.health is None or self.health.usable(u)]
         if usable:
-            await self._shared.settle(conversation, usable, ranked[0], time.monotonic())
+            await self._shared.settle(conversation, usable, ranked[0], time.monotonic(),
+                                      self._full(usable))
+
+    def _full(self, urls: list[str]) -> frozenset[str]:
+        """The replicas among `urls` whose probes say their KV cache is full."""
+        if self.health is None:
+            return frozenset()
+        return frozenset(u for u in urls if (used := self.health.cache_usage(u)) is not None
+                         and used >= self.config.affinity_cache_full)
 
     def _load(self, url: str) -> float:
         """Turns on the replica: this gateway's in flight, and what its probes saw queued."""

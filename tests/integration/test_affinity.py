@@ -121,6 +121,15 @@ async def test_two_gateway_processes_send_a_conversation_to_the_same_replica():
     assert len({t[0] for t in spreads}) >= 2, "conversations spread over the replicas"
 
 
+def app_poster(client):
+    """`post(turn, body)` for `converse`, every turn to one test client of the gateway."""
+    async def post(turn, body):
+        r = await client.post("/v1/chat/completions", json=body)
+        assert r.status == 200, await r.text()
+        return (await r.json())["choices"][0]["message"]["content"]
+    return post
+
+
 def bound_placements(conversations: list[str]) -> dict[str, str]:
     """Where one gateway's own bounded-load homes would put these, met in this order."""
     ring = {n: n for n in NAMES}
@@ -212,8 +221,8 @@ async def test_a_home_is_shared_by_its_first_writer_kept_alive_and_needs_no_redi
 
 
 def provider_with(in_flight: dict[str, int], ejected: frozenset[str] | set[str] = frozenset(),
-                  bound: float = 1.25, slack: int = 2,
-                  conversations: float = 0.0) -> OnpremProvider:
+                  bound: float = 1.25, slack: int = 2, conversations: float = 0.0,
+                  cache_usage: dict[str, float] | None = None) -> OnpremProvider:
     """A provider over three named replicas; `conversations`: the conversation bound
     (0, hashing alone, unless a test is about that bound)."""
     cfg = OnpremConfig.model_validate({
@@ -230,6 +239,9 @@ def provider_with(in_flight: dict[str, int], ejected: frozenset[str] | set[str] 
 
         def waiting(self, url: str) -> float:
             return 0.0
+
+        def cache_usage(self, url: str) -> float | None:
+            return (cache_usage or {}).get(url)
 
         def observe_target_failure(self, url: str, reason: str) -> None: ...
 
@@ -309,14 +321,49 @@ def test_with_the_conversation_bound_an_ejected_replicas_conversations_leave_and
     assert all(p._pick_url(set(), c) == gone for c in first_choice), "and they come back"
 
 
+def test_a_replica_with_its_kv_cache_full_takes_no_new_conversation_and_keeps_its_own():
+    ring = {n: f"http://{n}:8000" for n in NAMES}
+    usage: dict[str, float] = {}
+    p = provider_with({}, conversations=1.25, cache_usage=usage)
+    before = [f"customer-{i}" for i in range(12)]
+    placed = {c: p._pick_url(set(), c) for c in before}
+    full = ring["r1"]
+    assert full in placed.values()
+    usage.update({full: 0.95, ring["r2"]: 0.3})   # r3 says nothing: it has room
+    after = [f"newcomer-{i}" for i in range(30)]
+    wanting = [c for c in after if rendezvous(c, ring)[0][1] == full]
+    assert wanting
+    assert all(p._pick_url(set(), c) != full for c in after), "no new history on a full one"
+    assert all(p._pick_url(set(), c) == placed[c] for c in before), "its own stay"
+    usage.update({u: 0.97 for u in ring.values()})   # all full: placed as if none were
+    late = [f"late-{i}" for i in range(30)]
+    assert full in {p._pick_url(set(), c) for c in late}
+
+
+async def test_a_full_kv_cache_seen_by_the_probes_sends_new_conversations_elsewhere(gw_client):
+    async with three() as sims:
+        client = await gw_client(create_app(settings_for(sims)))
+        post = app_poster(client)
+
+        key = "Which hybrid SUV would you recommend for a family of %d?"
+        home = (await converse(post, 1, key % 0))[0]
+        sim = sims[NAMES.index(home)]
+        await sim.set_fault("none", kv_cache_usage=0.96)
+        probes = sim.stats.probes
+        for _ in range(200):   # two probe rounds after the change: the monitor has read it
+            if sim.stats.probes >= probes + 6:
+                break
+            await asyncio.sleep(0.05)
+        newcomers = [(await converse(post, 1, key % n))[0] for n in range(1, 13)]
+        assert home not in newcomers, newcomers
+        assert await converse(post, 2, key % 0) == [home, home], "its own conversation stays"
+        await sim.set_fault("none", kv_cache_usage=0.1)
+
+
 async def test_an_ejected_replica_loses_its_conversations_until_it_is_back(gw_client):
     async with three() as sims:
         client = await gw_client(create_app(settings_for(sims)))
-
-        async def post(turn, body):
-            r = await client.post("/v1/chat/completions", json=body)
-            assert r.status == 200, await r.text()
-            return (await r.json())["choices"][0]["message"]["content"]
+        post = app_poster(client)
 
         async def replica_state(name: str) -> str:
             health = await (await client.get("/health", headers=STAFF)).json()

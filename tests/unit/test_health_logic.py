@@ -12,6 +12,7 @@ from gateway.health.probes import (
     judge_path,
     judge_replica,
     queue_waiting,
+    read_metrics,
 )
 from gateway.health.targets import Target, apply_verdict, next_probe_in, tier_verdict
 
@@ -265,3 +266,19 @@ def test_with_the_shipped_settings_a_recovered_replica_has_traffic_within_one_in
     assert book.usable("http://r1"), "the first good probe brings traffic back"
     book.observe_target_failure("http://r1", "connection reset")
     assert not book.usable("http://r1"), "on probation: one failure ejects it again"
+
+
+@pytest.mark.parametrize(("text", "usage"), [
+    ('vllm:kv_cache_usage_perc{model_name="a"} 0.42\n', 0.42),   # vLLM 0.10 on
+    ('# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name="a"} 0.9\n'
+     'vllm:gpu_cache_usage_perc{model_name="b"} 0.2\n', 0.9),     # before: the fullest model
+    ("# TYPE llamacpp:kv_cache_usage_ratio gauge\nllamacpp:kv_cache_usage_ratio 0.75\n", 0.75),
+    ('vllm:kv_cache_usage_perc{model_name="a"} 1.5\n', 1.0),     # never past full
+    (LLAMACPP % "1", None),                                        # not said
+    ("vllm:kv_cache_usage_perc 0.5\nbroken {\n", None),          # not Prometheus text
+])
+def test_the_kv_cache_usage_is_read_where_the_replica_reports_it(text, usage):
+    assert read_metrics(text).cache_usage == usage
+    v = judge_replica(HttpResult(200), HttpResult(200, '{"data": [{"id": "m"}]}'),
+                      HttpResult(200, text), "m", busy_waiting=2)
+    assert v.cache_usage == usage
