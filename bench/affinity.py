@@ -58,8 +58,10 @@ FIRST = ["Any used Honda SUVs on the lot?", "Do you have a hybrid sedan under $3
 LATER = ["Do you have a red one?", "Which of those has the lowest mileage?",
          "What about something newer?", "Is there one under $25,000?",
          "Any with all-wheel drive?", "Which would you recommend for a family?"]
-# nginx's access log: end time, path, status, upstream(s) tried ("a, b": the last answered).
-LOG_LINE = re.compile(r"^(\S+) (\S+) (\d+) (?:\S+, )*(\S+)$")
+# nginx's access log: end time, seconds taken, path, status, upstream(s) tried ("a, b": the
+# last answered).
+LOG_LINE = re.compile(r"^(?P<end>\S+) (?P<took>\S+) (?P<uri>\S+) (?P<status>\d+) "
+                      r"(?:\S+, )*(?P<upstream>\S+)$")
 # llama.cpp's own log (llama-cpp-python's server is verbose by default): after every
 # completion, how many prompt tokens it read, those it did not find cached; before it, when
 # it found some, how many.
@@ -79,7 +81,7 @@ def nginx(replicas: list[tuple[str, int]], log: Path, slow: bool = False) -> pro
     conf = render_onprem([(n, f"127.0.0.1:{p}") for n, p in replicas], f"127.0.0.1:{port}")
     conf = conf.replace("worker_processes auto;", "worker_processes 1;").replace(
         "access_log off;",
-        "log_format turns '$msec $uri $status $upstream_addr';\n"
+        "log_format turns '$msec $request_time $uri $status $upstream_addr';\n"
         f"    access_log {log} turns;")
     if slow:
         listed = orjson.dumps({"object": "list", "data": [
@@ -204,14 +206,20 @@ def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access:
     one completion at a time, so its log's completions come in the order nginx logged
     their ends. An end is a turn's when each is the other's nearest (a request the gateway
     gave up on, answered elsewhere, ends apart from its turn); a replica whose count still
-    differs from its log's (one killed mid-answer) is left unmatched."""
+    differs from its log's (one killed mid-answer) is left unmatched.
+
+    Each matched turn is also marked `queued` when its replica was still answering another
+    request as it arrived: that server answers one at a time, so the turn waited."""
     ends: dict[str, list[float]] = {n: [] for n in NAMES}
+    spans: dict[str, list[tuple[float, float]]] = {n: [] for n in NAMES}
     for line in access.read_text().splitlines():
         m = LOG_LINE.match(line)
-        if m and m.group(2).endswith("/chat/completions") and m.group(3) == "200":
-            port = m.group(4).rsplit(":", 1)[-1]
+        if m and m["uri"].endswith("/chat/completions") and m["status"] == "200":
+            port = m["upstream"].rsplit(":", 1)[-1]
             if port.isdigit() and int(port) in ports:
-                ends[ports[int(port)]].append(float(m.group(1)))
+                end = float(m["end"])
+                ends[ports[int(port)]].append(end)
+                spans[ports[int(port)]].append((end - float(m["took"]), end))
     turns = [r for r in results if "ttft" in r]
     every = sorted(at for times in ends.values() for at in times)
     if not turns or not every:
@@ -224,6 +232,9 @@ def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access:
         mine = []
         for at in sorted(ends[name]):
             r = min(turns, key=lambda r: abs(r["at"] - at))
+            if nearest_end(r) == at:
+                start = next(s for s, e in spans[name] if e == at)
+                r["queued"] = any(s < start < e for s, e in spans[name] if e != at)
             mine.append((r, nearest_end(r) == at))
         kept = [r for r, mutual in mine if mutual]
         if len(kept) != len(done):
@@ -236,9 +247,9 @@ def replica_turns(log: Path, ports: dict[int, str], since: float = 0.0) -> dict[
     counts = dict.fromkeys(NAMES, 0)
     for line in log.read_text().splitlines():
         m = LOG_LINE.match(line)
-        if not m or float(m.group(1)) < since or not m.group(2).endswith("/chat/completions"):
+        if not m or float(m["end"]) < since or not m["uri"].endswith("/chat/completions"):
             continue
-        port = m.group(4).rsplit(":", 1)[-1]
+        port = m["upstream"].rsplit(":", 1)[-1]
         if port.isdigit() and int(port) in ports:
             counts[ports[int(port)]] += 1
     return counts
@@ -268,6 +279,9 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
         "prefilled_tokens_turns_3_on": statistics.mean(r["prefilled"] for r in said)
         if said else None,
         "prefill_measured_turns_3_on": f"{len(said)}/{len(late)}",
+        # Turns ≥3 whose replica was answering another as they arrived, and not (llama.cpp).
+        "ttft_turns_3_on_queued": pcts([r for r in late if r.get("queued") is True]),
+        "ttft_turns_3_on_idle": pcts([r for r in late if r.get("queued") is False]),
         "turns_per_replica": spread,
         "max_over_mean_load": (max(spread.values()) / mean_load) if mean_load else None,
     }
@@ -330,9 +344,12 @@ def row(r: dict[str, Any]) -> list[Any]:
     def n(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.0f}"
     name = r["mode"] + (" + kill r2" if r["kill"] else "")
+    idle, queued = r["ttft_turns_3_on_idle"], r["ttft_turns_3_on_queued"]
+    split = f'{s(idle["p50_s"]) or "–"} ({idle["n"]}) / {s(queued["p50_s"]) or "–"} ' \
+        f'({queued["n"]})' if idle["n"] + queued["n"] else "n/a"
     return [name, r["turns"], r["failed"], r["onprem_turns"], s(r["ttft_turns_1_2"]["p50_s"]),
             s(r["ttft_turns_1_2"]["p95_s"]), s(r["ttft_turns_3_on"]["p50_s"]),
-            s(r["ttft_turns_3_on"]["p95_s"]), n(r["prompt_tokens_turns_3_on"]),
+            s(r["ttft_turns_3_on"]["p95_s"]), split, n(r["prompt_tokens_turns_3_on"]),
             f'{n(r["prefilled_tokens_turns_3_on"])} ({r["prefill_measured_turns_3_on"]})',
             " / ".join(str(r["turns_per_replica"][k]) for k in NAMES),
             s(r["max_over_mean_load"]), r.get("r2_turns_after_restart", "")]
@@ -362,7 +379,8 @@ async def run(args: argparse.Namespace) -> None:
         "modes": results},
         [row(r) for r in results],
         ["mode", "turns", "failed", "answered on-prem", "TTFT p50 turns 1–2 s", "TTFT p95 turns 1–2 s",
-         "TTFT p50 turns ≥3 s", "TTFT p95 turns ≥3 s", "prompt tokens/turn ≥3",
+         "TTFT p50 turns ≥3 s", "TTFT p95 turns ≥3 s",
+         "TTFT p50 turns ≥3 s, replica free / answering another (turns)", "prompt tokens/turn ≥3",
          "prefilled tokens/turn ≥3 (turns measured)", "turns r1 / r2 / r3", "max ÷ mean load",
          "r2 turns after restart"],
         note=f"{args.conversations} conversations × {args.turns} turns, {args.concurrency} at "
