@@ -43,9 +43,9 @@ class Homes:
     more than `bound` × the mean number of conversations, and stays there: its later
     turns find their history in that replica's prefix cache. Hashing alone leaves the
     spread to chance (16 conversations on three replicas put 9 on one in a measured run);
-    the bound evens it without moving a conversation once placed. A conversation whose
-    first choice was down when it was placed goes back to it when it returns. Homes idle
-    for `idle_s` are forgotten.
+    the bound evens it without moving a conversation once placed. A conversation whose home
+    is down goes elsewhere meanwhile and back when it returns, as does one whose first
+    choice was down when it was placed. Homes idle for `idle_s` are forgotten.
 
     These are one process's; `SharedHomes` makes them every gateway's."""
 
@@ -80,8 +80,10 @@ class Homes:
         roomy = [u for u in order if u not in full] or order
         url = next((u for u in roomy if self._count.get(u, 0) + 1 <= max(cap, 1.0)),
                    min(roomy, key=lambda u: self._count.get(u, 0)))
-        # It goes back to its first choice only if that was down: one the bound moved stays.
-        self._set(conversation, url, first if first not in order else url, now)
+        # It returns to its home when that is back; a new one to its first choice only if
+        # that was down (one the bound moved stays where the bound put it).
+        wanted = home.wanted if home is not None else first if first not in order else url
+        self._set(conversation, url, wanted, now)
         return url
 
     def adopt(self, conversation: str, url: str, now: float) -> Home:
