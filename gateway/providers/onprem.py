@@ -66,7 +66,7 @@ class OnpremConfig(TierConfig):
     affinity_idle_s: Annotated[float, Field(gt=0, le=86_400)] = 600
     # A replica whose KV cache is at least this full (vLLM's kv_cache_usage_perc, llama.cpp's
     # kv_cache_usage_ratio, where its /metrics say) takes no new conversation while another
-    # has room: a new history there pushes out the histories it holds. 1: never full.
+    # has room: a new history there pushes out the histories it holds. 1: only one in full use.
     affinity_cache_full: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
     path_health: str = "/health"   # answered by nginx itself: is the GPU box reachable?
 
