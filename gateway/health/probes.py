@@ -73,10 +73,6 @@ def read_metrics(metrics: str) -> Reading:
                    min(1.0, max(0.0, max(cache))) if cache else None)
 
 
-def queue_waiting(metrics: str) -> float | None:
-    """The replica's queue from its Prometheus text (`read_metrics`)."""
-    return read_metrics(metrics).waiting
-
 
 def models_listed(body: str) -> list[str] | None:
     import orjson

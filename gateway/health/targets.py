@@ -334,6 +334,8 @@ class TierBook:
             else:
                 t.state, t.reason = rec["state"], rec["reason"]
                 t.latency_ms, t.since = rec["latency_ms"], rec["since"]
+                # A monitor of an older release publishes neither: nothing is queued then.
+                t.waiting, t.cache_usage = rec.get("waiting"), rec.get("cache_usage")
 
     def refresh(self) -> None:
         self._ejection_ends = self.outliers.next_change()

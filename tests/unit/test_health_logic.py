@@ -11,7 +11,6 @@ from gateway.health.probes import (
     judge_openai,
     judge_path,
     judge_replica,
-    queue_waiting,
     read_metrics,
 )
 from gateway.health.targets import Target, apply_verdict, next_probe_in, tier_verdict
@@ -63,7 +62,7 @@ def test_judge_path_and_queue_parsing():
         "GPU box unreachable over the tailnet")
     assert judge_path(HttpResult(404)).state == "up"
     text = ("# TYPE vllm:num_requests_waiting gauge\n" + METRICS % ("a", "2") + METRICS % ("b", "3"))
-    assert queue_waiting(text) == 5 and queue_waiting("nothing") is None
+    assert read_metrics(text).waiting == 5 and read_metrics("nothing").waiting is None
 
 
 # llama.cpp's server with --metrics: requests_processing are on a slot, requests_deferred wait.
@@ -89,7 +88,7 @@ llamacpp:requests_deferred %s
     ("", None),
 ])
 def test_the_queue_is_read_from_vllm_and_llamacpp_metrics(text, waiting):
-    assert queue_waiting(text) == waiting
+    assert read_metrics(text).waiting == waiting
     v = judge_replica(HttpResult(200), HttpResult(200, '{"data": [{"id": "m"}]}'),
                       HttpResult(200, text), "m", busy_waiting=2)
     assert v.waiting == waiting
@@ -282,3 +281,31 @@ def test_the_kv_cache_usage_is_read_where_the_replica_reports_it(text, usage):
     v = judge_replica(HttpResult(200), HttpResult(200, '{"data": [{"id": "m"}]}'),
                       HttpResult(200, text), "m", busy_waiting=2)
     assert v.cache_usage == usage
+
+
+def test_a_follower_gateway_reads_the_replicas_queue_and_cache_the_monitor_published():
+    """One gateway probes; the others adopt its snapshot, load readings included, so their
+    load bound and KV-cache check see what the probes saw."""
+    from dataclasses import asdict
+
+    from gateway.config import HealthConfig
+    from gateway.health.targets import TierBook
+    from gateway.tiers import ProbeTarget
+
+    def book() -> TierBook:
+        b = TierBook(HealthConfig(), lambda: 0.0, lambda event: None)
+        b.add("onprem", (ProbeTarget("onprem.r1", "replica", lambda s, k, c: None),),  # type: ignore
+              {"http://r1": "onprem.r1"})
+        return b
+
+    leader, follower = book(), book()
+    apply_verdict(leader.targets["onprem.r1"], Verdict("up", "serving m", 3.0, waiting=5.0,
+                                                       cache_usage=0.93), rise=1, now=0)
+    # What the leader writes to Redis (HealthMonitor.tick), read back.
+    published = orjson.loads(orjson.dumps([asdict(t) for t in leader.targets.values()]))
+    follower.adopt({t["name"]: t for t in published})
+    assert follower.waiting("http://r1") == 5.0
+    assert follower.cache_usage("http://r1") == 0.93
+    older = [{k: v for k, v in t.items() if k not in ("waiting", "cache_usage")} for t in published]
+    follower.adopt({t["name"]: t for t in older})
+    assert follower.waiting("http://r1") == 0.0 and follower.cache_usage("http://r1") is None
