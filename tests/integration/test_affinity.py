@@ -16,6 +16,7 @@ import itertools
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import pytest
 
@@ -158,7 +159,14 @@ async def test_gateways_sharing_redis_agree_on_the_conversations_the_bound_moved
                 await all_up(s, a)
                 await all_up(s, b)
                 on_a = [await converse(poster(s, lambda t: a), 1, ask) for ask in asks]
-                on_b = {ask: await converse(poster(s, lambda t: b), 1, ask) for ask in asks[::-1]}
+                # The other gateway through openai-python, as a Python backend would call it.
+                sdk = openai.AsyncOpenAI(api_key=procs.API_HEADERS["Authorization"][7:],
+                                         base_url=f"{b.url}/v1", max_retries=0)
+                async def sdk_post(turn, body):
+                    got = await sdk.chat.completions.create(**body)
+                    return got.choices[0].message.content
+                on_b = {ask: await converse(sdk_post, 1, ask) for ask in asks[::-1]}
+                await sdk.close()
                 a.stop()
                 fresh = gateway_process(urls, redis_server.url)
                 started.append(fresh)
