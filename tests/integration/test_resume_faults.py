@@ -14,6 +14,7 @@ import pytest
 from gateway.app import create_app
 from gateway.providers.base import RESUME_INSTRUCTION, RESUME_INSTRUCTION_ES
 from tests.conftest import API_KEY, STAFF
+from tests.integration.test_health import target, wait_for
 from tests.integration.test_ladder import chat, done, text
 from tests.ws_client import connect, until
 
@@ -179,17 +180,26 @@ async def test_a_429_is_waited_out_when_its_retry_after_fits_the_deadline(
 
 
 async def test_a_content_policy_refusal_is_passed_on_not_routed_around(
-        gw_client, aiohttp_server, settings, onprem_sim, openai_sim):
+        gw_client, settings, onprem_sim, openai_sim):
     """The upstream's content policy refuses the input: the caller hears that refusal, as
     the upstream gave it, on every API; no other provider is asked, and the replica that
     refused is still well (the next question is answered by it)."""
     onprem_sim.knobs.update({"answer": ENGLISH, "fault": "content_policy"})
-    client = await gw_client(create_app(settings))
+
+    async def gateway():
+        # Its first probes decide where the question goes: waited for, not raced (on a busy
+        # box one round can time out, and a GPU box seen down is rightly skipped).
+        c = await gw_client(create_app(settings))
+        await wait_for(c, lambda h: all(target(h, t)["state"] == "up"
+                                        for t in ("onprem.path", "onprem.r1")))
+        return c
+
+    client = await gateway()
     events = await chat(client, ASK_EN)
     assert done(events)["code"] == "content_policy_violation"
     assert "safety system" in done(events)["message"]
-    server = await aiohttp_server(create_app(settings))
-    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(server.make_url("/v1")),
+    other = await gateway()
+    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(other.server.make_url("/v1")),
                              max_retries=0)
     with pytest.raises(openai.BadRequestError) as exc:
         await sdk.chat.completions.create(
