@@ -199,22 +199,21 @@ async def test_a_content_policy_refusal_is_passed_on_not_routed_around(
     assert done(events)["code"] == "content_policy_violation"
     assert "safety system" in done(events)["message"]
     other = await gateway()
-    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(other.server.make_url("/v1")),
-                             max_retries=0)
-    with pytest.raises(openai.BadRequestError) as exc:
-        await sdk.chat.completions.create(
-            model="scout", messages=[{"role": "user", "content": ASK_EN}])
-    assert exc.value.status_code == 400 and exc.value.code == "content_policy_violation"
-    with pytest.raises(openai.APIError, match="safety system"):
-        stream = await sdk.chat.completions.create(
-            model="scout", messages=[{"role": "user", "content": ASK_EN}], stream=True)
-        async for _ in stream:
-            pass
-    with pytest.raises(openai.BadRequestError) as exc:
-        await sdk.responses.create(model="scout", input=ASK_EN)
-    assert exc.value.code == "content_policy_violation"
-    assert openai_sim.stats.requests == 0, "never routed around to the other provider"
-    onprem_sim.knobs.update({"fault": "none"})
-    events = await chat(client, ASK_EN + " (again)")
-    assert done(events)["served_by"] == ["onprem"], "a refusal is not a replica failure"
-    await sdk.close()
+    async with openai.AsyncOpenAI(api_key=API_KEY, base_url=str(other.server.make_url("/v1")),
+                                 max_retries=0) as sdk:   # closed even when an assertion fails
+        with pytest.raises(openai.BadRequestError) as exc:
+            await sdk.chat.completions.create(
+                model="scout", messages=[{"role": "user", "content": ASK_EN}])
+        assert exc.value.status_code == 400 and exc.value.code == "content_policy_violation"
+        with pytest.raises(openai.APIError, match="safety system"):
+            stream = await sdk.chat.completions.create(
+                model="scout", messages=[{"role": "user", "content": ASK_EN}], stream=True)
+            async for _ in stream:
+                pass
+        with pytest.raises(openai.BadRequestError) as exc:
+            await sdk.responses.create(model="scout", input=ASK_EN)
+        assert exc.value.code == "content_policy_violation"
+        assert openai_sim.stats.requests == 0, "never routed around to the other provider"
+        onprem_sim.knobs.update({"fault": "none"})
+        events = await chat(client, ASK_EN + " (again)")
+        assert done(events)["served_by"] == ["onprem"], "a refusal is not a replica failure"
