@@ -133,6 +133,12 @@ class SharedHomes:
     def key(conversation: str) -> str:
         return keys.HOME + hashlib.blake2b(conversation.encode(), digest_size=16).hexdigest()
 
+    def due(self, conversation: str, now: float) -> bool:
+        """Has `settle` anything to do: a conversation not known here, placed while the
+        store could not answer, or whose shared record wants keeping alive?"""
+        home = self.homes.get(conversation)
+        return home is None or now - home.shared >= self.homes.idle_s / 2
+
     async def settle(self, conversation: str, order: list[str], first: str, now: float,
                      full: frozenset[str] = frozenset()) -> None:
         """Make this gateway's home for the conversation the shared one (`order`, `first`,

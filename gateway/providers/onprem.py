@@ -204,13 +204,13 @@ class OnpremProvider:
 
     async def _share_home(self, conversation: str | None) -> None:
         """This conversation's home agreed with the other gateways before it is picked."""
-        if not conversation or self._shared is None:
-            return
+        now = time.monotonic()
+        if not conversation or self._shared is None or not self._shared.due(conversation, now):
+            return   # most turns: a home known and shared, nothing asked of Redis or hashed
         ranked = [url for _, url in rendezvous(conversation, self._ring)]
         usable = [u for u in ranked if self.health is None or self.health.usable(u)]
         if usable:
-            await self._shared.settle(conversation, usable, ranked[0], time.monotonic(),
-                                      self._full(usable))
+            await self._shared.settle(conversation, usable, ranked[0], now, self._full(usable))
 
     def _full(self, urls: list[str]) -> frozenset[str]:
         """The replicas among `urls` whose probes say their KV cache is full."""

@@ -207,6 +207,8 @@ async def test_a_home_is_shared_by_its_first_writer_kept_alive_and_needs_no_redi
     for c in reversed(conversations):
         await two.settle(c, orders[c], orders[c][0], 0.0)
     placed = {c: one.homes.get(c).url for c in conversations}   # type: ignore[union-attr]
+    assert not any(one.due(c, 1.0) for c in conversations), "a shared home asks nothing more"
+    assert one.due(conversations[0], 300.0) and one.due("someone new", 1.0)
     assert {c: two.homes.get(c).url for c in conversations} == placed   # type: ignore[union-attr]
     assert placed != bound_placements(conversations[::-1]), "what `two` alone would choose"
     # Turns keep the record alive past its first TTL; a conversation with no turns expires.
