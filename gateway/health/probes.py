@@ -24,7 +24,8 @@ from gateway.health.states import State
 # requests deferred until a slot is free.
 QUEUE_METRICS = frozenset({"vllm:num_requests_waiting", "llamacpp:requests_deferred"})
 # How full its KV cache is, 0 to 1: vLLM's (named gpu_cache_usage_perc before 0.10),
-# llama.cpp's.
+# older llama.cpp servers'. Newer llama.cpp exports no such gauge (none in the llama.cpp
+# that llama-cpp-python 0.3.36 vendors): there only its deferred requests are read.
 CACHE_METRICS = frozenset({"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
                            "llamacpp:kv_cache_usage_ratio"})
 
