@@ -212,6 +212,9 @@ def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access:
                    ports: dict[int, str]) -> None:
     """Each turn's prefilled tokens, from what the llama.cpp replicas logged.
 
+    (llama.cpp's own server reports `cached_tokens`, which are used; its log's counts are
+    kept beside them, as a check.)
+
     llama-cpp-python reports no `cached_tokens`, but logs, for every completion, the prompt
     tokens it read (what its slot or its RAM cache did not already hold). A replica serves
     one completion at a time, so its log's completions come in the order nginx logged
@@ -251,7 +254,9 @@ def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access:
         if len(kept) != len(done):
             continue
         for r, (hit, read) in zip(kept, done, strict=True):
-            r.update(prompt=hit + read, prefilled=read)   # the server's count, not an estimate
+            r["log_prefilled"] = read
+            if r.get("cached") is None:   # llama-cpp-python: its log is all it says
+                r.update(prompt=hit + read, prefilled=read)   # its count, not an estimate
 
 
 def replica_turns(log: Path, ports: dict[int, str], since: float = 0.0) -> dict[str, int]:
@@ -290,6 +295,11 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
         "prefilled_tokens_turns_3_on": statistics.mean(r["prefilled"] for r in said)
         if said else None,
         "prefill_measured_turns_3_on": f"{len(said)}/{len(late)}",
+        # What the replicas' logs say they read, beside what `cached_tokens` says (llama.cpp's
+        # own server reports both: a check of the one against the other).
+        "prefilled_by_log_turns_3_on": statistics.mean(r["log_prefilled"] for r in late
+                                                       if "log_prefilled" in r)
+        if any("log_prefilled" in r for r in late) else None,
         # Turns ≥3 whose replica was answering another as they arrived, and not (llama.cpp).
         "ttft_turns_3_on_queued": pcts([r for r in late if r.get("queued") is True]),
         "ttft_turns_3_on_idle": pcts([r for r in late if r.get("queued") is False]),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from onprem import llamacpp
 from onprem.nginx_conf import render_onprem
 from onprem.simulator import Knobs, ReplicaSimulator
 from tests.conftest import API_KEY, ONPREM_KEY, STAFF, make_settings
-from tests.servers import Nginx, free_port
+from tests.servers import Nginx, free_port, model_server
 
 CANNED = "Based on what you described"  # how every simulated answer starts
 LOGS: dict[str, Path] = {}   # replica URL → its server log
@@ -33,29 +32,13 @@ def real_replica(tmp_path_factory):
         pytest.skip(why)
     port = free_port()
     log_path = tmp_path_factory.mktemp("llamacpp") / "server.log"
-    log = log_path.open("wb")  # a file, not a pipe: the server logs a lot and must never block
-    proc = subprocess.Popen(llamacpp.command(port, ONPREM_KEY, "llama-3.1-70b-instruct"),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = model_server(llamacpp.command(port, ONPREM_KEY, "llama-3.1-70b-instruct"),
+                        log_path, port, ONPREM_KEY, "llama.cpp replica")
     url = f"http://127.0.0.1:{port}"
     LOGS[url] = log_path
-    deadline = time.monotonic() + 120
-    import urllib.request
-    while True:
-        try:
-            req = urllib.request.Request(f"{url}/v1/models",
-                                         headers={"Authorization": f"Bearer {ONPREM_KEY}"})
-            urllib.request.urlopen(req, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = log_path.read_text(errors="replace")[-2000:]
-                proc.kill()
-                raise RuntimeError(f"llama.cpp replica did not start:\n{err}") from None
-            time.sleep(0.5)
     yield url
     proc.terminate()
     proc.wait(10)
-    log.close()
 
 
 def short_answers(data):

@@ -1,0 +1,128 @@
+"""llama.cpp's own server (llama-server, as the compose runs it on the GPU box: batched slots,
+/metrics on) with SmolLM2-135M behind the gateway: what it reports of its prompt cache
+reaches the client and the hit rate, and its queue reaches the monitor.
+
+scripts/test builds the server (scripts/build-llama-server) from the llama.cpp that the
+locked llama-cpp-python vendors; without it these tests skip, and fail under CI."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+
+import aiohttp
+import openai
+import pytest
+
+from gateway.app import create_app
+from onprem import llamacpp
+from tests.conftest import API_KEY, ONPREM_KEY, STAFF, make_settings
+from tests.servers import free_port, model_server
+
+SLOTS = 2
+PATIENT = {"headers_s": 60, "first_token_s": 60, "gap_s": 30}
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    why = None if llamacpp.llama_server() else "no llama-server: run scripts/build-llama-server"
+    why = why or llamacpp.available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    port = free_port()
+    proc = model_server(llamacpp.server_command(port, ONPREM_KEY, "llama-3.1-70b-instruct",
+                                                threads=1, ctx_per_slot=4096, parallel=SLOTS),
+                        tmp_path_factory.mktemp("llama-server") / "server.log", port,
+                        ONPREM_KEY, "llama-server")
+    url = f"http://127.0.0.1:{port}"
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def every_turn_to_the_replica(data):
+    for intent in data["intents"].values():
+        intent["cacheable"] = False
+    data["hedging"].update(floor_s=3600.0)   # the replica answers, however slow
+
+
+async def health_of(client, until, within: float = 60.0) -> dict:
+    """/health's record of the replica once `until(record)` holds (else the last one)."""
+    deadline = time.monotonic() + within
+    while True:
+        h = (await (await client.get("/health", headers=STAFF)).json())["targets"]["onprem.r1"]
+        if until(h) or time.monotonic() > deadline:
+            return h
+        await asyncio.sleep(0.1)
+
+
+async def test_llama_servers_cached_tokens_reach_the_client_and_the_hit_rate(
+        gw_client, llama_server):
+    """Three grounded turns of one conversation over openai-python: from the second turn
+    on, the server finds the whole previous prompt in its cache, says so in
+    `cached_tokens`, and the gateway passes that on and counts it."""
+    client = await gw_client(create_app(make_settings(
+        [llama_server], None, mutate=every_turn_to_the_replica, deadlines=PATIENT)))
+    assert (await health_of(client, lambda h: h["state"] == "up"))["state"] == "up"
+    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(client.make_url("/v1")),
+                             max_retries=0)
+    try:
+        messages: list[dict[str, str]] = []
+        usages = []
+        for question in ("Any used Honda SUVs on the lot?", "Do you have a red one?",
+                         "Is there one under $25,000?"):
+            messages.append({"role": "user", "content": question})
+            stream = await sdk.chat.completions.create(
+                model="scout", messages=messages, stream=True, max_tokens=16,
+                temperature=0, seed=7, stream_options={"include_usage": True})
+            chunks = [c async for c in stream]
+            final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+            assert final.model_extra["served_by"] == ["onprem"]
+            messages.append({"role": "assistant", "content": "".join(
+                c.choices[0].delta.content or "" for c in chunks if c.choices)})
+            usages.append(chunks[-1].usage)
+    finally:
+        await sdk.close()
+    assert not (usages[0].prompt_tokens_details and usages[0].prompt_tokens_details.cached_tokens)
+    for before, after in itertools.pairwise(usages):
+        cached = after.prompt_tokens_details.cached_tokens
+        # The previous turn's prompt is a prefix of this one's (the gateway keeps it so):
+        # all of it, less at most the one token the server always reads again.
+        assert before.prompt_tokens - 1 <= cached < after.prompt_tokens, (before, after)
+    tiles = (await (await client.get("/dashboard/data", headers=STAFF)).json())["tiles"]
+    assert 0 < tiles["replica_prefix_hit_rate"]["r1"] < 1
+    metrics = await (await client.get("/metrics", headers=STAFF)).text()
+    assert 'scout_replica_cached_prompt_tokens_total{replica="r1"}' in metrics
+
+
+async def test_llama_servers_deferred_requests_reach_the_monitor(gw_client, llama_server):
+    """More requests than slots: the server defers the rest, says so on /metrics
+    (`llamacpp:requests_deferred`), and the probes read it: with busy_waiting 0 the
+    replica shows busy, naming the queue; once the queue drains it is up again."""
+    def no_queue_allowed(data):
+        every_turn_to_the_replica(data)
+        data["health"]["busy_waiting"] = 0
+    client = await gw_client(create_app(make_settings(
+        [llama_server], None, mutate=no_queue_allowed, deadlines=PATIENT)))
+    assert (await health_of(client, lambda h: h["state"] == "up"))["state"] == "up"
+
+    async def long_answer(session: aiohttp.ClientSession, i: int) -> int:
+        async with session.post(f"{llama_server}/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": f"Tell me a long story, number {i}."}],
+                "max_tokens": 400, "ignore_eos": True, "temperature": 0, "seed": i}) as r:
+            await r.read()
+            return r.status
+
+    async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {ONPREM_KEY}"}) as session:
+        asks = [asyncio.create_task(long_answer(session, i)) for i in range(SLOTS + 2)]
+        busy = await health_of(client, lambda h: h["state"] == "busy")
+        statuses = await asyncio.gather(*asks)
+    assert statuses == [200] * (SLOTS + 2)
+    assert busy["state"] == "busy", busy
+    assert "requests waiting" in busy["reason"], busy
+    assert (await health_of(client, lambda h: h["state"] == "up"))["state"] == "up"
