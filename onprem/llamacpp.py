@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,8 +72,6 @@ LLAMA_SERVER_BUILT = Path(__file__).resolve().parents[1] / ".cache" / "llama.cpp
 def llama_server() -> Path | None:
     """llama.cpp's own server binary: $SCOUT_LLAMA_SERVER, else the one
     scripts/build-llama-server built, else `llama-server` on the PATH; None if none."""
-    import shutil
-
     named = os.environ.get("SCOUT_LLAMA_SERVER")
     if named:
         return Path(named) if os.access(named, os.X_OK) else None

@@ -54,23 +54,18 @@ def model_server(cmd: list[str], log_path: Path, port: int, api_key: str,
     """A model server (llama.cpp's, or llama-cpp-python's) started and listing its model.
 
     Its output goes to `log_path`, a file, never a pipe: it logs a lot and must not block."""
-    import urllib.request
+    import asyncio
+
+    from onprem.llamacpp import wait_ready
 
     with log_path.open("wb") as log:   # the child keeps its own descriptor
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
-                                     headers={"Authorization": f"Bearer {api_key}"})
-    while True:
-        try:
-            urllib.request.urlopen(request, timeout=2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{what} did not start:\n{err}") from None
-            time.sleep(0.5)
+    if not asyncio.run(wait_ready(f"http://127.0.0.1:{port}", api_key,
+                                  lambda: proc.poll() is None, timeout_s)):
+        proc.kill()
+        err = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{what} did not start:\n{err}")
+    return proc
 
 
 class RedisServer:
