@@ -154,7 +154,12 @@ async def _stop(task: asyncio.Task[None] | None) -> None:
     called this goes on to close everything else."""
     if task is None:
         return
-    task.cancel()
+    # Cancelled again each second it outlives: a library call that swallowed the first
+    # cancellation (Python 3.11's wait_for does, when its operation ends at that moment)
+    # would otherwise leave it looping, and the process never exits on SIGTERM.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
     try:
         await task
     except asyncio.CancelledError:

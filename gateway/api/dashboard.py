@@ -143,5 +143,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
         while not draining.is_set():  # shutdown ends the feed; the page's EventSource retries
             await resp.write(b"data: " + orjson.dumps(await snapshot(request.app)) + b"\n\n")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(draining.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await draining.wait()
     return resp

@@ -69,7 +69,8 @@ class Stampede:
         local = self._local.get(key)
         if local is not None:
             try:
-                await asyncio.wait_for(local.event.wait(), self.wait_s)
+                async with asyncio.timeout(self.wait_s):
+                    await local.event.wait()
             except TimeoutError:
                 return None
             if not local.remote:

@@ -324,7 +324,8 @@ async def _drained(resp: aiohttp.ClientResponse) -> bool:
 
 async def _read_some(resp: aiohttp.ClientResponse) -> str:
     try:
-        return (await asyncio.wait_for(resp.content.read(2048), 1.0)).decode("utf-8", "replace")
+        async with asyncio.timeout(1.0):
+            return (await resp.content.read(2048)).decode("utf-8", "replace")
     except (TimeoutError, aiohttp.ClientError):
         return ""
 

@@ -261,7 +261,8 @@ class MemoryKV:
             return newer
         grew = self._grew.setdefault(key, asyncio.Event())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(grew.wait(), block_s)
+            async with asyncio.timeout(block_s):
+                await grew.wait()
         return [e for e in self._stream(key) if int(e[0].split("-")[0]) > seq]
 
     def __len__(self) -> int:

@@ -102,7 +102,8 @@ class RedisLink:
         if self.state == "down":
             return default
         try:
-            return await asyncio.wait_for(op(self.client), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                return await op(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
             self._set("down", describe(exc, self.timeout_s))
             return default
@@ -118,7 +119,8 @@ class RedisLink:
                 self._url, socket_timeout=None, socket_connect_timeout=self.timeout_s,
                 retry=Retry(NoBackoff(), 0))
         try:
-            return await asyncio.wait_for(op(self._blocking), block_s + self.timeout_s * 4)
+            async with asyncio.timeout(block_s + self.timeout_s * 4):
+                return await op(self._blocking)
         except (RedisError, OSError, TimeoutError):
             return default
 
@@ -129,7 +131,8 @@ class RedisLink:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.connection_pool.disconnect()
         try:
-            await asyncio.wait_for(self.client.ping(), self.timeout_s * 4)
+            async with asyncio.timeout(self.timeout_s * 4):
+                await self.client.ping()
             if self.sentinel is not None:
                 await self._find_primary()
         except (RedisError, OSError, TimeoutError) as exc:
@@ -140,8 +143,8 @@ class RedisLink:
 
     async def _find_primary(self) -> None:
         assert self.sentinel is not None
-        host, port = await asyncio.wait_for(self.sentinel.discover_master(self.master),
-                                            self.timeout_s * 4)
+        async with asyncio.timeout(self.timeout_s * 4):
+            host, port = await self.sentinel.discover_master(self.master)
         where = f"{host}:{port} (sentinel master {self.master})"
         if where != self.where and not self.where.endswith("(not found yet)"):
             log.warning("redis_primary_changed", master=self.master, before=self.where,
