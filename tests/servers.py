@@ -49,6 +49,21 @@ def wait_for_pong(port: int, what: str) -> None:
     raise RuntimeError(f"{what} did not start")
 
 
+async def stopped(proc, within_s: float = 60.0) -> None:
+    """SIGTERM a gateway (an asyncio subprocess) and wait for it to exit: one that doesn't
+    within `within_s` is killed, and the test fails saying so, rather than hang the run."""
+    import asyncio
+
+    proc.terminate()
+    try:
+        async with asyncio.timeout(within_s):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"the gateway did not exit within {within_s:g} s of SIGTERM") from None
+
+
 def model_server(cmd: list[str], log_path: Path, port: int, api_key: str,
                  what: str, timeout_s: float = 120.0) -> subprocess.Popen:
     """A model server (llama.cpp's, or llama-cpp-python's) started and listing its model.

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.doctor import run_checks
 from tests.conftest import make_settings
+from tests.servers import stopped
 from tests.sse_client import read_events
 
 
@@ -73,8 +74,7 @@ async def test_demo_starts_says_what_is_simulated_and_answers(request, mode):
         assert events[-1][0] == "done" and events[-1][1]["served_by"][0] in ("onprem", "openai")
         assert events[-1][1]["served_by"] == ["onprem"] or mode == "real-model", events[-1]
     finally:
-        proc.terminate()
-        await proc.wait()
+        await stopped(proc)
 
 
 async def test_check_says_in_words_what_works(onprem_sim, openai_sim):

@@ -11,7 +11,7 @@ import sys
 import aiohttp
 
 from tests.conftest import ROOT
-from tests.servers import free_port
+from tests.servers import free_port, stopped
 
 README = (ROOT / "README.md").read_text()
 
@@ -74,5 +74,4 @@ async def test_the_readme_quick_start_commands_work_as_pasted(tmp_path):
             root = await s.get(f"{base}/", allow_redirects=False)
             assert root.status == 302 and root.headers["Location"] == "/chat"
     finally:
-        proc.terminate()
-        await proc.wait()
+        await stopped(proc)
