@@ -9,6 +9,7 @@ so that every gateway, and a restarted one, sends a conversation where the first
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,28 +44,51 @@ class Homes:
     more than `bound` × the mean number of conversations, and stays there: its later
     turns find their history in that replica's prefix cache. Hashing alone leaves the
     spread to chance (16 conversations on three replicas put 9 on one in a measured run);
-    the bound evens it without moving a conversation once placed. A conversation whose home
+    the bound evens it without moving a conversation once placed. A conversation's first
+    turn, which has no history anywhere to lose, goes to the least busy of the replicas
+    within the bound instead: the fewest turns in flight, then the fewest conversations
+    active in the last `ACTIVE_S`, then its rendezvous order. Two conversations under way
+    on one replica queue behind each other there on a server that answers one at a time,
+    while another replica may sit idle. A conversation whose home
     is down goes elsewhere meanwhile and back when it returns, as does one whose first
     choice was down when it was placed. Homes idle for `idle_s` are forgotten.
 
     These are one process's; `SharedHomes` makes them every gateway's."""
 
     KEPT = 100_000   # conversations remembered at most: a few MB
+    ACTIVE_S = 60.0  # a conversation under way: a turn this recently (a customer's pause)
 
     def __init__(self, bound: float, idle_s: float) -> None:
         self.bound, self.idle_s = bound, idle_s
         self._homes: dict[str, Home] = {}
-        self._count: dict[str, int] = {}
+        # Each replica's conversations, the one with the most recent turn last.
+        self._on: dict[str, OrderedDict[str, None]] = {}
 
     def get(self, conversation: str) -> Home | None:
         return self._homes.get(conversation)
 
+    def count(self, url: str) -> int:
+        """The conversations living on `url`."""
+        return len(self._on.get(url, ()))
+
+    def active(self, url: str, now: float) -> int:
+        """The conversations on `url` with a turn in the last `ACTIVE_S`."""
+        n = 0
+        for c in reversed(self._on.get(url, {})):
+            if now - self._homes[c].seen > self.ACTIVE_S:
+                break
+            n += 1
+        return n
+
     def place(self, conversation: str, order: list[str], first: str, now: float,
-              full: frozenset[str] = frozenset()) -> str:
+              full: frozenset[str] = frozenset(),
+              busy: Mapping[str, float] | None = None) -> str:
         """The conversation's replica among `order` (usable replicas, in its rendezvous
         order); `first` is its first choice among all replicas, usable or not. A new
         conversation is not placed on a replica in `full` (its KV cache nearly full: a new
-        history there pushes out those it holds) while another has room."""
+        history there pushes out those it holds) while another has room. `busy` (turns in
+        flight per replica) is given for a conversation's first turn: it goes to the least
+        busy replica within the bound rather than the first."""
         home = self._homes.get(conversation)
         if home is not None:
             url = home.wanted if home.wanted in order else home.url   # back where it belongs
@@ -75,11 +99,14 @@ class Homes:
             self._forget_idle(now)
         if home is not None:
             self._drop(conversation)
-        total = sum(self._count.get(u, 0) for u in order)
-        cap = self.bound * (total + 1) / len(order)
+        total = sum(self.count(u) for u in order)
+        cap = max(self.bound * (total + 1) / len(order), 1.0)
         roomy = [u for u in order if u not in full] or order
-        url = next((u for u in roomy if self._count.get(u, 0) + 1 <= max(cap, 1.0)),
-                   min(roomy, key=lambda u: self._count.get(u, 0)))
+        least = min(self.count(u) for u in roomy)
+        within = [u for u in roomy if self.count(u) + 1 <= cap] or \
+            [u for u in roomy if self.count(u) == least]   # none in bound: the emptiest
+        url = within[0] if busy is None else \
+            min(within, key=lambda u: (busy.get(u, 0.0), self.active(u, now)))
         # It returns to its home when that is back; a new one to its first choice only if
         # that was down (one the bound moved stays where the bound put it).
         wanted = home.wanted if home is not None else first if first not in order else url
@@ -94,16 +121,16 @@ class Homes:
     def _set(self, conversation: str, url: str, wanted: str, now: float) -> None:
         old = self._homes.get(conversation)
         if old is not None and old.url != url:
-            self._count[old.url] -= 1
-        if old is None or old.url != url:
-            self._count[url] = self._count.get(url, 0) + 1
+            del self._on[old.url][conversation]
+        self._on.setdefault(url, OrderedDict())[conversation] = None
+        self._on[url].move_to_end(conversation)
         if old is None:
             self._homes[conversation] = Home(url, wanted, now)
         else:
             old.url, old.wanted, old.seen = url, wanted, now
 
     def _drop(self, conversation: str) -> None:
-        self._count[self._homes.pop(conversation).url] -= 1
+        del self._on[self._homes.pop(conversation).url][conversation]
 
     def _forget_idle(self, now: float) -> None:
         for c in [c for c, h in self._homes.items() if now - h.seen > self.idle_s]:
@@ -140,9 +167,10 @@ class SharedHomes:
         return home is None or now - home.shared >= self.homes.idle_s / 2
 
     async def settle(self, conversation: str, order: list[str], first: str, now: float,
-                     full: frozenset[str] = frozenset()) -> None:
+                     full: frozenset[str] = frozenset(),
+                     busy: Mapping[str, float] | None = None) -> None:
         """Make this gateway's home for the conversation the shared one (`order`, `first`,
-        `full`: as for `Homes.place`)."""
+        `full`, `busy`: as for `Homes.place`)."""
         key, ttl = self.key(conversation), self.homes.idle_s
         home = self.homes.get(conversation)
         if home is not None and home.shared > float("-inf"):
@@ -155,7 +183,7 @@ class SharedHomes:
         if await self._read(key, conversation, now) is not None:
             return
         if home is None:
-            self.homes.place(conversation, order, first, now, full)
+            self.homes.place(conversation, order, first, now, full, busy)
         placed = self.homes.get(conversation)
         assert placed is not None
         won = await self.store.set_nx(key, self._names[placed.wanted].encode(), ttl)

@@ -163,9 +163,11 @@ class OnpremProvider:
         self._names = {url: name for name, url in self._ring.items()} | {
             r.base_url: r.name for r in config.replicas}
 
-    def _pick_url(self, tried: set[str], conversation: str | None = None) -> str | None:
+    def _pick_url(self, tried: set[str], conversation: str | None = None,
+                  fresh: bool = False) -> str | None:
+        """The target for an attempt; `fresh`: the conversation's first turn."""
         if conversation and self._ring:
-            url = self._by_conversation(tried, conversation)
+            url = self._by_conversation(tried, conversation, fresh)
             if url is not None:
                 return url
             # Every replica out of reach: behind nginx, its own balancing may still find one.
@@ -180,9 +182,10 @@ class OnpremProvider:
             return None
         return min(ok, key=lambda u: (self._in_flight[u], (urls.index(u) - tick) % len(urls)))
 
-    def _by_conversation(self, tried: set[str], conversation: str) -> str | None:
+    def _by_conversation(self, tried: set[str], conversation: str, fresh: bool) -> str | None:
         """The conversation's replica: the first in its rendezvous order that may take it
-        and carries no more than the load bound (consistent hashing with bounded loads)."""
+        and carries no more than the load bound (consistent hashing with bounded loads).
+        A first turn, with no history to find, is placed on the least busy one in bound."""
         ranked = rendezvous(conversation, self._ring)
         ok = [(name, url) for name, url in ranked
               if url not in tried and (self.health is None or self.health.usable(url))]
@@ -191,8 +194,9 @@ class OnpremProvider:
         if self._homes is not None and not tried:
             # Its home first, then the rest in its order: the turn bound below may still
             # pass this one turn on, without moving the conversation.
-            home = self._homes.place(conversation, [u for _, u in ok], ranked[0][1],
-                                     time.monotonic(), self._full([u for _, u in ok]))
+            urls = [u for _, u in ok]
+            home = self._homes.place(conversation, urls, ranked[0][1], time.monotonic(),
+                                     self._full(urls), self._busy(urls) if fresh else None)
             ok = sorted(ok, key=lambda item: item[1] != home)
         loads = [self._load(url) for _, url in ok]
         cap = self.config.affinity_load_bound * (sum(loads) + 1) / len(ok) \
@@ -202,7 +206,7 @@ class OnpremProvider:
                 return url
         return ok[loads.index(min(loads))][1]   # all above it: the least loaded
 
-    async def _share_home(self, conversation: str | None) -> None:
+    async def _share_home(self, conversation: str | None, fresh: bool) -> None:
         """This conversation's home agreed with the other gateways before it is picked."""
         now = time.monotonic()
         if not conversation or self._shared is None or not self._shared.due(conversation, now):
@@ -210,7 +214,8 @@ class OnpremProvider:
         ranked = [url for _, url in rendezvous(conversation, self._ring)]
         usable = [u for u in ranked if self.health is None or self.health.usable(u)]
         if usable:
-            await self._shared.settle(conversation, usable, ranked[0], now, self._full(usable))
+            await self._shared.settle(conversation, usable, ranked[0], now, self._full(usable),
+                                      self._busy(usable) if fresh else None)
 
     def _full(self, urls: list[str]) -> frozenset[str]:
         """The replicas among `urls` whose probes say their KV cache is full."""
@@ -218,6 +223,9 @@ class OnpremProvider:
             return frozenset()
         return frozenset(u for u in urls if (used := self.health.cache_usage(u)) is not None
                          and used >= self.config.affinity_cache_full)
+
+    def _busy(self, urls: list[str]) -> dict[str, float]:
+        return {u: self._load(u) for u in urls}
 
     def _load(self, url: str) -> float:
         """Turns on the replica: this gateway's in flight, and what its probes saw queued."""
@@ -241,8 +249,10 @@ class OnpremProvider:
         retried = False   # one retry of a failure before the first token, where it fits
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await self._share_home(request.conversation)
-        while (url := self._pick_url(tried, request.conversation)) is not None:
+        # A first turn: no answer of the conversation's yet, so no history on any replica.
+        fresh = not any(m.get("role") == "assistant" for m in request.messages)
+        await self._share_home(request.conversation, fresh)
+        while (url := self._pick_url(tried, request.conversation, fresh)) is not None:
             tried.add(url)
             self._in_flight[url] += 1
             answered = False

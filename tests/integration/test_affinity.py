@@ -23,14 +23,15 @@ import pytest
 from bench import procs
 from gateway.app import create_app
 from gateway.chat import conversation_key
-from gateway.config import Replica
-from gateway.providers.base import GROUNDING_HEADER, HELD_STOCK
+from gateway.config import IntentConfig, Replica
+from gateway.providers.base import GROUNDING_HEADER, HELD_STOCK, Delta, TierRequest
 from gateway.providers.homes import Homes, SharedHomes, rendezvous
 from gateway.providers.onprem import OnpremConfig, OnpremProvider
 from gateway.state.kv import MemoryKV
 from tests.conftest import STAFF, make_settings, running
 
 NAMES = ("r1", "r2", "r3")
+INTENT = IntentConfig(name="t", ladder=("onprem",), static_reply="static")
 
 
 @contextlib.asynccontextmanager
@@ -278,6 +279,58 @@ def test_the_load_bound_passes_a_turn_to_the_next_replica_when_its_own_is_busy()
     # ...and a replica well above it passes the turn on.
     assert provider_with({order[0]: 9, order[1]: 3, order[2]: 3})._pick_url(
         set(), "conv-7") == order[1]
+
+
+def test_a_first_turn_goes_to_the_least_busy_replica_and_a_later_one_to_its_home():
+    """A new conversation has no history to find: on a server that answers one request at a
+    time, two conversations under way on one replica queue there while another idles."""
+    ring = {n: f"http://{n}:8000" for n in NAMES}
+    order = [url for _, url in rendezvous("conv-7", ring)]
+    # Its first choice answers another turn: its first turn goes to a free one...
+    assert provider_with({order[0]: 1}, conversations=1.25)._pick_url(
+        set(), "conv-7", fresh=True) == order[1]
+    # ...but a turn with history, new to this gateway, goes where the hash says it lives.
+    assert provider_with({order[0]: 1}, conversations=1.25)._pick_url(
+        set(), "conv-7") == order[0]
+    # Idle, every gateway places it alike: by the hash.
+    assert provider_with({}, conversations=1.25)._pick_url(
+        set(), "conv-7", fresh=True) == order[0]
+    # Of two free replicas, the one with no conversation under way: one conversation lives
+    # on each, and the one on order[2] has been quiet for two minutes.
+    p = provider_with({order[0]: 1}, conversations=2.0)
+    for url in order:
+        c = next(f"other-{i}" for i in itertools.count()
+                 if rendezvous(f"other-{i}", ring)[0][1] == url and not p._homes.get(f"other-{i}"))
+        assert p._pick_url(set(), c) == url
+    quiet = p._homes.get(c)
+    assert quiet is not None
+    quiet.seen -= 120
+    assert p._pick_url(set(), "conv-7", fresh=True) == order[2]
+    assert p._pick_url(set(), "conv-7") == order[2], "and it stays there"
+
+
+async def test_the_provider_tells_a_first_turn_by_its_missing_answers():
+    ring = {n: f"http://{n}:8000" for n in NAMES}
+    order = [url for _, url in rendezvous("conv-9", ring)]
+    asked: list[str] = []
+
+    class Client:
+        async def stream(self, url: str, request: TierRequest, messages: Any):
+            asked.append(url.removesuffix("/v1/chat/completions"))
+            yield Delta(text="hello", model="m")
+
+    async def turn(p: OnpremProvider, messages: list[dict[str, str]]) -> str:
+        p._client = Client()   # type: ignore[assignment]
+        request = TierRequest(messages=messages, intent=INTENT, conversation="conv-9")
+        async for _ in p.stream(request):
+            pass
+        return asked[-1]
+
+    question = {"role": "user", "content": "Any red trucks?"}
+    history = [question, {"role": "assistant", "content": "Two."},
+               {"role": "user", "content": "Which is cheaper?"}]
+    assert await turn(provider_with({order[0]: 1}, conversations=1.25), [question]) == order[1]
+    assert await turn(provider_with({order[0]: 1}, conversations=1.25), history) == order[0]
 
 
 def test_an_ejected_replicas_conversations_move_to_their_next_and_only_theirs():
