@@ -49,8 +49,8 @@ def wait_for_pong(port: int, what: str) -> None:
     raise RuntimeError(f"{what} did not start")
 
 
-async def stopped(proc, within_s: float = 60.0) -> None:
-    """SIGTERM a gateway (an asyncio subprocess) and wait for it to exit: one that doesn't
+async def stopped(proc, within_s: float = 60.0, what: str = "the gateway") -> None:
+    """SIGTERM a server (an asyncio subprocess) and wait for it to exit: one that doesn't
     within `within_s` is killed, and the test fails saying so, rather than hang the run."""
     import asyncio
 
@@ -61,7 +61,7 @@ async def stopped(proc, within_s: float = 60.0) -> None:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"the gateway did not exit within {within_s:g} s of SIGTERM") from None
+        raise AssertionError(f"{what} did not exit within {within_s:g} s of SIGTERM") from None
 
 
 def model_server(cmd: list[str], log_path: Path, port: int, api_key: str,

@@ -16,7 +16,7 @@ import yaml
 
 from gateway.app import create_app
 from tests.conftest import AUTH, OTHER_KEY, ROOT, STAFF, STAFF_KEY, make_settings
-from tests.servers import free_port, need_binary
+from tests.servers import free_port, need_binary, stopped
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "scout.json"
@@ -145,8 +145,7 @@ async def test_a_real_prometheus_scrapes_the_gateway_and_answers_promql(
             assert "ScoutOnpremDown" in loaded and len(loaded) == 7
             assert (await query(s, 'up{job="scout"}'))[0]["value"][1] == "1"
     finally:
-        proc.terminate()
-        await proc.wait()
+        await stopped(proc, 30, "Prometheus")
 
 
 async def test_the_grafana_board_uses_only_exported_metrics_and_a_datasource_variable(
