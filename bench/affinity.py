@@ -147,7 +147,7 @@ def gateway(nginx_url: str, affinity: bool, slow: bool, slack: int | None = None
 
 async def turn(session: aiohttp.ClientSession, base: str,
                messages: list[dict[str, str]]) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    t0, sent = time.perf_counter(), time.time()
     ttft, text, usage, error, served = None, "", {}, None, []
     try:
         async with session.post(f"{base}/v1/chat/completions", json={
@@ -174,7 +174,7 @@ async def turn(session: aiohttp.ClientSession, base: str,
         return {"error": error or "no text"}
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
     return {"ttft": ttft, "text": text, "prompt": usage.get("prompt_tokens"), "cached": cached,
-            "served_by": served}
+            "served_by": served, "sent": sent}
 
 
 async def load(base: str, conversations: int, turns: int, concurrency: int,
@@ -216,15 +216,17 @@ def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access:
     kept beside them, as a check.)
 
     llama-cpp-python reports no `cached_tokens`, but logs, for every completion, the prompt
-    tokens it read (what its slot or its RAM cache did not already hold). A replica serves
-    one completion at a time, so its log's completions come in the order nginx logged
-    their ends. An end is a turn's when each is the other's nearest (a request the gateway
-    gave up on, answered elsewhere, ends apart from its turn); a replica whose count still
-    differs from its log's (one killed mid-answer) is left unmatched.
+    tokens it read (what its slot or its RAM cache did not already hold). It serves one
+    completion at a time, so its log's completions come in the order nginx logged their
+    ends (llama.cpp's own server, with two slots, may log two completions out of that
+    order: for it the match is only the check beside `cached_tokens`). A request nginx
+    logged is a turn's when each is the other's nearest, by its start and its end (a
+    request the gateway gave up on, answered elsewhere, lies apart from its turn); a
+    replica whose count still differs from its log's (one killed mid-answer) is left
+    unmatched.
 
     Each matched turn is also marked `queued` when its replica was still answering another
     request as it arrived: that server answers one at a time, so the turn waited."""
-    ends: dict[str, list[float]] = {n: [] for n in NAMES}
     spans: dict[str, list[tuple[float, float]]] = {n: [] for n in NAMES}
     for line in access.read_text().splitlines():
         m = LOG_LINE.match(line)
@@ -232,24 +234,27 @@ def read_prefilled(results: list[dict[str, Any]], logs: dict[str, Path], access:
             port = m["upstream"].rsplit(":", 1)[-1]
             if port.isdigit() and int(port) in ports:
                 end = float(m["end"])
-                ends[ports[int(port)]].append(end)
                 spans[ports[int(port)]].append((end - float(m["took"]), end))
     turns = [r for r in results if "ttft" in r]
-    every = sorted(at for times in ends.values() for at in times)
+    every = [span for name in NAMES for span in spans[name]]
     if not turns or not every:
         return
-    def nearest_end(r: dict[str, Any]) -> float:
-        return min(every, key=lambda at: abs(at - r["at"]))
+    def gap(r: dict[str, Any], span: tuple[float, float]) -> float:
+        # The request nginx passed on starts after the turn was sent and ends before the
+        # turn's answer did: both ends close, which an end alone isn't when turns end at once.
+        return abs(span[1] - r["at"]) + abs(span[0] - r["sent"])
+    def nearest(r: dict[str, Any]) -> tuple[float, float]:
+        return min(every, key=lambda span: gap(r, span))
     for name, log in logs.items():
         done = [(int(hit or 0), int(read))
                 for hit, read in COMPLETION_LOG.findall(log.read_text(errors="replace"))]
         mine = []
-        for at in sorted(ends[name]):
-            r = min(turns, key=lambda r: abs(r["at"] - at))
-            if nearest_end(r) == at:
-                start = next(s for s, e in spans[name] if e == at)
-                r["queued"] = any(s < start < e for s, e in spans[name] if e != at)
-            mine.append((r, nearest_end(r) == at))
+        for span in sorted(spans[name], key=lambda span: span[1]):
+            r = min(turns, key=lambda r: gap(r, span))
+            mutual = nearest(r) == span
+            if mutual:
+                r["queued"] = any(s < span[0] < e for s, e in spans[name] if (s, e) != span)
+            mine.append((r, mutual))
         kept = [r for r, mutual in mine if mutual]
         if len(kept) != len(done):
             continue
@@ -410,7 +415,8 @@ async def run(args: argparse.Namespace) -> None:
          "r2 turns after restart"],
         note=f"{args.conversations} conversations × {args.turns} turns, {args.concurrency} at "
              f"a time, three replicas behind the on-prem nginx ({cost})"
-             + (f", affinity_slack {args.slack}" if args.slack is not None else "") + ". Affinity ÷ "
+             + (f", affinity_slack {args.slack}" if args.slack is not None else "")
+             + ". Affinity ÷ "
              f"least_conn, turns ≥3: TTFT p50 {ratios['ttft_p50_turns_3_on'] or 0:.2f}, "
              f"prefilled tokens {ratios['prefilled_turns_3_on'] or 0:.2f}.")
 
