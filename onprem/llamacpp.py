@@ -92,9 +92,16 @@ def server_command(port: int, api_key: str | None, alias: str, *, threads: int =
     if binary is None:
         raise FileNotFoundError("no llama-server: run scripts/build-llama-server "
                                 "(or set SCOUT_LLAMA_SERVER to one)")
+    # --slot-prompt-similarity 0: a request takes the least recently used slot, and the
+    # server looks in its RAM prompt cache for the request's own history. By default it takes
+    # the slot whose prompt shares the most with the request, and when that keeps half the
+    # slot it does not look further: a conversation that shares its system prompt and first
+    # stock table with another is read from there again every turn, while its own history
+    # sits in the RAM cache.
     cmd = [str(binary), "--model", str(gguf_path()), "--alias", alias, "--host", host,
            "--port", str(port), "--threads", str(threads), "--parallel", str(parallel),
-           "--ctx-size", str(ctx_per_slot * parallel), "--metrics", "--no-webui"]
+           "--ctx-size", str(ctx_per_slot * parallel), "--slot-prompt-similarity", "0",
+           "--metrics", "--no-webui"]
     if api_key:   # its parser takes the next argument as the value, even one with a "-"
         cmd += ["--api-key", api_key]
     return cmd
