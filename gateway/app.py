@@ -147,19 +147,27 @@ async def _refresh_gauges(app: web.Application) -> None:
         await asyncio.sleep(2)
 
 
-async def _stop(task: asyncio.Task[None] | None) -> None:
+async def _stop(task: asyncio.Task[None] | None, within_s: float = 10.0) -> None:
     """Cancel a background task and wait for it to finish (cleanup contexts, on exit).
 
     A task that had already died of an error is logged, not re-raised: the cleanup that
-    called this goes on to close everything else."""
+    called this goes on to close everything else. One that is still running `within_s`
+    after the first cancel is logged by name and left: the rest of the cleanup goes on, and
+    the log says which task a supervisor's kill ended."""
     if task is None:
         return
     # Cancelled again each second it outlives: a library call that swallowed the first
     # cancellation (Python 3.11's wait_for does, when its operation ends at that moment)
     # would otherwise leave it looping, and the process never exits on SIGTERM.
+    deadline = asyncio.get_running_loop().time() + within_s
     while not task.done():
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            log.error("background_task_ignores_cancel", task=task.get_name(),
+                      waited_s=within_s)
+            return
         task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
+        await asyncio.wait({task}, timeout=min(1.0, left))
     try:
         await task
     except asyncio.CancelledError:

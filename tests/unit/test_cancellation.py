@@ -61,3 +61,38 @@ async def test_stop_ends_a_task_that_swallowed_its_first_cancellation():
         stopping.cancel()
     assert stopping in done, "_stop never returned"
     assert task.cancelled() and rounds == 2
+
+
+async def test_stop_gives_up_on_a_task_that_swallows_every_cancel_and_names_it(monkeypatch):
+    logged: list[tuple[str, dict]] = []
+
+    class Recorder:
+        def error(self, event: str, **fields) -> None:
+            logged.append((event, fields))
+
+    monkeypatch.setattr("gateway.app.log", Recorder())
+    cancels = 0
+    release = asyncio.Event()
+
+    async def deaf() -> None:
+        nonlocal cancels
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                cancels += 1   # swallowed, every time
+
+    task = asyncio.create_task(deaf(), name="deaf-monitor")
+    await asyncio.sleep(0)
+    try:
+        stopping = asyncio.create_task(_stop(task, within_s=0.3))
+        done, _ = await asyncio.wait({stopping}, timeout=30)
+        if not done:   # without the bound, _stop re-cancels forever
+            stopping.cancel()
+    finally:
+        release.set()   # the task ends either way, so the test's loop can close
+        await task
+    assert stopping in done, "_stop never returned"
+    assert cancels >= 1
+    assert logged == [("background_task_ignores_cancel",
+                       {"task": "deaf-monitor", "waited_s": 0.3})]
