@@ -291,6 +291,7 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
         if "prefilled" not in r and r.get("cached") is not None and r.get("prompt") is not None:
             r["prefilled"] = r["prompt"] - r["cached"]
     said = [r for r in late if "prefilled" in r]
+    logged = [r for r in late if "log_prefilled" in r]
     mean_load = statistics.mean(spread.values()) if spread else 0
     return {
         "turns": len(results), "failed": len(results) - len(ok),
@@ -305,9 +306,14 @@ def summary(results: list[dict[str, Any]], spread: dict[str, int]) -> dict[str, 
         "prefill_measured_turns_3_on": f"{len(said)}/{len(late)}",
         # What the replicas' logs say they read, beside what `cached_tokens` says (llama.cpp's
         # own server reports both: a check of the one against the other).
-        "prefilled_by_log_turns_3_on": statistics.mean(r["log_prefilled"] for r in late
-                                                       if "log_prefilled" in r)
-        if any("log_prefilled" in r for r in late) else None,
+        # Over the turns matched to a log line only: a replica killed mid-answer leaves its
+        # turns unmatched, so in the kill run this is over the other replicas' turns.
+        "prefilled_by_log_turns_3_on": statistics.mean(r["log_prefilled"] for r in logged)
+        if logged else None,
+        "prefilled_same_turns_3_on": statistics.mean(r["prefilled"] for r in logged
+                                                     if "prefilled" in r)
+        if any("prefilled" in r for r in logged) else None,
+        "prefill_by_log_measured_turns_3_on": f"{len(logged)}/{len(late)}",
         # Turns ≥3 whose replica was answering another as they arrived, and not (llama.cpp).
         "ttft_turns_3_on_queued": pcts([r for r in late if r.get("queued") is True]),
         "ttft_turns_3_on_idle": pcts([r for r in late if r.get("queued") is False]),
