@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import sys
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,8 @@ from gateway.providers.base import GROUNDING_HEADER, HELD_STOCK, Delta, TierRequ
 from gateway.providers.homes import Homes, SharedHomes, rendezvous
 from gateway.providers.onprem import OnpremConfig, OnpremProvider
 from gateway.state.kv import MemoryKV
-from tests.conftest import STAFF, make_settings, running
+from tests.conftest import API_KEY, AUTH, STAFF, make_settings, running
+from tests.netns import Namespace, netns_or_skip
 
 NAMES = ("r1", "r2", "r3")
 INTENT = IntentConfig(name="t", ladder=("onprem",), static_reply="static")
@@ -529,3 +531,74 @@ def test_replicas_behind_nginx_are_reached_on_their_own_chat_path():
     url = p._pick_url(set(), "conv-1")
     assert url in {r.base_url for r in cfg.replicas}, "a replica's own path"
     assert p._pick_url(set(), None) == "http://gpu-box:8000", "no conversation: nginx balances"
+
+
+# A customer's machine: openai-python in a network namespace, reaching the gateway over a
+# veth link, as the frontend's server reaches it over the network.
+GATEWAY_ADDR, CUSTOMER_ADDR = "10.254.0.1", "10.254.0.2"
+CUSTOMER = """
+import json, sys, openai
+url, key, messages = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+client = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+print(client.chat.completions.create(model="scout", messages=messages).choices[0].message.content)
+"""
+
+
+async def customer_turn(net, url: str, messages: list[dict[str, str]]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", net.ns, sys.executable, "-c", CUSTOMER, url, API_KEY,
+        orjson.dumps(messages).decode(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out.decode().strip()
+
+
+async def test_a_customers_first_turn_over_the_network_avoids_a_busy_replica_and_stays(
+        aiohttp_server):
+    """End to end: while one replica answers a long turn, a new conversation whose hash
+    names that replica starts on a free one, and its next turn follows it there even once
+    the first is free again (openai-python from another machine's address)."""
+    netns_or_skip()
+    def home(ask: str) -> str:   # the replica a conversation opening so hashes to
+        return rendezvous(conversation_key("vercel", [{"role": "user", "content": ask}]) or "",
+                          {n: n for n in NAMES})[0][0]
+    first = "Any used Honda SUVs for a family of five?"
+    busy = home(first)
+    # The long turn's own conversation, with the same home: an idle box places it by hash.
+    long_ask = next(a for i in itertools.count()
+                    if home(a := f"Tell me everything about truck {i}") == busy)
+    net = Namespace("scout-aff", GATEWAY_ADDR, CUSTOMER_ADDR)
+    async with contextlib.AsyncExitStack() as stack:
+        sims = [await stack.enter_async_context(running(
+            answer=f"from {n}", **({"tokens": 6000, "token_interval_s": 0.05} if n == busy
+                                   else {}))) for n in NAMES]
+        net.up()
+        stack.callback(net.down)
+        # A conversation bound loose enough that it alone would leave the new conversation
+        # on its hash's replica: what moves it is its being a first turn.
+        server = await aiohttp_server(create_app(settings_for(
+            sims, affinity_conversation_bound=3.0)), host=GATEWAY_ADDR)
+        url = f"http://{GATEWAY_ADDR}:{server.port}/v1"
+        s = await stack.enter_async_context(aiohttp.ClientSession(headers=AUTH))
+        long_turn = await stack.enter_async_context(s.post(f"{url}/chat/completions", json={
+            "model": "scout", "stream": True,
+            "messages": [{"role": "user", "content": long_ask}]}))
+        assert long_turn.status == 200
+        async for line in long_turn.content:   # its first words: the replica is answering it
+            if b'"content"' in line and b'"content":""' not in line:
+                break
+        messages = [{"role": "user", "content": first}]
+        answer = await customer_turn(net, url, messages)
+        placed = who(answer)
+        assert placed != busy, f"a first turn queued behind the long one on {busy}"
+        long_turn.close()   # the long turn's customer leaves: its replica is free again
+        for _ in range(300):
+            if sims[NAMES.index(busy)].stats.running == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert sims[NAMES.index(busy)].stats.running == 0, "the long answer was not cancelled"
+        messages += [{"role": "assistant", "content": answer},
+                     {"role": "user", "content": "Which has the lowest mileage?"}]
+        assert who(await customer_turn(net, url, messages)) == placed, \
+            "the next turn goes where its history is, not to its hash's replica"
