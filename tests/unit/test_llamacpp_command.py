@@ -35,3 +35,12 @@ def test_any_key_reaches_the_server_as_its_api_key(key):
 
 def test_no_key_no_flag():
     assert not any(a.startswith("--api_key") for a in llamacpp.command(8000, None, "m"))
+
+
+def test_the_replica_keeps_only_the_logits_it_samples_from():
+    """Each prompt-cache entry copies the logits array, so a replica that kept every prompt
+    token's logits copied hundreds of MB on every restored turn."""
+    argv = llamacpp.command(8000, None, "m")
+    args = server_parser().parse_args(argv[argv.index("llama_cpp.server") + 1:])
+    assert args.logits_all is False
+    assert args.n_batch <= 64
