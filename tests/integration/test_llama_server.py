@@ -1,6 +1,7 @@
 """llama.cpp's own server (llama-server, as the compose runs it on the GPU box: batched slots,
 /metrics on) with SmolLM2-135M behind the gateway: what it reports of its prompt cache
-reaches the client and the hit rate, and its queue reaches the monitor.
+reaches the client and the hit rate, its queue reaches the monitor, and behind the on-prem
+nginx each conversation keeps to the replica that holds its history.
 
 scripts/test builds the server (scripts/build-llama-server) from the llama.cpp that the
 locked llama-cpp-python vendors; without it these tests skip, and fail under CI."""
@@ -17,15 +18,15 @@ import pytest
 
 from gateway.app import create_app
 from onprem import llamacpp
+from onprem.nginx_conf import render_onprem
 from tests.conftest import API_KEY, ONPREM_KEY, STAFF, make_settings
-from tests.servers import free_port, model_server
+from tests.servers import Nginx, free_port, model_server
 
 SLOTS = 2
 PATIENT = {"headers_s": 60, "first_token_s": 60, "gap_s": 30}
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
+def start_llama_server(tmp_path_factory) -> tuple[str, object]:
     why = None if llamacpp.llama_server() else "no llama-server: run scripts/build-llama-server"
     why = why or llamacpp.available()
     if why:
@@ -37,7 +38,12 @@ def llama_server(tmp_path_factory):
                                                 threads=1, ctx_per_slot=4096, parallel=SLOTS),
                         tmp_path_factory.mktemp("llama-server") / "server.log", port,
                         ONPREM_KEY, "llama-server")
-    url = f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", proc
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    url, proc = start_llama_server(tmp_path_factory)
     yield url
     proc.terminate()
     proc.wait(10)
@@ -165,3 +171,87 @@ async def test_llama_servers_deferred_requests_reach_the_monitor(gw_client, llam
     assert busy["state"] == "busy", busy
     assert "requests waiting" in busy["reason"], busy
     assert (await health_of(client, lambda h: h["state"] == "up"))["state"] == "up"
+
+
+@pytest.fixture
+def two_behind_nginx(tmp_path, tmp_path_factory, llama_server):
+    """The GPU box in miniature: two llama-server replicas behind the on-prem nginx config,
+    rendered from its template (least_conn on /v1/, a route per replica)."""
+    second, proc = start_llama_server(tmp_path_factory)
+    urls = [llama_server, second]
+    port = free_port()
+    nginx = Nginx(tmp_path, render_onprem([(f"r{i + 1}", u.removeprefix("http://"))
+                                           for i, u in enumerate(urls)], f"127.0.0.1:{port}"))
+    nginx.start(port)
+    yield f"http://127.0.0.1:{port}", urls
+    nginx.stop()
+    proc.terminate()
+    proc.wait(10)
+
+
+async def predicted(session: aiohttp.ClientSession, urls: list[str]) -> list[float]:
+    """Each replica's own count of tokens it has written (its /metrics, not the gateway's)."""
+    counts = []
+    for url in urls:
+        async with session.get(f"{url}/metrics") as r:
+            text = await r.text()
+        counts.append(next(float(line.split()[1]) for line in text.splitlines()
+                           if line.startswith("llamacpp:tokens_predicted_total ")))
+    return counts
+
+
+async def test_through_the_gpu_boxs_nginx_each_conversation_keeps_its_replica_and_history(
+        gw_client, two_behind_nginx):
+    """Three conversations over openai-python, their turns interleaved, through the real
+    on-prem nginx in front of two llama-server replicas: each conversation's turns all reach
+    one replica (by the replicas' own counters), the two replicas share the conversations,
+    and a third turn finds the conversation's first prompt in that replica's cache, as the
+    replica's `cached_tokens` passed back through nginx and the gateway says. Through
+    nginx's least_conn alone the interleaved turns alternate between the replicas."""
+    nginx_url, urls = two_behind_nginx
+
+    def via_nginx(data):
+        every_turn_to_the_replica(data)
+        data["onprem"]["replicas"] = ["r1", "r2"]   # their routes on nginx, /replicas/NAME
+    client = await gw_client(create_app(make_settings(
+        [nginx_url], None, mutate=via_nginx, deadlines=PATIENT)))
+    for name in ("r1", "r2"):
+        deadline = time.monotonic() + 60
+        while True:
+            h = (await (await client.get("/health", headers=STAFF)).json())["targets"]
+            if h[f"onprem.{name}"]["state"] == "up" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert h[f"onprem.{name}"]["state"] == "up", h
+    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(client.make_url("/v1")),
+                             max_retries=0)
+    conversations: list[list[dict[str, str]]] = [[] for _ in range(3)]
+    served: list[list[int]] = [[] for _ in conversations]
+    usages: list[list] = [[] for _ in conversations]
+    try:
+        async with aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {ONPREM_KEY}"}) as replicas:
+            for t, question in enumerate(("Any used Honda SUVs on the lot?",
+                                          "Do you have a red one?",
+                                          "Is there one under $25,000?")):
+                for c, messages in enumerate(conversations):
+                    messages.append({"role": "user", "content": f"{question} (customer {c})"
+                                     if t == 0 else question})
+                    before = await predicted(replicas, urls)
+                    answer = await sdk.chat.completions.create(
+                        model="scout", messages=messages, max_tokens=16, temperature=0, seed=7)
+                    after = await predicted(replicas, urls)
+                    moved = [i for i in range(len(urls)) if after[i] > before[i]]
+                    assert len(moved) == 1, (c, t, before, after)
+                    served[c].append(moved[0])
+                    assert answer.model_extra["served_by"] == ["onprem"]
+                    messages.append({"role": "assistant",
+                                     "content": answer.choices[0].message.content or ""})
+                    usages[c].append(answer.usage)
+    finally:
+        await sdk.close()
+    assert all(len(set(turns)) == 1 for turns in served), served
+    assert {turns[0] for turns in served} == {0, 1}, served
+    for c, (first, _, third) in enumerate(usages):
+        assert third.prompt_tokens_details is not None, (c, third)
+        assert first.prompt_tokens - 1 <= third.prompt_tokens_details.cached_tokens, (c, usages[c])
