@@ -8,8 +8,9 @@ the other replicas serve, so it can sit in the same nginx pool; what really runs
 SmolLM2-135M-Instruct (Q4_1), and the gateway's demo says so.
 
 Unlike vLLM and llama.cpp's own server, llama-cpp-python serves one request at a
-time: a health probe that arrives mid-answer waits behind it and may time out,
-so the monitor can show this stand-in "down" while it is busy answering.
+time: a health probe that arrives mid-answer waits behind it and may time out. The
+monitor shows the replica "busy" then while the answer is one of its own gateway's
+turns, and "down" while it answers anyone else (another gateway, a direct client).
 """
 
 from __future__ import annotations

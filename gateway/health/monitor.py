@@ -94,6 +94,12 @@ class HealthMonitor:
     def observe_target_success(self, url: str) -> None:
         self.book.observe_target_success(url)
 
+    def turn_started(self, url: str) -> None:
+        self.book.turn_started(url)
+
+    def turn_ended(self, url: str) -> None:
+        self.book.turn_ended(url)
+
     def observe_failure(self, tier: str, kind: FailureKind, reason: str,
                         retry_after_s: float | None = None) -> None:
         self.book.observe_failure(tier, kind, reason, retry_after_s)

@@ -37,6 +37,7 @@ class Verdict:
     latency_ms: float | None = None
     waiting: float | None = None   # requests queued on the replica (its /metrics), if said
     cache_usage: float | None = None   # its KV cache in use, 0–1 (its /metrics), if said
+    timed_out: bool = False   # down only because it did not answer within the probe timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class HttpResult:
     status: int | None
     body: str = ""
     error: str = ""
+    timed_out: bool = False   # no answer within the timeout (connected or not)
 
 
 def read_metrics(metrics: str) -> Reading:
@@ -88,7 +90,7 @@ def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpRe
                   model: str, busy_waiting: int) -> Verdict:
     """The state of one replica from its /health, /v1/models and /metrics. Pure."""
     if health.status is None:
-        return Verdict(State.DOWN, health.error or "no answer")
+        return Verdict(State.DOWN, health.error or "no answer", timed_out=health.timed_out)
     if health.status in (401, 403):
         return Verdict(State.MISCONFIGURED, f"/health refused our API key ({health.status})")
     if health.status == 503:
@@ -96,7 +98,8 @@ def judge_replica(health: HttpResult, models: HttpResult | None, metrics: HttpRe
     if health.status not in (200, 404):  # 404: no /health (llama-cpp-python): ask /v1/models
         return Verdict(State.DOWN, f"/health answered {health.status}")
     if models is None or models.status is None:
-        return Verdict(State.DOWN, f"/v1/models: {models.error if models else 'not probed'}")
+        return Verdict(State.DOWN, f"/v1/models: {models.error if models else 'not probed'}",
+                       timed_out=models is not None and models.timed_out)
     if models.status in (401, 403):
         return Verdict(State.MISCONFIGURED, f"the replica refused our API key ({models.status})")
     if models.status == 503:
@@ -143,7 +146,8 @@ async def get(session: aiohttp.ClientSession, url: str, timeout_s: float,
                     body += piece
                 return HttpResult(resp.status, body.decode("utf-8", "replace"))
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        return HttpResult(None, error=describe_error(exc, timeout_s))
+        return HttpResult(None, error=describe_error(exc, timeout_s),
+                          timed_out=isinstance(exc, TimeoutError))
 
 
 async def probe_replica(session: aiohttp.ClientSession, base_url: str, model: str,

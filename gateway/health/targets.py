@@ -20,7 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config import HealthConfig
@@ -47,6 +47,7 @@ class Target:
     since: float = field(default_factory=time.time)
     waiting: float | None = None   # requests queued on it, as its last probe read them
     cache_usage: float | None = None   # its KV cache in use (0–1), as its last probe read it
+    timed_out: bool = False   # its last probe said down only for want of an answer in time
     good: int = 0       # good probes in a row while still counted bad
     failures: int = 0   # bad probes in a row (for backoff)
     next_at: float = 0.0
@@ -55,6 +56,7 @@ class Target:
 def apply_verdict(t: Target, v: Verdict, rise: int, now: float) -> bool:
     """Fold one probe into a target, with hysteresis. Pure; True if the state changed."""
     t.latency_ms, t.waiting, t.cache_usage = v.latency_ms, v.waiting, v.cache_usage
+    t.timed_out = v.timed_out
     if v.state in SERVING:
         t.failures = 0
         if t.state in FAILING:
@@ -151,6 +153,10 @@ class TierBook:
         self._ejection_ends: float | None = None   # when the verdicts next change by time
         self._target_tiers: set[str] = set()       # tiers with probed targets
         self._deadline_misses: dict[str, float] = {}   # URL → when it last missed a deadline
+        # This process's turns in flight on each URL, and when the last of them ended: a
+        # probe that times out while the replica answers one of them was held by the answer.
+        self._turns: dict[str, int] = {}
+        self._turn_ended: dict[str, float] = {}
 
     def add(self, tier: str, probes: tuple[ProbeTarget, ...], routes: dict[str, str]) -> None:
         for p in probes:
@@ -222,6 +228,35 @@ class TierBook:
     def why_not(self, url: str) -> str:
         t = self.targets.get(self.url_targets.get(url, ""))
         return self.outliers.ejected(url) or (f"{t.state}: {t.reason}" if t else State.UNKNOWN)
+
+    def turn_started(self, url: str) -> None:
+        self._turns[url] = self._turns.get(url, 0) + 1
+
+    def turn_ended(self, url: str) -> None:
+        self._turns[url] = max(0, self._turns.get(url, 0) - 1)
+        self._turn_ended[url] = self.clock()
+
+    def _answering(self, name: str, since: float) -> int:
+        """How many of this process's turns the target's replica has been answering since
+        `since`: those in flight now, or 1 if the last of them ended after it."""
+        url = self._target_urls.get(name)
+        if url is None:
+            return 0
+        return self._turns.get(url, 0) or int(self._turn_ended.get(url, -math.inf) >= since)
+
+    def _held(self, t: Target, state: str, reason: str, timed_out: bool,
+              since: float) -> tuple[str, str]:
+        """A replica whose probe timed out while it was answering our turns is busy, not
+        down: a server that answers one request at a time (llama-cpp-python) holds its
+        probes behind the answer. Those turns' own deadlines watch it meanwhile; a replica
+        that hangs misses them, and they eject it."""
+        if state != State.DOWN or not timed_out or t.kind != "replica":
+            return state, reason
+        n = self._answering(t.name, since)
+        if not n:
+            return state, reason
+        return State.BUSY, (f"answering {n} turn{'s' if n > 1 else ''} of ours, and its probe "
+                            f"waited behind {'them' if n > 1 else 'it'} ({reason})")
 
     def observe_target_failure(self, url: str, reason: str) -> None:
         name = self.url_targets.get(url)
@@ -309,6 +344,9 @@ class TierBook:
         """One probe's verdict for `t`, sent at `started`."""
         now = self.clock()
         before = t.state
+        state, reason = self._held(t, v.state, v.reason, v.timed_out, started)
+        if state != v.state:
+            v = replace(v, state=state, reason=reason)
         if apply_verdict(t, v, self.cfg.rise, now):
             self.tell({"kind": "target", "target": t.name, "tier": t.tier,
                        "from": before, "to": t.state, "reason": t.reason})
@@ -332,7 +370,8 @@ class TierBook:
             if rec is None:
                 t.state, t.reason = State.UNKNOWN, "no fresh probe from the monitor"
             else:
-                t.state, t.reason = rec["state"], rec["reason"]
+                t.state, t.reason = self._held(t, rec["state"], rec["reason"],
+                                               rec.get("timed_out", False), math.inf)
                 t.latency_ms, t.since = rec["latency_ms"], rec["since"]
                 # A monitor of an older release publishes neither: nothing is queued then.
                 t.waiting, t.cache_usage = rec.get("waiting"), rec.get("cache_usage")

@@ -254,7 +254,7 @@ class OnpremProvider:
         await self._share_home(request.conversation, fresh)
         while (url := self._pick_url(tried, request.conversation, fresh)) is not None:
             tried.add(url)
-            self._in_flight[url] += 1
+            self._begin(url)
             answered = False
             try:
                 events = self._client.stream(f"{url}/v1/chat/completions", request,
@@ -300,7 +300,7 @@ class OnpremProvider:
                     self._report_failure(url, note.missed)
                 raise
             finally:
-                self._in_flight[url] -= 1
+                self._end(url)
         raise self._none_left(tried, last)
 
     @staticmethod
@@ -316,6 +316,18 @@ class OnpremProvider:
         if isinstance(exc, TierBusy):
             return exc.retry_after_s if exc.told and exc.retry_after_s < left else None
         return 0.0 if left > 0 else None
+
+    def _begin(self, url: str) -> None:
+        """A turn goes to `url`: counted for the load bound, and told to the monitor (a
+        probe held behind the answer then reads as busy)."""
+        self._in_flight[url] += 1
+        if self.health is not None:
+            self.health.turn_started(url)
+
+    def _end(self, url: str) -> None:
+        self._in_flight[url] -= 1
+        if self.health is not None:
+            self.health.turn_ended(url)
 
     def _report_success(self, url: str) -> None:
         if self.health is not None:

@@ -260,6 +260,10 @@ def provider_with(in_flight: dict[str, int], ejected: frozenset[str] | set[str] 
 
         def observe_target_success(self, url: str) -> None: ...
 
+        def turn_started(self, url: str) -> None: ...
+
+        def turn_ended(self, url: str) -> None: ...
+
     p = OnpremProvider(cfg, None, Health())   # type: ignore[arg-type]
     p._in_flight.update(in_flight)
     return p

@@ -82,6 +82,68 @@ async def test_real_tokens_stream_through_the_gateway_and_the_openai_client(
     assert h["targets"]["onprem.r1"]["reason"] == "serving llama-3.1-70b-instruct"
 
 
+async def test_a_replica_busy_with_our_answer_is_busy_and_takes_the_next_turn(
+        gw_client, real_replica, openai_sim):
+    """llama-cpp-python answers /v1/models only between completions, so while it writes a
+    long answer for us every probe (0.4 s timeout, every 0.5 s) times out behind it. The
+    monitor reads that as busy, never down, and the customer's next turn, sent the moment
+    the answer ends, goes to the replica, not to the backup."""
+    settings = make_settings([real_replica], f"{openai_sim.url}/v1", mutate=short_answers,
+                             deadlines={"headers_s": 20, "first_token_s": 30, "gap_s": 10})
+    client = await gw_client(create_app(settings))
+    for _ in range(200):
+        h = await (await client.get("/health", headers=STAFF)).json()
+        if h["targets"]["onprem.r1"]["state"] == "up":
+            break
+        await asyncio.sleep(0.1)
+    assert h["targets"]["onprem.r1"]["state"] == "up", h["targets"]
+    sdk = openai.AsyncOpenAI(api_key=API_KEY, base_url=str(client.make_url("/v1")),
+                             max_retries=0)
+    seen: list[tuple[str, str]] = []
+    answering = asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            r1 = (await (await client.get("/health", headers=STAFF)).json())["targets"]["onprem.r1"]
+            seen.append((r1["state"], r1["reason"]))
+            if r1["state"] == "busy":
+                answering.set()
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        messages = [{"role": "user", "content": "Tell me a long story about a family road trip "
+                                                "in a minivan, with every stop on the way."}]
+        stream = await sdk.chat.completions.create(
+            model="scout", messages=messages, stream=True, max_tokens=400, temperature=0,
+            seed=7)
+        text, served = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                if chunk.choices[0].finish_reason:
+                    served = chunk.model_extra["served_by"]
+            if served is None and len(text) > 200 and not answering.is_set():
+                # Long enough for a probe to wait behind it: see the monitor say so.
+                try:
+                    await asyncio.wait_for(answering.wait(), 30)
+                except TimeoutError:
+                    pytest.fail(f"never busy while it answered us; the monitor said {seen[-3:]}")
+        assert served == ["onprem"]
+        watcher.cancel()
+        messages += [{"role": "assistant", "content": text},
+                     {"role": "user", "content": "Which family car would you recommend?"}]
+        answer = await sdk.chat.completions.create(model="scout", messages=messages,
+                                                   max_tokens=16, temperature=0, seed=7)
+        assert answer.model_extra["served_by"] == ["onprem"], answer.model_extra
+    finally:
+        watcher.cancel()
+        await sdk.close()
+    states = {state for state, _ in seen}
+    assert "busy" in states and "down" not in states, seen
+    assert any("answering 1 turn of ours" in reason for _, reason in seen), seen
+
+
 # llama.cpp's log, after each completion (and before it, when its slot held a prefix).
 COMPLETION = re.compile(r"(?:(\d+) prefix-match hit, remaining \d+ prompt tokens to eval\n"
                         r"(?:.*\n)*?)?.*prompt eval time = +[\d.]+ ms / +(\d+) tokens")

@@ -309,3 +309,67 @@ def test_a_follower_gateway_reads_the_replicas_queue_and_cache_the_monitor_publi
     older = [{k: v for k, v in t.items() if k not in ("waiting", "cache_usage")} for t in published]
     follower.adopt({t["name"]: t for t in older})
     assert follower.waiting("http://r1") == 0.0 and follower.cache_usage("http://r1") is None
+
+
+def test_a_replica_whose_probe_waits_behind_our_answer_is_busy_not_down():
+    """llama-cpp-python answers one request at a time: a probe sent while it answers one of
+    our turns times out behind it. That replica is busy (and still takes turns), not down;
+    a timeout with no turn of ours there, or a refused connection, is still down, and so is
+    the next timeout once the turn is over. A follower reads the leader's timeout the same
+    way for the turns it has in flight itself."""
+    from dataclasses import asdict
+
+    from gateway.config import HealthConfig
+    from gateway.health.probes import HttpResult, judge_replica
+    from gateway.health.targets import TierBook
+    from gateway.tiers import ProbeTarget
+
+    now = [0.0]
+
+    def book() -> TierBook:
+        b = TierBook(HealthConfig(), lambda: now[0], lambda event: None)
+        b.add("onprem", (ProbeTarget("onprem.r1", "replica", lambda s, k, c: None),),  # type: ignore
+              {"http://r1": "onprem.r1"})
+        return b
+
+    timed_out = judge_replica(HttpResult(404), HttpResult(None, error="no answer within 1 s",
+                                                          timed_out=True), None, "m", 0)
+    refused = judge_replica(HttpResult(None, error="connection refused"), None, None, "m", 0)
+    assert timed_out.state == "down" and timed_out.timed_out and not refused.timed_out
+    up = Verdict("up", "serving m")
+
+    b = book()
+    r1 = b.targets["onprem.r1"]
+    b.fold(r1, up, now[0])
+    b.fold(r1, timed_out, now[0])
+    assert r1.state == "down", "no turn of ours there: a timeout is a timeout"
+    b.fold(r1, up, now[0])
+    b.fold(r1, up, now[0])   # rise 2
+
+    b.turn_started("http://r1")
+    now[0] = 1.0
+    b.fold(r1, timed_out, started=0.5)
+    assert r1.state == "busy" and "answering 1 turn of ours" in r1.reason, r1.reason
+    assert b.usable("http://r1") and b.state("onprem").state == "busy"
+    b.fold(r1, refused, started=1.0)
+    assert r1.state == "down", "a refused connection is not an answer holding the probe"
+    b.fold(r1, up, now[0])
+    b.fold(r1, up, now[0])
+    now[0] = 2.0
+    b.turn_ended("http://r1")    # the answer ends while the next probe waits for it
+    b.fold(r1, timed_out, started=1.5)
+    assert r1.state == "busy", "the probe was sent while the turn was still answered"
+    now[0] = 4.0
+    b.fold(r1, timed_out, started=3.0)
+    assert r1.state == "down", "sent after the last turn ended: nothing held it"
+
+    leader, follower = book(), book()
+    apply_verdict(leader.targets["onprem.r1"], timed_out, rise=1, now=0)
+    published = {t["name"]: t for t in orjson.loads(orjson.dumps(
+        [asdict(t) for t in leader.targets.values()]))}
+    follower.adopt(published)
+    assert follower.targets["onprem.r1"].state == "down"
+    follower.turn_started("http://r1")
+    follower.adopt(published)
+    assert follower.targets["onprem.r1"].state == "busy"
+    assert follower.usable("http://r1")
