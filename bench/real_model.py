@@ -34,19 +34,22 @@ async def one(session: aiohttp.ClientSession, url: str, model: str, question: st
     t0 = time.perf_counter()
     first = None
     tokens = 0
+    served = None
     async with session.post(url, data=orjson.dumps(body)) as r:
         r.raise_for_status()
         async for line in r.content:
             if not line.startswith(b"data: {"):
                 continue
             chunk = orjson.loads(line[6:])
+            served = chunk.get("served_by", served)   # the gateway's, on its last chunk
             for choice in chunk.get("choices") or []:
                 if (choice.get("delta") or {}).get("content"):
                     tokens += 1  # llama.cpp streams one token per chunk; the gateway keeps them
                     if first is None:
                         first = time.perf_counter()
     total = time.perf_counter() - t0
-    return {"ttft_s": (first or time.perf_counter()) - t0, "total_s": total, "tokens": tokens}
+    return {"ttft_s": (first or time.perf_counter()) - t0, "total_s": total, "tokens": tokens,
+            "served_by": served}
 
 
 async def measure(url: str, model: str, headers: dict[str, str], n: int,
@@ -59,6 +62,12 @@ async def measure(url: str, model: str, headers: dict[str, str], n: int,
             q = ("Recommend a family car for a dealership customer, in a few sentences. "
                  f"({uuid.uuid4().hex[:6]} {i})")
             runs.append(await one(s, url, model, q, max_tokens))
+    # Through the gateway every answer must be the replica's: one from the backup or the
+    # static reply would be timed as if it were the model.
+    others = [r["served_by"] for r in runs if r["served_by"] not in (None, ["onprem"])]
+    if others:
+        raise SystemExit(f"bench.real_model: {len(others)} of {n} answers through the gateway "
+                         f"were not the replica's (served by {others[0]})")
     gen_s = [r["total_s"] - r["ttft_s"] for r in runs]
     toks = sum(r["tokens"] for r in runs)
     return {"ttft_ms": report.summary_ms([r["ttft_s"] for r in runs]),
@@ -66,6 +75,21 @@ async def measure(url: str, model: str, headers: dict[str, str], n: int,
             "completion_tokens": toks,
             "tokens_per_s": toks / sum(r["total_s"] for r in runs),
             "decode_tokens_per_s": sum(max(0, r["tokens"] - 1) for r in runs) / sum(gen_s)}
+
+
+async def onprem_up(gateway_url: str, within_s: float = 60.0) -> None:
+    """Until the gateway's monitor says on-prem is up: the direct run just before held the
+    replica's probes behind answers that were not the gateway's, so it may be down there."""
+    deadline = time.monotonic() + within_s
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(f"{gateway_url}/health") as r:
+                state = (await r.json())["tiers"]["onprem"]["state"]
+            if state == "up":
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench.real_model: on-prem still {state} after {within_s:g} s")
+            await asyncio.sleep(0.2)
 
 
 async def run(n: int, max_tokens: int) -> None:
@@ -85,6 +109,7 @@ async def run(n: int, max_tokens: int) -> None:
                            deadlines={"headers_s": 60, "first_token_s": 120, "gap_s": 60})
         direct = await measure(f"{replica.url}/v1/chat/completions", ALIAS,
                                {"Authorization": f"Bearer {key}"}, n, max_tokens)
+        await onprem_up(gw.url)
         through = await measure(f"{gw.url}/v1/chat/completions", "scout/onprem",
                                 procs.API_HEADERS, n, max_tokens)
     finally:
