@@ -77,6 +77,7 @@ class TargetHealth(Protocol):
     # the replica answers one is read as busy (gateway.health.targets, TierBook._held).
     def turn_started(self, url: str) -> None: ...
     def turn_ended(self, url: str) -> None: ...
+    def turn_moved(self, url: str) -> None: ...   # part of the answer arrived
 
 
 @dataclass

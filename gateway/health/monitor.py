@@ -62,7 +62,11 @@ class HealthMonitor:
         self.clock = clock
         self.leadership = Leadership(kv, 2 * self.cfg.interval_s, redis_up)
         self.incidents_log = Incidents(clock, lambda: self.leadership.role)
-        self.book = TierBook(self.cfg, clock, self.incidents_log)
+        # How long a replica answering our turns may stay silent and still count as alive:
+        # the longest silence any turn is allowed.
+        hold_s = max(max(d.first_token_s, d.gap_s) for d in
+                     (settings.deadlines, *(i.deadlines for i in settings.intents.values())))
+        self.book = TierBook(self.cfg, clock, self.incidents_log, hold_s)
         for spec in registry().generative():
             cfg = settings.tiers[spec.name]
             if cfg.enabled:
@@ -99,6 +103,9 @@ class HealthMonitor:
 
     def turn_ended(self, url: str) -> None:
         self.book.turn_ended(url)
+
+    def turn_moved(self, url: str) -> None:
+        self.book.turn_moved(url)
 
     def observe_failure(self, tier: str, kind: FailureKind, reason: str,
                         retry_after_s: float | None = None) -> None:

@@ -137,8 +137,9 @@ class TierBook:
     """Targets, live-traffic verdicts and the folded state of every tier."""
 
     def __init__(self, cfg: HealthConfig, clock: Callable[[], float],
-                 tell: Callable[[dict[str, Any]], None]) -> None:
+                 tell: Callable[[dict[str, Any]], None], hold_s: float = 5.0) -> None:
         self.cfg = cfg
+        self.hold_s = hold_s   # the longest silence a turn is allowed (its deadlines)
         self.clock = clock
         self.tell = tell
         self.targets: dict[str, Target] = {}
@@ -153,10 +154,12 @@ class TierBook:
         self._ejection_ends: float | None = None   # when the verdicts next change by time
         self._target_tiers: set[str] = set()       # tiers with probed targets
         self._deadline_misses: dict[str, float] = {}   # URL → when it last missed a deadline
-        # This process's turns in flight on each URL, and when the last of them ended: a
+        # This process's turns in flight on each URL, when the last of them ended, and when
+        # the replica last showed it was alive (a probe answered, a turn's stream moved): a
         # probe that times out while the replica answers one of them was held by the answer.
         self._turns: dict[str, int] = {}
         self._turn_ended: dict[str, float] = {}
+        self._alive: dict[str, float] = {}
 
     def add(self, tier: str, probes: tuple[ProbeTarget, ...], routes: dict[str, str]) -> None:
         for p in probes:
@@ -236,11 +239,16 @@ class TierBook:
         self._turns[url] = max(0, self._turns.get(url, 0) - 1)
         self._turn_ended[url] = self.clock()
 
+    def turn_moved(self, url: str) -> None:
+        """The replica behind `url` sent part of a turn's answer: it is alive."""
+        self._alive[url] = self.clock()
+
     def _answering(self, name: str, since: float) -> int:
         """How many of this process's turns the target's replica has been answering since
-        `since`: those in flight now, or 1 if the last of them ended after it."""
+        `since` (those in flight now, or 1 if the last of them ended after it), if it has
+        shown it is alive within `hold_s`; else 0."""
         url = self._target_urls.get(name)
-        if url is None:
+        if url is None or self.clock() - self._alive.get(url, -math.inf) > self.hold_s:
             return 0
         return self._turns.get(url, 0) or int(self._turn_ended.get(url, -math.inf) >= since)
 
@@ -248,8 +256,9 @@ class TierBook:
               since: float) -> tuple[str, str]:
         """A replica whose probe timed out while it was answering our turns is busy, not
         down: a server that answers one request at a time (llama-cpp-python) holds its
-        probes behind the answer. Those turns' own deadlines watch it meanwhile; a replica
-        that hangs misses them, and they eject it."""
+        probes behind the answer. Only while it shows it is alive, though: a probe that
+        answered or a turn's stream that moved within `hold_s` (the turns' own deadlines).
+        A frozen replica shows nothing, so new turns sent to it can't keep it "busy"."""
         if state != State.DOWN or not timed_out or t.kind != "replica":
             return state, reason
         n = self._answering(t.name, since)
@@ -347,6 +356,8 @@ class TierBook:
         state, reason = self._held(t, v.state, v.reason, v.timed_out, started)
         if state != v.state:
             v = replace(v, state=state, reason=reason)
+        elif v.state in SERVING and (url := self._target_urls.get(t.name)) is not None:
+            self._alive[url] = now
         if apply_verdict(t, v, self.cfg.rise, now):
             self.tell({"kind": "target", "target": t.name, "tier": t.tier,
                        "from": before, "to": t.state, "reason": t.reason})

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Annotated, Any, ClassVar
@@ -138,6 +138,9 @@ class OnpremProvider:
         self.config = config
         self.model = config.model
         self.health = health
+        # Told of every part of an answer, so a probe held behind it reads busy, not down.
+        self._moved: Callable[[str], None] = health.turn_moved if health is not None \
+            else _nowhere
         if keys is None and config.api_key:
             keys = KeySource("onprem", config.api_key.get())
         self._client = CompletionsClient(
@@ -261,6 +264,7 @@ class OnpremProvider:
                                              request.upstream_messages())
                 async with aclosing(events) as evs:
                     async for ev in evs:
+                        self._moved(url)
                         if not answered and isinstance(ev, Delta) and (ev.text or ev.tool_calls):
                             answered = True
                         elif isinstance(ev, Usage) and url in self._names:
@@ -339,6 +343,10 @@ class OnpremProvider:
 
     async def close(self) -> None:
         """The shared ClientSession is closed by the app's cleanup context."""
+
+
+def _nowhere(url: str) -> None:
+    """No monitor to tell."""
 
 
 def _targets(cfg: TierConfig) -> Targets:

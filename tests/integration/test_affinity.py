@@ -264,6 +264,8 @@ def provider_with(in_flight: dict[str, int], ejected: frozenset[str] | set[str] 
 
         def turn_ended(self, url: str) -> None: ...
 
+        def turn_moved(self, url: str) -> None: ...
+
     p = OnpremProvider(cfg, None, Health())   # type: ignore[arg-type]
     p._in_flight.update(in_flight)
     return p

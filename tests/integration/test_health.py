@@ -246,3 +246,38 @@ async def test_health_status_codes_and_public_view(gw_client, settings, onprem_s
     resp = await client.get("/health")
     assert resp.status == 503, "only cached and static answers are left"
     assert h["tiers"]["onprem"]["reason"].startswith("GPU box unreachable over the tailnet")
+
+
+async def test_a_frozen_replica_with_turns_in_flight_is_taken_out_by_their_deadlines(
+        gw_client, openai_sim):
+    """A replica whose probe times out while it answers one of our turns reads busy (a
+    one-at-a-time server holds probes behind its answer). One that froze (SIGSTOP:
+    connections accepted, nothing answered) must not stay busy on that account while the
+    customers' turns keep going to it: each turn misses its deadline and is answered by
+    the backup, and `eject_after` misses in a row take the replica out."""
+    import signal
+
+    from bench import procs
+    from tests.conftest import ONPREM_KEY
+
+    sim = procs.simulator(api_key=ONPREM_KEY, ttft=0.01, interval=0.002, tokens=8)
+    try:
+        settings = make_settings([sim.url], f"{openai_sim.url}/v1")
+        client = await gw_client(create_app(settings))
+        await wait_for(client, lambda h: target(h, "onprem.r1")["state"] == "up", within=30)
+        sim.popen.send_signal(signal.SIGSTOP)
+        served = []
+        for i in range(3 * settings.health.eject_after):
+            r = await client.post("/v1/chat/completions", json={
+                "model": "scout", "messages": [{"role": "user", "content": f"hello {i}"}]})
+            assert r.status == 200
+            served.append((await r.json())["served_by"])
+            h = await health(client)
+            if target(h, "onprem.r1")["state"] == "down":
+                break
+        assert target(h, "onprem.r1")["state"] == "down", (served, target(h, "onprem.r1"))
+        assert all(s[-1] == "openai" for s in served), served
+        assert len(served) <= settings.health.eject_after + 1, served
+    finally:
+        sim.popen.send_signal(signal.SIGCONT)
+        sim.stop()

@@ -85,10 +85,14 @@ async def test_real_tokens_stream_through_the_gateway_and_the_openai_client(
 async def test_a_replica_busy_with_our_answer_is_busy_and_takes_the_next_turn(
         gw_client, real_replica, openai_sim):
     """llama-cpp-python answers /v1/models only between completions, so while it writes a
-    long answer for us every probe (0.4 s timeout, every 0.5 s) times out behind it. The
+    long answer for us every probe (1 s timeout, every 1.5 s) times out behind it. The
     monitor reads that as busy, never down, and the customer's next turn, sent the moment
     the answer ends, goes to the replica, not to the backup."""
-    settings = make_settings([real_replica], f"{openai_sim.url}/v1", mutate=short_answers,
+    def probes(data):
+        short_answers(data)
+        # Long enough that an idle replica on a loaded machine answers in time.
+        data["health"].update(interval_s=1.5, timeout_s=1.0)
+    settings = make_settings([real_replica], f"{openai_sim.url}/v1", mutate=probes,
                              deadlines={"headers_s": 20, "first_token_s": 30, "gap_s": 10})
     client = await gw_client(create_app(settings))
     for _ in range(200):

@@ -311,34 +311,37 @@ def test_a_follower_gateway_reads_the_replicas_queue_and_cache_the_monitor_publi
     assert follower.waiting("http://r1") == 0.0 and follower.cache_usage("http://r1") is None
 
 
-def test_a_replica_whose_probe_waits_behind_our_answer_is_busy_not_down():
-    """llama-cpp-python answers one request at a time: a probe sent while it answers one of
-    our turns times out behind it. That replica is busy (and still takes turns), not down;
-    a timeout with no turn of ours there, or a refused connection, is still down, and so is
-    the next timeout once the turn is over. A follower reads the leader's timeout the same
-    way for the turns it has in flight itself."""
-    from dataclasses import asdict
-
+def held_book(now: list[float]):
+    """A book with one replica, r1, probed at the times in `now`."""
     from gateway.config import HealthConfig
-    from gateway.health.probes import HttpResult, judge_replica
     from gateway.health.targets import TierBook
     from gateway.tiers import ProbeTarget
 
-    now = [0.0]
+    b = TierBook(HealthConfig(), lambda: now[0], lambda event: None, hold_s=5.0)
+    b.add("onprem", (ProbeTarget("onprem.r1", "replica", lambda s, k, c: None),),  # type: ignore
+          {"http://r1": "onprem.r1"})
+    return b
 
-    def book() -> TierBook:
-        b = TierBook(HealthConfig(), lambda: now[0], lambda event: None)
-        b.add("onprem", (ProbeTarget("onprem.r1", "replica", lambda s, k, c: None),),  # type: ignore
-              {"http://r1": "onprem.r1"})
-        return b
+
+def held_verdicts():
+    """A probe whose /v1/models timed out, one whose connection was refused, and a good one."""
+    from gateway.health.probes import HttpResult, judge_replica
 
     timed_out = judge_replica(HttpResult(404), HttpResult(None, error="no answer within 1 s",
                                                           timed_out=True), None, "m", 0)
     refused = judge_replica(HttpResult(None, error="connection refused"), None, None, "m", 0)
-    assert timed_out.state == "down" and timed_out.timed_out and not refused.timed_out
-    up = Verdict("up", "serving m")
+    return timed_out, refused, Verdict("up", "serving m")
 
-    b = book()
+
+def test_a_replica_whose_probe_waits_behind_our_answer_is_busy_not_down():
+    """llama-cpp-python answers one request at a time: a probe sent while it answers one of
+    our turns times out behind it. That replica is busy (and still takes turns), not down;
+    a timeout with no turn of ours there, or a refused connection, is still down, and so is
+    the next timeout once the turn is over."""
+    now = [0.0]
+    timed_out, refused, up = held_verdicts()
+    assert timed_out.state == "down" and timed_out.timed_out and not refused.timed_out
+    b = held_book(now)
     r1 = b.targets["onprem.r1"]
     b.fold(r1, up, now[0])
     b.fold(r1, timed_out, now[0])
@@ -363,13 +366,47 @@ def test_a_replica_whose_probe_waits_behind_our_answer_is_busy_not_down():
     b.fold(r1, timed_out, started=3.0)
     assert r1.state == "down", "sent after the last turn ended: nothing held it"
 
-    leader, follower = book(), book()
+
+def test_a_frozen_replica_is_down_however_many_turns_are_sent_to_it():
+    """Turns keep going to it, but nothing has come back for longer than a turn may stay
+    silent (hold_s): a timeout is down again, turns in flight or not."""
+    now = [4.0]
+    timed_out, _, up = held_verdicts()
+    b = held_book(now)
+    r1 = b.targets["onprem.r1"]
+    b.fold(r1, up, now[0])
+    b.turn_started("http://r1")
+    now[0] = 8.0
+    b.fold(r1, timed_out, started=7.5)
+    assert r1.state == "busy", "the last good probe was 4 s ago"
+    b.turn_ended("http://r1")
+    b.turn_started("http://r1")   # the next customer's turn, sent to it
+    now[0] = 9.5
+    b.fold(r1, timed_out, started=9.0)
+    assert r1.state == "down", "5.5 s without a sign of life"
+    b.turn_moved("http://r1")     # a part of an answer after all: it is alive
+    b.fold(r1, timed_out, started=9.4)
+    b.fold(r1, timed_out, started=9.4)   # rise 2, busy being a serving state
+    assert r1.state == "busy"
+
+
+def test_a_follower_reads_the_leaders_timeout_by_its_own_turns():
+    """The leader saw a timeout with no turn of its own there; a follower whose own turn is
+    answered there reads it as busy, once that turn has shown life."""
+    from dataclasses import asdict
+
+    now = [0.0]
+    timed_out, _, _ = held_verdicts()
+    leader, follower = held_book(now), held_book(now)
     apply_verdict(leader.targets["onprem.r1"], timed_out, rise=1, now=0)
     published = {t["name"]: t for t in orjson.loads(orjson.dumps(
         [asdict(t) for t in leader.targets.values()]))}
     follower.adopt(published)
     assert follower.targets["onprem.r1"].state == "down"
     follower.turn_started("http://r1")
+    follower.adopt(published)
+    assert follower.targets["onprem.r1"].state == "down", "its turn has shown nothing yet"
+    follower.turn_moved("http://r1")
     follower.adopt(published)
     assert follower.targets["onprem.r1"].state == "busy"
     assert follower.usable("http://r1")
