@@ -82,17 +82,36 @@ async def test_real_tokens_stream_through_the_gateway_and_the_openai_client(
     assert h["targets"]["onprem.r1"]["reason"] == "serving llama-3.1-70b-instruct"
 
 
+@pytest.fixture(params=["direct", "behind the on-prem nginx"])
+def gpu_box(request, tmp_path, real_replica):
+    """The real replica as the gateway reaches it: straight, or as on the GPU box, behind
+    the on-prem nginx config (probes on /replicas/r1/..., chats on its affinity route)."""
+    if request.param == "direct":
+        yield real_replica, None
+        return
+    port = free_port()
+    nginx = Nginx(tmp_path, render_onprem([("r1", real_replica.removeprefix("http://"))],
+                                          f"127.0.0.1:{port}"))
+    nginx.start(port)
+    yield f"http://127.0.0.1:{port}", ["r1"]
+    nginx.stop()
+
+
 async def test_a_replica_busy_with_our_answer_is_busy_and_takes_the_next_turn(
-        gw_client, real_replica, openai_sim):
+        gw_client, gpu_box, openai_sim):
     """llama-cpp-python answers /v1/models only between completions, so while it writes a
     long answer for us every probe (1 s timeout, every 1.5 s) times out behind it. The
     monitor reads that as busy, never down, and the customer's next turn, sent the moment
     the answer ends, goes to the replica, not to the backup."""
+    url, names = gpu_box
+
     def probes(data):
         short_answers(data)
         # Long enough that an idle replica on a loaded machine answers in time.
         data["health"].update(interval_s=1.5, timeout_s=1.0)
-    settings = make_settings([real_replica], f"{openai_sim.url}/v1", mutate=probes,
+        if names:
+            data["onprem"]["replicas"] = names
+    settings = make_settings([url], f"{openai_sim.url}/v1", mutate=probes,
                              deadlines={"headers_s": 20, "first_token_s": 30, "gap_s": 10})
     client = await gw_client(create_app(settings))
     for _ in range(200):
